@@ -1,0 +1,135 @@
+//! The `hub` command line: `serve` (default), `token create`, `schema`, `migrate`, `keygen`.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    auth::{Role, generate_signing_key_file},
+    config::{HubConfig, ServeArgs},
+    server,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hub",
+    version,
+    about = "IoT Commerce Hub: the shared GraphQL source of truth"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: HubConfig,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub (the default).
+    Serve(ServeArgs),
+    /// Mint tokens from the command line (the operator's path; runs migrations and bootstrap first).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print the GraphQL schema (SDL).
+    Schema,
+    /// Run database migrations and exit.
+    Migrate,
+    /// Create a new ed25519 token-signing key file (PKCS#8 PEM, mode 0600); never overwrites.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a token for a member of an organization, creating the member if needed.
+    Create {
+        /// Organization name or UUID.
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Member name (default: `cli-<role>`).
+        #[arg(long)]
+        member: Option<String>,
+        /// Lifetime in seconds (default 3600, at most 604800).
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+}
+
+fn parse_role(value: &str) -> Result<Role, String> {
+    match value.to_ascii_uppercase().as_str() {
+        "ADMIN" => Ok(Role::Admin),
+        "MEMBER" => Ok(Role::Member),
+        "VIEWER" => Ok(Role::Viewer),
+        _ => Err("expected ADMIN, MEMBER or VIEWER".into()),
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => {
+            serve(
+                cli.config,
+                ServeArgs {
+                    listen: default_listen(),
+                },
+            )
+            .await
+        }
+        Some(Command::Serve(args)) => serve(cli.config, args).await,
+        Some(Command::Schema) => {
+            print!("{}", crate::graphql::sdl());
+            Ok(())
+        }
+        Some(Command::Migrate) => {
+            let db = crate::db::connect(&cli.config).await?;
+            crate::db::migrate(&db).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Some(Command::Keygen { out }) => {
+            generate_signing_key_file(&out)?;
+            eprintln!("wrote {}", out.display());
+            Ok(())
+        }
+        Some(Command::Token(TokenCommand::Create {
+            org,
+            role,
+            member,
+            ttl,
+        })) => {
+            let state = server::prepare(cli.config).await?;
+            let identity = &state.services.identity;
+            let organization = identity.find_organization(&org).await?;
+            let name =
+                member.unwrap_or_else(|| format!("cli-{}", format!("{role:?}").to_lowercase()));
+            let member = identity
+                .ensure_member(organization.id, &name, role.into())
+                .await?;
+            let minted = identity.mint_for(&member, ttl.map(Duration::from_secs))?;
+            println!("{}", minted.token);
+            Ok(())
+        }
+    }
+}
+
+fn default_listen() -> std::net::SocketAddr {
+    std::env::var("HUB_LISTEN")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8080)))
+}
+
+async fn serve(config: HubConfig, args: ServeArgs) -> anyhow::Result<()> {
+    let state = server::prepare(config).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", args.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "hub listening: GraphQL at /graphql, GraphiQL at /");
+    server::serve_on(listener, state, server::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! Command line and environment configuration (clap): one struct for everything the hub reads at start.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, ValueEnum};
+
+/// Where state lives and how the hub behaves; shared by `serve`, `token create` and `migrate`.
+#[derive(Debug, Clone, Args)]
+pub struct HubConfig {
+    /// Database URL. Unset: SQLite in the data directory (the embedded default). `postgres://...` selects
+    /// production mode, where keys are never generated.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Redis URL for fan-out between replicas (optional; the embedded default needs none).
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+
+    /// Directory for the embedded database, generated keys and the bootstrap admin token.
+    #[arg(long, env = "HUB_DATA_DIR", default_value = "data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// PKCS#8 PEM file with the hub's ed25519 token-signing key. Default: `<data-dir>/signing-key.pem`,
+    /// created on first start in embedded mode; required in production mode.
+    #[arg(long, env = "HUB_SIGNING_KEY_FILE", global = true)]
+    pub signing_key_file: Option<PathBuf>,
+
+    /// `iss` and `aud` of the tokens the hub mints and accepts.
+    #[arg(
+        long,
+        env = "HUB_TOKEN_AUDIENCE",
+        default_value = "iot-commerce-hub",
+        global = true
+    )]
+    pub token_audience: String,
+
+    /// Name of the retailer organization created on first start.
+    #[arg(
+        long,
+        env = "HUB_RETAILER_NAME",
+        default_value = "Retailer",
+        global = true
+    )]
+    pub retailer_name: String,
+
+    /// Log output format.
+    #[arg(long, env = "HUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// Guard rails on every GraphQL request.
+#[derive(Debug, Clone, Args)]
+pub struct Limits {
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "HUB_MAX_BODY_BYTES", default_value_t = 256 * 1024, global = true)]
+    pub max_body_bytes: usize,
+    /// Deepest accepted selection nesting.
+    #[arg(long, env = "HUB_MAX_QUERY_DEPTH", default_value_t = 12, global = true)]
+    pub max_query_depth: usize,
+    /// Highest accepted query complexity (each field counts 1, list fields by their page size).
+    #[arg(
+        long,
+        env = "HUB_MAX_QUERY_COMPLEXITY",
+        default_value_t = 2_000,
+        global = true
+    )]
+    pub max_query_complexity: usize,
+    /// Time a GraphQL request may take before it is answered with TIMEOUT, in seconds.
+    #[arg(
+        long,
+        env = "HUB_REQUEST_TIMEOUT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub request_timeout_secs: u64,
+    /// Serve schema introspection (turn off in production if partners get the SDL otherwise).
+    #[arg(long, env = "HUB_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub introspection: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+            max_query_depth: 12,
+            max_query_complexity: 2_000,
+            request_timeout_secs: 30,
+            introspection: true,
+        }
+    }
+}
+
+impl Limits {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Embedded (one machine, SQLite, may generate its own keys) or production (PostgreSQL, keys supplied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Embedded,
+    Production,
+}
+
+impl HubConfig {
+    /// A configuration with every default, for a given data directory (tests and tools start from it).
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            database_url: None,
+            redis_url: None,
+            data_dir: data_dir.into(),
+            signing_key_file: None,
+            token_audience: "iot-commerce-hub".to_owned(),
+            retailer_name: "Retailer".to_owned(),
+            log_format: LogFormat::Text,
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        match &self.database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Mode::Production
+            }
+            _ => Mode::Embedded,
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("hub.db").display()
+            ),
+        }
+    }
+
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.signing_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("signing-key.pem"))
+    }
+
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.data_dir.join("admin.token")
+    }
+
+    /// One log line describing the configuration, with credentials masked.
+    pub fn describe(&self) -> String {
+        format!(
+            "mode={:?} database={} redis={} data_dir={} signing_key={} audience={} \
+             max_body_bytes={} max_depth={} max_complexity={} timeout={}s introspection={}",
+            self.mode(),
+            mask_url_credentials(&self.database_url()),
+            self.redis_url
+                .as_deref()
+                .map(mask_url_credentials)
+                .unwrap_or_else(|| "none".into()),
+            self.data_dir.display(),
+            self.signing_key_path().display(),
+            self.token_audience,
+            self.limits.max_body_bytes,
+            self.limits.max_query_depth,
+            self.limits.max_query_complexity,
+            self.limits.request_timeout_secs,
+            self.limits.introspection,
+        )
+    }
+}
+
+/// `scheme://user:secret@host/db` -> `scheme://user:***@host/db`; URLs without a password are unchanged.
+pub fn mask_url_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// The listen address, separate from [`HubConfig`] because only `serve` binds a socket.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "HUB_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_url_credentials;
+
+    #[test]
+    fn masks_only_the_password() {
+        assert_eq!(
+            mask_url_credentials("postgres://u:p@h:5432/d"),
+            "postgres://u:***@h:5432/d"
+        );
+        assert_eq!(mask_url_credentials("postgres://u@h/d"), "postgres://u@h/d");
+        assert_eq!(
+            mask_url_credentials("sqlite://data/hub.db"),
+            "sqlite://data/hub.db"
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! Database connection, migrations and bootstrap.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    TransactionTrait,
+};
+
+use crate::{
+    config::{HubConfig, Mode},
+    identity::IdentityService,
+};
+
+/// Key of the PostgreSQL advisory lock that serializes migrations and bootstrap across replicas.
+const MIGRATION_LOCK_KEY: i64 = 0x4943_485f_4d49_4752; // "ICH_MIGR"
+
+pub async fn connect(config: &HubConfig) -> anyhow::Result<DatabaseConnection> {
+    if config.mode() == Mode::Embedded && config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
+    }
+    let mut options = ConnectOptions::new(config.database_url());
+    options
+        .max_connections(match config.mode() {
+            Mode::Embedded => 8,
+            Mode::Production => 32,
+        })
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    let db = Database::connect(options).await.with_context(|| {
+        format!(
+            "cannot connect to {}",
+            crate::config::mask_url_credentials(&config.database_url())
+        )
+    })?;
+    if db.get_database_backend() == DbBackend::Sqlite {
+        // WAL lets readers proceed while the single writer commits.
+        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+    }
+    Ok(db)
+}
+
+/// Runs pending migrations and creates the retailer and its first admin, once, even when several
+/// replicas start together (PostgreSQL advisory lock held for the duration).
+pub async fn migrate_and_bootstrap(
+    db: &DatabaseConnection,
+    retailer_name: &str,
+) -> anyhow::Result<(entities::organization::Model, entities::member::Model)> {
+    let lock = migration_lock(db).await?;
+    Migrator::up(db, None).await.context("migrations failed")?;
+    let bootstrap = IdentityService::ensure_retailer(db, retailer_name)
+        .await
+        .map_err(|err| anyhow::anyhow!("bootstrap failed: {err}"))?;
+    // Committing releases the advisory lock.
+    lock.commit().await?;
+    Ok(bootstrap)
+}
+
+/// Migrations only, for `hub migrate`.
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    let lock = migration_lock(db).await?;
+    Migrator::up(db, None).await.context("migrations failed")?;
+    lock.commit().await?;
+    Ok(())
+}
+
+/// A transaction holding the migration lock until it ends (PostgreSQL); SQLite has one process.
+async fn migration_lock(db: &DatabaseConnection) -> anyhow::Result<DatabaseTransaction> {
+    let lock = db.begin().await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        lock.execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+        ))
+        .await
+        .context("cannot take the migration lock")?;
+    }
+    Ok(lock)
+}
+
+/// Readiness: the database answers a trivial query.
+pub async fn ping(db: &DatabaseConnection) -> bool {
+    db.execute_unprepared("SELECT 1").await.is_ok()
+}

@@ -1,0 +1,119 @@
+//! One error type for the whole hub, mapped to a GraphQL `extensions.code` at the edge.
+//!
+//! Services return [`ApiError`]; resolvers pass it on with `?` (async-graphql keeps it as the error's
+//! source) and `graphql::edge` turns it into a code once per response. Internal failures are logged with the
+//! request's span (and so its request id) and answered with a bare `INTERNAL` code: nothing about the
+//! database, keys or stack leaks to a caller.
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No credentials, or credentials that do not prove who is asking. Deliberately uninformative.
+    #[error("authentication required: missing, invalid or expired token")]
+    Unauthenticated,
+    /// The caller is known and the record is its own, but its role does not allow the action.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// Absent, or not visible to the caller: the two answer alike.
+    #[error("{entity} not found")]
+    NotFound { entity: &'static str },
+    #[error("invalid {field}: {message}")]
+    Validation {
+        field: &'static str,
+        message: String,
+    },
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request did not finish within {seconds} s")]
+    Timeout { seconds: u64 },
+    #[error("malformed request: {0}")]
+    BadRequest(String),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn validation(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Validation {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(entity: &'static str) -> Self {
+        Self::NotFound { entity }
+    }
+
+    /// The stable code a client branches on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::NotFound { .. } => "NOT_FOUND",
+            Self::Validation { .. } => "VALIDATION",
+            Self::Conflict(_) => "CONFLICT",
+            Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
+            Self::Timeout { .. } => "TIMEOUT",
+            Self::BadRequest(_) => "BAD_REQUEST",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// The HTTP status used when the error ends a request before GraphQL runs.
+    pub fn http_status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Validation { .. } | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Logs internal causes once, where they are turned into a response.
+    pub(crate) fn log_if_internal(&self) {
+        if let Self::Internal(cause) = self {
+            tracing::error!(error = format!("{cause:#}"), "internal error");
+        }
+    }
+
+    /// Sets `code` (and `field` for validation errors) on a GraphQL error's extensions.
+    pub(crate) fn annotate(&self, extensions: &mut async_graphql::ErrorExtensionValues) {
+        extensions.set("code", self.code());
+        if let Self::Validation { field, .. } = self {
+            extensions.set("field", *field);
+        }
+    }
+
+    /// A complete GraphQL-shaped response for errors raised before the schema runs.
+    pub fn into_graphql_response(self) -> async_graphql::Response {
+        self.log_if_internal();
+        let mut extensions = async_graphql::ErrorExtensionValues::default();
+        self.annotate(&mut extensions);
+        let mut error = async_graphql::ServerError::new(self.to_string(), None);
+        error.extensions = Some(extensions);
+        async_graphql::Response::from_errors(vec![error])
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        Self::Internal(err.into())
+    }
+}
+
+impl From<sea_orm::TransactionError<ApiError>> for ApiError {
+    fn from(err: sea_orm::TransactionError<ApiError>) -> Self {
+        match err {
+            sea_orm::TransactionError::Connection(db) => db.into(),
+            sea_orm::TransactionError::Transaction(api) => api,
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,311 @@
+//! GraphQL types and resolvers for identity: thin, they decode IDs and call [`IdentityService`].
+
+use std::time::Duration;
+
+use async_graphql::{
+    Context, Enum, ID, InputObject, Object, SimpleObject,
+    connection::{Connection, Edge},
+};
+use chrono::{DateTime, Utc};
+use entities::{member, organization};
+
+use super::IdentityService;
+use crate::{
+    auth::Role,
+    graphql::{
+        ContextExt,
+        relay::{decode_cursor, decode_id, encode_cursor, encode_id, page_size},
+    },
+};
+
+const ORGANIZATION: &str = "Organization";
+const MEMBER: &str = "Member";
+
+/// The kind of party an organization is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "entities::organization::OrganizationKind")]
+pub enum OrganizationKind {
+    Retailer,
+    Supplier,
+    Logistics,
+    FinancialProvider,
+    ServiceProvider,
+}
+
+/// A directory entry: every authenticated caller may read an organization's name and kind, nothing else.
+pub struct Organization(organization::Model);
+
+#[Object]
+impl Organization {
+    async fn id(&self) -> ID {
+        encode_id(ORGANIZATION, self.0.id)
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn kind(&self) -> OrganizationKind {
+        self.0.kind.into()
+    }
+}
+
+impl From<organization::Model> for Organization {
+    fn from(model: organization::Model) -> Self {
+        Self(model)
+    }
+}
+
+/// A person or partner system acting for an organization.
+pub struct Member(member::Model);
+
+#[Object]
+impl Member {
+    async fn id(&self) -> ID {
+        encode_id(MEMBER, self.0.id)
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn role(&self) -> Role {
+        self.0.role.into()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// The caller as the hub sees it.
+pub struct Viewer {
+    member: member::Model,
+    organization: organization::Model,
+    role: Role,
+}
+
+#[Object]
+impl Viewer {
+    async fn member(&self) -> Member {
+        Member(self.member.clone())
+    }
+    async fn organization(&self) -> Organization {
+        self.organization.clone().into()
+    }
+    /// The role this request acts with: the token's role, never above the member's current role.
+    async fn role(&self) -> Role {
+        self.role
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct DirectoryFields {
+    /// Number of organizations in the directory.
+    total_count: u64,
+}
+
+#[derive(Default)]
+pub struct IdentityQuery;
+
+#[Object]
+impl IdentityQuery {
+    /// The authenticated caller: its member record, organization and effective role.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
+        let principal = ctx.principal()?;
+        let service = ctx.data_unchecked::<IdentityService>();
+        let member = service.member(principal, principal.member_id).await?;
+        let organization = service
+            .organization(principal, principal.organization_id)
+            .await?;
+        Ok(Viewer {
+            member,
+            organization,
+            role: principal.role,
+        })
+    }
+
+    /// The organization directory (names and kinds), ordered by name.
+    async fn organizations(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 0 to 100 (default 50).")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last organization of the previous page.")] after: Option<
+            String,
+        >,
+    ) -> async_graphql::Result<Connection<String, Organization, DirectoryFields>> {
+        let principal = ctx.principal()?;
+        let first = page_size(first)?;
+        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let has_previous_page = after.is_some();
+        let page = ctx
+            .data_unchecked::<IdentityService>()
+            .directory(principal, first, after)
+            .await?;
+        let mut connection = Connection::with_additional_fields(
+            has_previous_page,
+            page.has_next_page,
+            DirectoryFields {
+                total_count: page.total_count,
+            },
+        );
+        connection.edges.extend(
+            page.organizations
+                .into_iter()
+                .map(|org| Edge::new(encode_cursor(&org.name), Organization::from(org))),
+        );
+        Ok(connection)
+    }
+
+    /// One directory entry.
+    async fn organization(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Organization> {
+        let principal = ctx.principal()?;
+        let id = decode_id("id", ORGANIZATION, &id)?;
+        let org = ctx
+            .data_unchecked::<IdentityService>()
+            .organization(principal, id)
+            .await?;
+        Ok(org.into())
+    }
+
+    /// Members of the caller's organization.
+    async fn members(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Member>> {
+        let principal = ctx.principal()?;
+        let members = ctx
+            .data_unchecked::<IdentityService>()
+            .members(principal)
+            .await?;
+        Ok(members.into_iter().map(Member).collect())
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateOrganizationInput {
+    /// Unique display name, 1 to 200 characters.
+    name: String,
+    /// Any kind but RETAILER: the retailer is the platform operator and exists once.
+    kind: OrganizationKind,
+    /// Name of the new organization's first ADMIN member.
+    admin_name: String,
+}
+
+#[derive(SimpleObject)]
+pub struct CreateOrganizationPayload {
+    organization: Organization,
+    /// The first ADMIN; its token is minted by the operator (`hub token create`), not by another organization.
+    admin: Member,
+}
+
+#[derive(InputObject)]
+pub struct CreateMemberInput {
+    /// Unique within the organization, 1 to 200 characters.
+    name: String,
+    role: Role,
+}
+
+#[derive(SimpleObject)]
+pub struct CreateMemberPayload {
+    member: Member,
+}
+
+#[derive(InputObject)]
+pub struct RemoveMemberInput {
+    member_id: ID,
+}
+
+#[derive(SimpleObject)]
+pub struct RemoveMemberPayload {
+    removed_member_id: ID,
+}
+
+#[derive(InputObject)]
+pub struct IssueTokenInput {
+    /// A member of the caller's own organization.
+    member_id: ID,
+    /// Lifetime in seconds, 1 to 604800 (default 3600).
+    ttl_seconds: Option<u32>,
+}
+
+#[derive(SimpleObject)]
+pub struct IssueTokenPayload {
+    /// The bearer token. Shown once; the hub keeps no copy.
+    token: String,
+    /// The token's `jti`.
+    token_id: ID,
+    expires_at: DateTime<Utc>,
+    member: Member,
+}
+
+#[derive(Default)]
+pub struct IdentityMutation;
+
+#[Object]
+impl IdentityMutation {
+    /// Creates a partner organization (the retailer's ADMIN only).
+    async fn create_organization(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateOrganizationInput,
+    ) -> async_graphql::Result<CreateOrganizationPayload> {
+        let principal = ctx.principal()?;
+        let (organization, admin) = ctx
+            .data_unchecked::<IdentityService>()
+            .create_organization(principal, &input.name, input.kind.into(), &input.admin_name)
+            .await?;
+        Ok(CreateOrganizationPayload {
+            organization: organization.into(),
+            admin: Member(admin),
+        })
+    }
+
+    /// Adds a member to the caller's organization (ADMIN only).
+    async fn create_member(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateMemberInput,
+    ) -> async_graphql::Result<CreateMemberPayload> {
+        let principal = ctx.principal()?;
+        let member = ctx
+            .data_unchecked::<IdentityService>()
+            .create_member(principal, &input.name, input.role.into())
+            .await?;
+        Ok(CreateMemberPayload {
+            member: Member(member),
+        })
+    }
+
+    /// Removes a member of the caller's organization (ADMIN only); its tokens stop working at once.
+    async fn remove_member(
+        &self,
+        ctx: &Context<'_>,
+        input: RemoveMemberInput,
+    ) -> async_graphql::Result<RemoveMemberPayload> {
+        let principal = ctx.principal()?;
+        let id = decode_id("memberId", MEMBER, &input.member_id)?;
+        let removed = ctx
+            .data_unchecked::<IdentityService>()
+            .remove_member(principal, id)
+            .await?;
+        Ok(RemoveMemberPayload {
+            removed_member_id: encode_id(MEMBER, removed),
+        })
+    }
+
+    /// Mints a token for a member of the caller's own organization (ADMIN only).
+    async fn issue_token(
+        &self,
+        ctx: &Context<'_>,
+        input: IssueTokenInput,
+    ) -> async_graphql::Result<IssueTokenPayload> {
+        let principal = ctx.principal()?;
+        let id = decode_id("memberId", MEMBER, &input.member_id)?;
+        let ttl = input
+            .ttl_seconds
+            .map(|secs| Duration::from_secs(secs.into()));
+        let (member, minted) = ctx
+            .data_unchecked::<IdentityService>()
+            .issue_token(principal, id, ttl)
+            .await?;
+        Ok(IssueTokenPayload {
+            token: minted.token,
+            token_id: ID(minted.token_id.to_string()),
+            expires_at: minted.expires_at,
+            member: Member(member),
+        })
+    }
+}

@@ -1,0 +1,19 @@
+//! The IoT Commerce Hub: a GraphQL data hub shared by a retailer and its partners.
+//!
+//! Layout: `config` (flags and environment), `auth` (keys, tokens, principals), `policy` (the one place
+//! for access rules), one module per domain (`identity`, ...) with a service layer and thin GraphQL
+//! resolvers, `graphql` (schema assembly, Relay helpers, error codes), `http` (routes and middleware),
+//! `db` (connection, migrations, bootstrap) and `server` (start and stop).
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod identity;
+pub mod policy;
+pub mod server;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,158 @@
+//! Starting the hub: keys, database, migrations and bootstrap, then the HTTP server.
+
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+use crate::{
+    auth::{Authenticator, SigningKey, TokenIssuer, keys::write_private_file},
+    config::{HubConfig, Mode},
+    graphql::{Services, build_schema},
+    identity::IdentityService,
+    state::AppState,
+    telemetry,
+};
+
+/// Lifetime of the bootstrap admin token written in embedded mode (renewed at every start).
+const BOOTSTRAP_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Everything up to, but not including, listening: used by `serve` and by the command-line tools.
+pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
+    let mode = config.mode();
+    tracing::info!(config = %config.describe(), "starting");
+    let key_path = config.signing_key_path();
+    let (key, generated) = SigningKey::load(&key_path, mode == Mode::Embedded)?;
+    if generated {
+        tracing::warn!(
+            path = %key_path.display(),
+            "generated a new token-signing key; production must supply its own (HUB_SIGNING_KEY_FILE)"
+        );
+    }
+    let db = crate::db::connect(&config).await?;
+    let (_retailer, admin) = crate::db::migrate_and_bootstrap(&db, &config.retailer_name).await?;
+
+    let issuer = TokenIssuer::new(&key, &config.token_audience);
+    let services = Services {
+        identity: IdentityService::new(db.clone(), issuer.clone()),
+    };
+    if mode == Mode::Embedded {
+        write_admin_token(&config, &services.identity, &admin)?;
+    }
+    let redis = match &config.redis_url {
+        None => None,
+        Some(url) => {
+            let client = redis::Client::open(url.as_str()).context("invalid REDIS_URL")?;
+            Some(
+                redis::aio::ConnectionManager::new(client)
+                    .await
+                    .context("cannot connect to Redis")?,
+            )
+        }
+    };
+    Ok(AppState {
+        schema: build_schema(&config.limits, Some(services.clone())),
+        authenticator: Authenticator::new(issuer),
+        services,
+        db,
+        redis,
+        metrics: telemetry::metrics_handle(),
+        config: Arc::new(config),
+    })
+}
+
+/// Writes a fresh admin token for the embedded default, readable by the owner only.
+fn write_admin_token(
+    config: &HubConfig,
+    identity: &IdentityService,
+    admin: &entities::member::Model,
+) -> anyhow::Result<()> {
+    let minted = identity
+        .mint_for(admin, Some(BOOTSTRAP_TOKEN_TTL))
+        .map_err(|err| anyhow::anyhow!("cannot mint the admin token: {err}"))?;
+    let path = config.admin_token_path();
+    let staging = path.with_extension("token.new");
+    let _ = std::fs::remove_file(&staging);
+    write_private_file(&staging, format!("{}\n", minted.token).as_bytes())
+        .and_then(|()| std::fs::rename(&staging, &path))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(path = %path.display(), expires_at = %minted.expires_at, "admin token written");
+    Ok(())
+}
+
+/// A hub listening on a socket.
+pub struct RunningHub {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningHub {
+    /// Stops accepting, finishes in-flight requests, and waits for the server to end.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await.context("server task failed")??;
+        self.state.db.clone().close().await.ok();
+        Ok(())
+    }
+
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.state.config.admin_token_path()
+    }
+}
+
+/// Binds `listen` and serves until [`RunningHub::stop`].
+pub async fn start(config: HubConfig, listen: SocketAddr) -> anyhow::Result<RunningHub> {
+    let state = prepare(config).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve_on(listener, state.clone(), async {
+        let _ = rx.await;
+    }));
+    tracing::info!(%addr, "hub listening: GraphQL at /graphql, GraphiQL at /");
+    Ok(RunningHub {
+        addr,
+        state,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+pub async fn serve_on(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, crate::http::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}

@@ -1,0 +1,23 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    auth::Authenticator,
+    config::HubConfig,
+    graphql::{HubSchema, Services},
+};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<HubConfig>,
+    pub db: DatabaseConnection,
+    pub authenticator: Authenticator,
+    pub schema: HubSchema,
+    pub services: Services,
+    pub redis: Option<redis::aio::ConnectionManager>,
+    pub metrics: PrometheusHandle,
+}

@@ -1,0 +1,14 @@
+//! Schema migrations, run by `hub` on start (under an advisory lock on PostgreSQL) and by `hub migrate`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_identity;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_identity::Migration)]
+    }
+}

@@ -1,0 +1,106 @@
+//! Organizations and their members: who may act for whom.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Organization {
+    Table,
+    Id,
+    Name,
+    Kind,
+    CreatedAt,
+    Version,
+}
+
+#[derive(DeriveIden)]
+enum Member {
+    Table,
+    Id,
+    OrganizationId,
+    Name,
+    Role,
+    CreatedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Organization::Table)
+                    .col(
+                        ColumnDef::new(Organization::Id)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Organization::Name)
+                            .string_len(200)
+                            .not_null()
+                            .unique_key(),
+                    )
+                    .col(ColumnDef::new(Organization::Kind).string_len(32).not_null())
+                    .col(
+                        ColumnDef::new(Organization::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Organization::Version)
+                            .integer()
+                            .not_null()
+                            .default(1),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Member::Table)
+                    .col(ColumnDef::new(Member::Id).uuid().not_null().primary_key())
+                    .col(ColumnDef::new(Member::OrganizationId).uuid().not_null())
+                    .col(ColumnDef::new(Member::Name).string_len(200).not_null())
+                    .col(ColumnDef::new(Member::Role).string_len(16).not_null())
+                    .col(
+                        ColumnDef::new(Member::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_member_organization")
+                            .from(Member::Table, Member::OrganizationId)
+                            .to(Organization::Table, Organization::Id)
+                            .on_delete(ForeignKeyAction::Restrict),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ux_member_organization_name")
+                    .table(Member::Table)
+                    .col(Member::OrganizationId)
+                    .col(Member::Name)
+                    .unique()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(Member::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Organization::Table).to_owned())
+            .await
+    }
+}
