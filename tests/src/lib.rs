@@ -1,1 +1,296 @@
+//! Test harness: starts the real hub in-process on an ephemeral port against a fresh PostgreSQL database
+//! or a temporary SQLite file, mints tokens for any organization and role, sends GraphQL over HTTP, and
+//! fingerprints the database to prove that a refused request changed nothing.
 
+mod fingerprint;
+mod postgres;
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use api::{
+    auth::Role,
+    config::HubConfig,
+    server::{self, RunningHub},
+};
+use entities::organization::OrganizationKind;
+pub use fingerprint::Fingerprint;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub use postgres::TestDatabase;
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A GraphQL answer: HTTP status and the JSON body.
+#[derive(Debug, Clone)]
+pub struct GqlResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl GqlResponse {
+    /// `data` at a JSON pointer, failing the test with the whole body if there were errors.
+    pub fn data(&self, pointer: &str) -> &Value {
+        assert!(
+            self.body.get("errors").is_none(),
+            "unexpected errors: {}",
+            self.body
+        );
+        self.body
+            .pointer(&format!("/data{pointer}"))
+            .unwrap_or_else(|| panic!("no data at {pointer}: {}", self.body))
+    }
+
+    /// The first error's `extensions.code`.
+    pub fn error_code(&self) -> Option<&str> {
+        self.body
+            .pointer("/errors/0/extensions/code")
+            .and_then(Value::as_str)
+    }
+
+    /// Asserts that the request failed with `code`, and returns self for more checks.
+    #[track_caller]
+    pub fn expect_error(&self, code: &str) -> &Self {
+        assert_eq!(
+            self.error_code(),
+            Some(code),
+            "expected {code}, got {}",
+            self.body
+        );
+        self
+    }
+}
+
+pub struct TestApp {
+    pub backend: Backend,
+    pub hub: RunningHub,
+    pub base_url: String,
+    pub client: reqwest::Client,
+    pub retailer_id: Uuid,
+    data_dir: tempfile::TempDir,
+    database: Option<TestDatabase>,
+}
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts a hub with the default configuration adjusted by `configure`.
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut HubConfig)) -> Self {
+        api::telemetry::init_logging(api::config::LogFormat::Text);
+        let data_dir = tempfile::tempdir().expect("temporary data directory");
+        let mut config = HubConfig::with_data_dir(data_dir.path());
+        let database = match backend {
+            Backend::Postgres => {
+                let database = TestDatabase::create().await;
+                config.database_url = Some(database.url().to_owned());
+                // Production mode never generates keys: supply one, as an operator would.
+                let key = data_dir.path().join("operator-signing-key.pem");
+                api::auth::generate_signing_key_file(&key).expect("signing key");
+                config.signing_key_file = Some(key);
+                Some(database)
+            }
+            Backend::Sqlite => None,
+        };
+        configure(&mut config);
+        let hub = server::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("hub starts");
+        let retailer_id = hub
+            .state
+            .services
+            .identity
+            .find_organization("Retailer")
+            .await
+            .expect("bootstrap created the retailer")
+            .id;
+        Self {
+            backend,
+            base_url: format!("http://{}", hub.addr),
+            hub,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+            retailer_id,
+            data_dir,
+            database,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.path().to_owned()
+    }
+
+    /// The signing key file the hub uses.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.hub.state.config.signing_key_path()
+    }
+
+    /// A token for a member named `test-<role>` of `organization`, created on first use.
+    pub async fn token(&self, organization: Uuid, role: Role) -> String {
+        self.token_for(organization, &format!("test-{role:?}").to_lowercase(), role)
+            .await
+    }
+
+    pub async fn token_for(&self, organization: Uuid, member: &str, role: Role) -> String {
+        let identity = &self.hub.state.services.identity;
+        let member = identity
+            .ensure_member(organization, member, role.into())
+            .await
+            .expect("test member");
+        identity.mint_for(&member, None).expect("token").token
+    }
+
+    /// Creates an organization directly through the service (setup, not the behaviour under test).
+    pub async fn create_organization(&self, name: &str, kind: OrganizationKind) -> Uuid {
+        let admin = self.token(self.retailer_id, Role::Admin).await;
+        let kind = match kind {
+            OrganizationKind::Retailer => "RETAILER",
+            OrganizationKind::Supplier => "SUPPLIER",
+            OrganizationKind::Logistics => "LOGISTICS",
+            OrganizationKind::FinancialProvider => "FINANCIAL_PROVIDER",
+            OrganizationKind::ServiceProvider => "SERVICE_PROVIDER",
+        };
+        let response = self
+            .graphql(
+                Some(&admin),
+                "mutation($input: CreateOrganizationInput!) { createOrganization(input: $input) { organization { id } } }",
+                json!({ "input": { "name": name, "kind": kind, "adminName": "admin" } }),
+            )
+            .await;
+        let id = response
+            .data("/createOrganization/organization/id")
+            .as_str()
+            .expect("id");
+        decode_global_id(id)
+    }
+
+    /// POSTs a GraphQL request with an optional bearer token.
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> GqlResponse {
+        let body = json!({ "query": query, "variables": variables });
+        self.post_raw(token, body.to_string().into_bytes()).await
+    }
+
+    /// POSTs raw bytes to `/graphql`.
+    pub async fn post_raw(&self, token: Option<&str>, body: Vec<u8>) -> GqlResponse {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.base_url))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request reaches the hub");
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.expect("JSON body");
+        GqlResponse { status, body }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base_url))
+            .send()
+            .await
+            .expect("request reaches the hub")
+    }
+
+    /// Row counts and checksums of every table.
+    pub async fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::take(&self.hub.state.db).await
+    }
+
+    /// Stops the hub and drops its database.
+    pub async fn stop(self) {
+        self.hub.stop().await.expect("hub stops cleanly");
+        if let Some(database) = self.database {
+            database.drop_database().await;
+        }
+    }
+}
+
+/// The UUID inside a global ID (`base64url("Type:uuid")`), for tests that build IDs of their own.
+pub fn decode_global_id(id: &str) -> Uuid {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(id).expect("base64url")).expect("utf-8");
+    let (_, uuid) = text.split_once(':').expect("Type:uuid");
+    Uuid::parse_str(uuid).expect("uuid")
+}
+
+pub fn encode_global_id(type_name: &str, id: Uuid) -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    URL_SAFE_NO_PAD.encode(format!("{type_name}:{id}"))
+}
+
+/// Runs one async test body against both backends, as two tests named `postgres` and `sqlite`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$body($crate::Backend::Postgres).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$body($crate::Backend::Sqlite).await;
+            }
+        }
+    };
+}
+
+/// Runs one async test body against PostgreSQL only.
+#[macro_export]
+macro_rules! on_postgres {
+    ($name:ident, $body:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $body($crate::Backend::Postgres).await;
+        }
+    };
+}
+
+/// The `hub` binary next to the test executable (`target/<profile>/hub`), or `HUB_BIN`.
+pub fn hub_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("HUB_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/hub
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("hub"))
+        .expect("target directory");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (`cargo build --bin hub`; scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// The workspace root (for files such as `schema.graphql`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A free TCP port on the loopback interface (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// The Redis server the suite uses (`HUB_TEST_REDIS_URL`, default the local one).
+pub fn redis_url() -> String {
+    std::env::var("HUB_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests of the hub over HTTP. One test binary (modules below) keeps link time down.
+
+mod binary;
+mod directory;
+mod guard_rails;
+mod roles;
+mod tokens;
