@@ -19,7 +19,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x4943_485f_4d49_4752; // "ICH_MIGR"
 
 pub async fn connect(config: &HubConfig) -> anyhow::Result<DatabaseConnection> {
     if config.mode() == Mode::Embedded && config.database_url.is_none() {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        create_private_dir(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
     }
@@ -44,6 +44,18 @@ pub async fn connect(config: &HubConfig) -> anyhow::Result<DatabaseConnection> {
         db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
     }
     Ok(db)
+}
+
+/// Creates the data directory readable by its owner only (it holds keys, tokens and the database).
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
 }
 
 /// Runs pending migrations and creates the retailer and its first admin, once, even when several

@@ -21,6 +21,8 @@ const BOOTSTRAP_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
     let mode = config.mode();
     tracing::info!(config = %config.describe(), "starting");
+    // Connecting first creates the private data directory the embedded key lives in.
+    let db = crate::db::connect(&config).await?;
     let key_path = config.signing_key_path();
     let (key, generated) = SigningKey::load(&key_path, mode == Mode::Embedded)?;
     if generated {
@@ -29,7 +31,6 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
             "generated a new token-signing key; production must supply its own (HUB_SIGNING_KEY_FILE)"
         );
     }
-    let db = crate::db::connect(&config).await?;
     let (_retailer, admin) = crate::db::migrate_and_bootstrap(&db, &config.retailer_name).await?;
 
     let issuer = TokenIssuer::new(&key, &config.token_audience);

@@ -52,49 +52,58 @@ enum Transport {
 async fn execute(
     state: &AppState,
     headers: &HeaderMap,
-    mut request: async_graphql::Request,
+    request: async_graphql::Request,
     transport: Transport,
     started: Instant,
 ) -> Response {
     let operation = operation_label(request.operation_name.as_deref());
+    // The deadline covers authentication too: a stuck database must not hold a request forever.
+    let timeout = state.config.limits.request_timeout();
+    let outcome = tokio::time::timeout(
+        timeout,
+        authenticate_and_run(state, headers, request, transport),
+    )
+    .await;
+    match outcome {
+        Ok(Ok(response)) => {
+            let outcome = if response.errors.is_empty() {
+                "ok"
+            } else {
+                "error"
+            };
+            record(&operation, outcome, started);
+            Json(response).into_response()
+        }
+        Ok(Err(err)) => refuse(err, &operation, started),
+        Err(_) => refuse(
+            ApiError::Timeout {
+                seconds: timeout.as_secs(),
+            },
+            &operation,
+            started,
+        ),
+    }
+}
+
+async fn authenticate_and_run(
+    state: &AppState,
+    headers: &HeaderMap,
+    mut request: async_graphql::Request,
+    transport: Transport,
+) -> Result<async_graphql::Response, ApiError> {
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
-    let principal = match state.authenticator.authenticate(&state.db, bearer).await {
-        Ok(principal) => principal,
-        Err(err) => return refuse(err, &operation, started),
-    };
+    let principal = state.authenticator.authenticate(&state.db, bearer).await?;
     // GET must never change anything: a link or a prefetch could trigger it.
     if transport == Transport::Get && is_mutation(&mut request) {
-        return refuse(
-            ApiError::BadRequest("mutations must be sent with POST".into()),
-            &operation,
-            started,
-        );
+        return Err(ApiError::BadRequest(
+            "mutations must be sent with POST".into(),
+        ));
     }
-    let timeout = state.config.limits.request_timeout();
-    let response =
-        match tokio::time::timeout(timeout, state.schema.execute(request.data(principal))).await {
-            Ok(response) => response,
-            Err(_) => {
-                return refuse(
-                    ApiError::Timeout {
-                        seconds: timeout.as_secs(),
-                    },
-                    &operation,
-                    started,
-                );
-            }
-        };
-    let outcome = if response.errors.is_empty() {
-        "ok"
-    } else {
-        "error"
-    };
-    record(&operation, outcome, started);
-    Json(response).into_response()
+    Ok(state.schema.execute(request.data(principal)).await)
 }
 
 fn is_mutation(request: &mut async_graphql::Request) -> bool {

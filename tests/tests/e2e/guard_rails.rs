@@ -135,3 +135,26 @@ async fn readiness_covers_redis_when_configured(backend: Backend) {
     app.stop().await;
 }
 hub_tests::on_postgres!(readiness_with_redis, readiness_covers_redis_when_configured);
+
+/// A request stuck behind a database lock is cut off at the configured deadline with TIMEOUT.
+async fn stuck_requests_time_out(backend: Backend) {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let app = TestApp::start_with(backend, |config| config.limits.request_timeout_secs = 1).await;
+    let admin = app.token(app.retailer_id, Role::Admin).await;
+    let blocker = app.hub.state.db.begin().await.expect("transaction");
+    blocker
+        .execute_unprepared("LOCK TABLE member IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let response = app
+        .graphql(Some(&admin), "{ me { role } }", json!({}))
+        .await;
+    response.expect_error("TIMEOUT");
+    assert_eq!(response.status, 504);
+    blocker.rollback().await.expect("release");
+    app.graphql(Some(&admin), "{ me { role } }", json!({}))
+        .await
+        .data("/me/role");
+    app.stop().await;
+}
+hub_tests::on_postgres!(request_timeout, stuck_requests_time_out);
