@@ -89,7 +89,11 @@ async fn fresh_binary_in_an_empty_directory_serves_with_a_working_admin_token() 
     #[cfg(unix)]
     {
         assert_eq!(mode(&token_path), 0o600, "admin token is private");
-        assert_eq!(mode(&dir.path().join("data")), 0o700, "data directory is private");
+        assert_eq!(
+            mode(&dir.path().join("data")),
+            0o700,
+            "data directory is private"
+        );
         assert_eq!(
             mode(&dir.path().join("data/signing-key.pem")),
             0o600,
