@@ -1,6 +1,12 @@
 //! Database connection, migrations and bootstrap.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
@@ -17,7 +23,25 @@ use crate::{
 /// Key of the PostgreSQL advisory lock that serializes migrations and bootstrap across replicas.
 const MIGRATION_LOCK_KEY: i64 = 0x4943_485f_4d49_4752; // "ICH_MIGR"
 
+/// Statements executed on one connection pool since it opened (also exported as a Prometheus counter).
+#[derive(Clone, Default)]
+pub struct StatementCounter(Arc<AtomicU64>);
+
+impl StatementCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 pub async fn connect(config: &HubConfig) -> anyhow::Result<DatabaseConnection> {
+    connect_counted(config, &StatementCounter::default()).await
+}
+
+/// Connects, counting every statement in `counter` (tests use it to prove DataLoaders batch).
+pub async fn connect_counted(
+    config: &HubConfig,
+    counter: &StatementCounter,
+) -> anyhow::Result<DatabaseConnection> {
     if config.mode() == Mode::Embedded && config.database_url.is_none() {
         create_private_dir(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
@@ -33,12 +57,17 @@ pub async fn connect(config: &HubConfig) -> anyhow::Result<DatabaseConnection> {
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging(false);
-    let db = Database::connect(options).await.with_context(|| {
+    let mut db = Database::connect(options).await.with_context(|| {
         format!(
             "cannot connect to {}",
             crate::config::mask_url_credentials(&config.database_url())
         )
     })?;
+    let statements = counter.0.clone();
+    db.set_metric_callback(move |_info| {
+        statements.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("hub_db_statements_total").increment(1);
+    });
     if db.get_database_backend() == DbBackend::Sqlite {
         // WAL lets readers proceed while the single writer commits.
         db.execute_unprepared("PRAGMA journal_mode=WAL").await?;

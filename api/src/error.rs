@@ -102,8 +102,14 @@ impl ApiError {
 }
 
 impl From<sea_orm::DbErr> for ApiError {
+    /// A unique violation is the caller's conflict (a name or SKU taken meanwhile); the rest is ours.
     fn from(err: sea_orm::DbErr) -> Self {
-        Self::Internal(err.into())
+        match err.sql_err() {
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
+                Self::Conflict("a record with the same unique values already exists".into())
+            }
+            _ => Self::Internal(err.into()),
+        }
     }
 }
 

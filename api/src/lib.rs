@@ -13,6 +13,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod identity;
+pub mod master_data;
 pub mod policy;
 pub mod server;
 pub mod state;

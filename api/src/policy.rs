@@ -1,5 +1,13 @@
-//! The one place that decides what a caller may do. Every service asks here before acting;
-//! later domains add their actions (and visibility filters) to this module, not to resolvers.
+//! The one place that decides what a caller may do and see. Every service asks here before acting, and
+//! every query of shared records filters with [`visible`], so visibility is applied inside the database
+//! query. Later domains add their actions and filters to this module, not to resolvers.
+
+use entities::share::{self, ResourceType, ShareAccess};
+use sea_orm::{
+    ActiveEnum, EntityTrait,
+    sea_query::{Condition, Expr, ExprTrait, Query},
+};
+use uuid::Uuid;
 
 use crate::{
     auth::{Principal, Role},
@@ -21,6 +29,10 @@ pub enum Action {
     IssueTokens,
     /// Create a new partner organization (the platform operator's right).
     CreateOrganization,
+    /// Register, change or revoke the organization's checkout devices.
+    ManageDevices,
+    /// Grant and revoke shares of the organization's records.
+    ManageShares,
 }
 
 /// Allows `action` for `principal`, or says FORBIDDEN with the rule that stopped it.
@@ -28,7 +40,10 @@ pub fn authorize(principal: &Principal, action: Action) -> ApiResult<()> {
     let allowed = match action {
         Action::ReadDirectory | Action::ReadOwnOrganization => true,
         Action::WriteRecords => matches!(principal.role, Role::Admin | Role::Member),
-        Action::ManageMembers | Action::IssueTokens => principal.role == Role::Admin,
+        Action::ManageMembers
+        | Action::IssueTokens
+        | Action::ManageDevices
+        | Action::ManageShares => principal.role == Role::Admin,
         Action::CreateOrganization => principal.role == Role::Admin && principal.is_retailer(),
     };
     if allowed {
@@ -45,6 +60,97 @@ fn rule(action: Action) -> &'static str {
         Action::ManageMembers => "managing members requires the ADMIN role",
         Action::IssueTokens => "issuing tokens requires the ADMIN role",
         Action::CreateOrganization => "only the retailer's ADMIN creates organizations",
+        Action::ManageDevices => "managing devices requires the ADMIN role",
+        Action::ManageShares => "managing shares requires the ADMIN role",
+    }
+}
+
+/// A master-data entity whose rows have an owner and can be shared.
+pub trait SharedEntity: EntityTrait {
+    const RESOURCE: ResourceType;
+    fn id_column() -> Self::Column;
+    fn owner_column() -> Self::Column;
+}
+
+/// What the caller wants to do with a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Read,
+    Write,
+}
+
+/// SQL condition selecting the rows of `E` the caller may read (or write): its organization's own rows
+/// and rows shared with it (the whole type or the one record; WRITE shares for writing).
+pub fn visible<E: SharedEntity>(principal: &Principal, need: Need) -> Condition {
+    let table = E::default();
+    let mut shares = Query::select();
+    shares
+        .expr(Expr::val(1))
+        .from(share::Entity)
+        .and_where(
+            Expr::col((share::Entity, share::Column::GranteeOrganizationId))
+                .eq(principal.organization_id),
+        )
+        .and_where(
+            Expr::col((share::Entity, share::Column::ResourceType)).eq(E::RESOURCE.to_value()),
+        )
+        .and_where(
+            Expr::col((share::Entity, share::Column::OwnerOrganizationId))
+                .equals((table, E::owner_column())),
+        )
+        .cond_where(
+            Condition::any()
+                .add(Expr::col((share::Entity, share::Column::RecordId)).is_null())
+                .add(
+                    Expr::col((share::Entity, share::Column::RecordId))
+                        .equals((table, E::id_column())),
+                ),
+        );
+    if need == Need::Write {
+        shares.and_where(
+            Expr::col((share::Entity, share::Column::Access)).eq(ShareAccess::Write.to_value()),
+        );
+    }
+    Condition::any()
+        .add(Expr::col((table, E::owner_column())).eq(principal.organization_id))
+        .add(Expr::exists(shares.to_owned()))
+}
+
+/// The shares granted to the caller's organization, loaded once per request to decide which sensitive
+/// fields it may read (row visibility itself is always decided in SQL by [`visible`]).
+#[derive(Debug, Clone, Default)]
+pub struct ReceivedShares(Vec<share::Model>);
+
+impl ReceivedShares {
+    pub fn new(shares: Vec<share::Model>) -> Self {
+        Self(shares)
+    }
+
+    /// Whether the caller may read the sensitive fields of one visible record.
+    pub fn may_read_sensitive(
+        &self,
+        principal: &Principal,
+        resource: ResourceType,
+        owner: Uuid,
+        record: Uuid,
+    ) -> bool {
+        owner == principal.organization_id
+            || self.0.iter().any(|share| {
+                share.include_sensitive
+                    && share.resource_type == resource
+                    && share.owner_organization_id == owner
+                    && share.record_id.is_none_or(|id| id == record)
+            })
+    }
+}
+
+/// The name of a resource in messages (`NOT_FOUND` says which kind of record is missing).
+pub fn resource_name(resource: ResourceType) -> &'static str {
+    match resource {
+        ResourceType::Location => "location",
+        ResourceType::Product => "product",
+        ResourceType::Customer => "customer",
+        ResourceType::Device => "device",
     }
 }
 

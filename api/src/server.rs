@@ -10,6 +10,7 @@ use crate::{
     config::{HubConfig, Mode},
     graphql::{Services, build_schema},
     identity::IdentityService,
+    master_data::MasterDataService,
     state::AppState,
     telemetry,
 };
@@ -22,7 +23,8 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
     let mode = config.mode();
     tracing::info!(config = %config.describe(), "starting");
     // Connecting first creates the private data directory the embedded key lives in.
-    let db = crate::db::connect(&config).await?;
+    let statements = crate::db::StatementCounter::default();
+    let db = crate::db::connect_counted(&config, &statements).await?;
     let key_path = config.signing_key_path();
     let (key, generated) = SigningKey::load(&key_path, mode == Mode::Embedded)?;
     if generated {
@@ -36,6 +38,7 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
     let issuer = TokenIssuer::new(&key, &config.token_audience);
     let services = Services {
         identity: IdentityService::new(db.clone(), issuer.clone()),
+        master_data: MasterDataService::new(db.clone()),
     };
     if mode == Mode::Embedded {
         write_admin_token(&config, &services.identity, &admin)?;
@@ -58,6 +61,7 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         db,
         redis,
         metrics: telemetry::metrics_handle(),
+        statements,
         config: Arc::new(config),
     })
 }

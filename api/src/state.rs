@@ -20,4 +20,12 @@ pub struct AppState {
     pub services: Services,
     pub redis: Option<redis::aio::ConnectionManager>,
     pub metrics: PrometheusHandle,
+    pub statements: crate::db::StatementCounter,
+}
+
+impl AppState {
+    /// SQL statements this hub has executed so far.
+    pub fn db_statements(&self) -> u64 {
+        self.statements.get()
+    }
 }

@@ -1,25 +1,35 @@
 //! The GraphQL schema: domain roots merged, guard rails set, errors coded at the edge.
 
 pub mod edge;
+pub mod loaders;
+pub mod node;
 pub mod relay;
+pub mod scalars;
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+
+use sea_orm::DatabaseConnection;
 
 use crate::{
     auth::Principal,
     config::Limits,
     error::{ApiError, ApiResult},
+    graphql::{loaders::RequestScope, node::NodeQuery},
     identity::{
         IdentityService,
         graphql::{IdentityMutation, IdentityQuery},
     },
+    master_data::{
+        MasterDataService,
+        graphql::{MasterDataMutation, MasterDataQuery},
+    },
 };
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(IdentityQuery);
+pub struct QueryRoot(NodeQuery, IdentityQuery, MasterDataQuery);
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(IdentityMutation);
+pub struct MutationRoot(IdentityMutation, MasterDataMutation);
 
 pub type HubSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
@@ -27,6 +37,7 @@ pub type HubSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 #[derive(Clone)]
 pub struct Services {
     pub identity: IdentityService,
+    pub master_data: MasterDataService,
 }
 
 /// Builds the schema; `services` is `None` only for printing the SDL.
@@ -45,7 +56,7 @@ pub fn build_schema(limits: &Limits, services: Option<Services>) -> HubSchema {
         builder = builder.disable_introspection();
     }
     if let Some(services) = services {
-        builder = builder.data(services.identity);
+        builder = builder.data(services.identity).data(services.master_data);
     }
     builder.finish()
 }
@@ -55,9 +66,20 @@ pub fn sdl() -> String {
     build_schema(&Limits::default(), None).sdl()
 }
 
-/// Access to the request's caller from resolvers.
+/// Attaches the caller and its per-request caches to a request.
+pub fn with_caller(
+    request: async_graphql::Request,
+    db: &DatabaseConnection,
+    principal: Principal,
+) -> async_graphql::Request {
+    let scope = RequestScope::new(db, &principal);
+    request.data(principal).data(scope)
+}
+
+/// Access to the request's caller and caches from resolvers.
 pub trait ContextExt {
     fn principal(&self) -> ApiResult<&Principal>;
+    fn scope(&self) -> &RequestScope;
 }
 
 impl ContextExt for Context<'_> {
@@ -65,5 +87,10 @@ impl ContextExt for Context<'_> {
         // The HTTP edge authenticates before executing; a missing principal means no credentials.
         self.data_opt::<Principal>()
             .ok_or(ApiError::Unauthenticated)
+    }
+
+    fn scope(&self) -> &RequestScope {
+        // `with_caller` attaches the scope together with the principal.
+        self.data_unchecked::<RequestScope>()
     }
 }

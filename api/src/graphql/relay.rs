@@ -1,55 +1,255 @@
-//! Relay conventions shared by every domain: opaque global IDs and cursors.
+//! Relay conventions shared by every domain: opaque global IDs, opaque cursors and keyset pagination
+//! (`first/after/last/before`) over any sort column, with the row id as tie-breaker.
 
-use async_graphql::ID;
+use async_graphql::{
+    Context, ID, OutputType, SimpleObject,
+    connection::{Connection, Edge},
+};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, Select, Value};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
+
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+pub const MAX_PAGE_SIZE: u64 = 100;
 
 /// Encodes `Type:uuid` as unpadded base64url, so IDs are opaque and carry their type.
 pub fn encode_id(type_name: &str, id: Uuid) -> ID {
     ID(URL_SAFE_NO_PAD.encode(format!("{type_name}:{id}")))
 }
 
-/// Decodes a global ID that must name `expected_type`; anything else is a VALIDATION error on `field`.
-pub fn decode_id(field: &'static str, expected_type: &str, id: &ID) -> ApiResult<Uuid> {
-    let invalid = || ApiError::validation(field, format!("not a valid {expected_type} ID"));
-    let bytes = URL_SAFE_NO_PAD.decode(id.as_str()).map_err(|_| invalid())?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
-    let (type_name, uuid) = text.split_once(':').ok_or_else(invalid)?;
+/// Decodes a global ID that must name `expected_type`.
+///
+/// An ID that does not decode at all (guessed or altered) names no record: NOT_FOUND, exactly like an ID
+/// of a record the caller may not see. A well-formed ID of another type is a VALIDATION error on `field`.
+pub fn decode_id(field: &'static str, expected_type: &'static str, id: &ID) -> ApiResult<Uuid> {
+    let (type_name, uuid) = parse_id(id).ok_or(ApiError::NotFound {
+        entity: expected_type,
+    })?;
     if type_name != expected_type {
+        return Err(ApiError::validation(
+            field,
+            format!("expected an ID of a {expected_type}"),
+        ));
+    }
+    Ok(uuid)
+}
+
+/// Splits a global ID into its type name and UUID, if it is well formed.
+pub fn parse_id(id: &ID) -> Option<(String, Uuid)> {
+    let bytes = URL_SAFE_NO_PAD.decode(id.as_str()).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (type_name, uuid) = text.split_once(':')?;
+    Some((type_name.to_owned(), Uuid::parse_str(uuid).ok()?))
+}
+
+/// The page arguments of a connection field.
+#[derive(Debug, Default, Clone)]
+pub struct PageArgs {
+    pub first: Option<i32>,
+    pub after: Option<String>,
+    pub last: Option<i32>,
+    pub before: Option<String>,
+}
+
+/// The value a page is sorted by, as stored in a cursor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SortKey {
+    Text(String),
+    Int(i64),
+    Time(DateTime<Utc>),
+}
+
+impl From<SortKey> for Value {
+    fn from(key: SortKey) -> Self {
+        match key {
+            SortKey::Text(text) => text.into(),
+            SortKey::Int(int) => int.into(),
+            SortKey::Time(time) => time.into(),
+        }
+    }
+}
+
+/// How a connection is ordered: a named sort column, its direction, and how to read the key off a row.
+pub struct Ordering<E: EntityTrait> {
+    /// Part of every cursor, so a cursor from one ordering is refused by another.
+    pub name: &'static str,
+    pub column: E::Column,
+    pub descending: bool,
+    pub key: fn(&E::Model) -> SortKey,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CursorData {
+    order: String,
+    key: SortKey,
+    id: Uuid,
+}
+
+fn encode_cursor(order: &str, key: SortKey, id: Uuid) -> String {
+    let data = CursorData {
+        order: order.to_owned(),
+        key,
+        id,
+    };
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&data).unwrap_or_default())
+}
+
+fn decode_cursor(field: &'static str, order: &str, cursor: &str) -> ApiResult<(SortKey, Uuid)> {
+    let invalid = || ApiError::validation(field, "not a cursor of this connection and ordering");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let data: CursorData = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    if data.order != order {
         return Err(invalid());
     }
-    Uuid::parse_str(uuid).map_err(|_| invalid())
+    Ok((data.key, data.id))
 }
 
-/// Opaque cursor over a sort key (here a unique name).
-pub fn encode_cursor(key: &str) -> String {
-    URL_SAFE_NO_PAD.encode(key)
-}
-
-pub fn decode_cursor(cursor: &str) -> ApiResult<String> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| ApiError::validation("after", "not a valid cursor"))
-}
-
-/// Clamps a requested page size.
-pub fn page_size(first: Option<i32>) -> ApiResult<u64> {
-    match first {
-        None => Ok(DEFAULT_PAGE_SIZE),
-        Some(n) if (0..=MAX_PAGE_SIZE as i32).contains(&n) => Ok(n as u64),
+fn page_size(field: &'static str, size: Option<i32>) -> ApiResult<Option<u64>> {
+    match size {
+        None => Ok(None),
+        Some(n) if (0..=MAX_PAGE_SIZE as i32).contains(&n) => Ok(Some(n as u64)),
         Some(_) => Err(ApiError::validation(
-            "first",
+            field,
             format!("must be between 0 and {MAX_PAGE_SIZE}"),
         )),
     }
 }
 
-pub const DEFAULT_PAGE_SIZE: u64 = 50;
-pub const MAX_PAGE_SIZE: u64 = 100;
+/// One page of rows with their cursors.
+pub struct Page<M> {
+    pub edges: Vec<(String, M)>,
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    /// Counted only when the query selects `totalCount`.
+    pub total_count: Option<u64>,
+}
+
+/// Fields every connection carries besides edges and page info.
+#[derive(SimpleObject)]
+pub struct ConnectionFields {
+    /// Number of rows matching the filters that the caller may see, across all pages.
+    pub total_count: u64,
+}
+
+pub type HubConnection<N> = Connection<String, N, ConnectionFields>;
+
+impl<M> Page<M> {
+    /// The GraphQL connection of this page, each row mapped to its GraphQL node.
+    pub fn into_connection<N: OutputType>(self, node: impl Fn(M) -> N) -> HubConnection<N> {
+        let mut connection = Connection::with_additional_fields(
+            self.has_previous_page,
+            self.has_next_page,
+            ConnectionFields {
+                total_count: self.total_count.unwrap_or_default(),
+            },
+        );
+        connection.edges.extend(
+            self.edges
+                .into_iter()
+                .map(|(cursor, row)| Edge::new(cursor, node(row))),
+        );
+        connection
+    }
+}
+
+/// Whether the current connection field selects `totalCount` (so counting can be skipped otherwise).
+pub fn wants_total(ctx: &Context<'_>) -> bool {
+    ctx.look_ahead().field("totalCount").exists()
+}
+
+/// Fetches one page of `select` (already filtered by visibility and the caller's filters).
+///
+/// `hasPreviousPage` with `first` (and `hasNextPage` with `last`) say whether a cursor was given, which
+/// the Relay specification allows; the other direction is exact (one extra row is read).
+pub async fn paginate<E, C>(
+    db: &C,
+    select: Select<E>,
+    id_column: E::Column,
+    id_of: fn(&E::Model) -> Uuid,
+    ordering: Ordering<E>,
+    args: PageArgs,
+    with_total: bool,
+) -> ApiResult<Page<E::Model>>
+where
+    E: EntityTrait,
+    E::Model: FromQueryResult + Sync,
+    C: ConnectionTrait,
+{
+    let first = page_size("first", args.first)?;
+    let last = page_size("last", args.last)?;
+    if first.is_some() && last.is_some() {
+        return Err(ApiError::validation(
+            "last",
+            "give either first or last, not both",
+        ));
+    }
+    let after = args
+        .after
+        .as_deref()
+        .map(|c| decode_cursor("after", ordering.name, c))
+        .transpose()?;
+    let before = args
+        .before
+        .as_deref()
+        .map(|c| decode_cursor("before", ordering.name, c))
+        .transpose()?;
+    let total_count = if with_total {
+        Some(select.clone().count(db).await?)
+    } else {
+        None
+    };
+
+    let mut cursor = select.cursor_by((ordering.column, id_column));
+    if ordering.descending {
+        cursor.desc();
+    }
+    if let Some((key, id)) = after.clone() {
+        cursor.after((Value::from(key), Value::from(id)));
+    }
+    if let Some((key, id)) = before.clone() {
+        cursor.before((Value::from(key), Value::from(id)));
+    }
+    let backwards = last.is_some();
+    let size = last.or(first).unwrap_or(DEFAULT_PAGE_SIZE);
+    if backwards {
+        cursor.last(size + 1);
+    } else {
+        cursor.first(size + 1);
+    }
+    let mut rows = cursor.all(db).await?;
+    let more = rows.len() as u64 > size;
+    if more {
+        if backwards {
+            rows.remove(0);
+        } else {
+            rows.truncate(size as usize);
+        }
+    }
+    let (has_previous_page, has_next_page) = if backwards {
+        (more, before.is_some())
+    } else {
+        (after.is_some(), more)
+    };
+    let edges = rows
+        .into_iter()
+        .map(|row| {
+            (
+                encode_cursor(ordering.name, (ordering.key)(&row), id_of(&row)),
+                row,
+            )
+        })
+        .collect();
+    Ok(Page {
+        edges,
+        has_next_page,
+        has_previous_page,
+        total_count,
+    })
+}
 
 #[cfg(test)]
 mod tests {
@@ -62,6 +262,19 @@ mod tests {
         assert_eq!(decode_id("id", "Organization", &global).ok(), Some(id));
         let err = decode_id("id", "Member", &global).err().map(|e| e.code());
         assert_eq!(err, Some("VALIDATION"));
-        assert!(decode_id("id", "Organization", &ID("not base64!".into())).is_err());
+        let garbage = decode_id("id", "Organization", &ID("not base64!".into())).err();
+        assert_eq!(garbage.map(|e| e.code()), Some("NOT_FOUND"));
+    }
+
+    #[test]
+    fn cursors_are_bound_to_their_ordering() {
+        let id = Uuid::new_v4();
+        let cursor = encode_cursor("name", SortKey::Text("a".into()), id);
+        assert_eq!(
+            decode_cursor("after", "name", &cursor).ok(),
+            Some((SortKey::Text("a".into()), id))
+        );
+        assert!(decode_cursor("after", "price", &cursor).is_err());
+        assert!(decode_cursor("after", "name", "garbage").is_err());
     }
 }

@@ -103,7 +103,10 @@ async fn authenticate_and_run(
             "mutations must be sent with POST".into(),
         ));
     }
-    Ok(state.schema.execute(request.data(principal)).await)
+    Ok(state
+        .schema
+        .execute(crate::graphql::with_caller(request, &state.db, principal))
+        .await)
 }
 
 fn is_mutation(request: &mut async_graphql::Request) -> bool {

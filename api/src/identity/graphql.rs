@@ -2,10 +2,7 @@
 
 use std::time::Duration;
 
-use async_graphql::{
-    Context, Enum, ID, InputObject, Object, SimpleObject,
-    connection::{Connection, Edge},
-};
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entities::{member, organization};
 
@@ -14,7 +11,7 @@ use crate::{
     auth::Role,
     graphql::{
         ContextExt,
-        relay::{decode_cursor, decode_id, encode_cursor, encode_id, page_size},
+        relay::{HubConnection, PageArgs, decode_id, encode_id, wants_total},
     },
 };
 
@@ -33,11 +30,11 @@ pub enum OrganizationKind {
 }
 
 /// A directory entry: every authenticated caller may read an organization's name and kind, nothing else.
-pub struct Organization(organization::Model);
+pub struct Organization(pub organization::Model);
 
 #[Object]
 impl Organization {
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         encode_id(ORGANIZATION, self.0.id)
     }
     async fn name(&self) -> &str {
@@ -57,9 +54,15 @@ impl From<organization::Model> for Organization {
 /// A person or partner system acting for an organization.
 pub struct Member(member::Model);
 
+impl From<member::Model> for Member {
+    fn from(model: member::Model) -> Self {
+        Self(model)
+    }
+}
+
 #[Object]
 impl Member {
-    async fn id(&self) -> ID {
+    pub async fn id(&self) -> ID {
         encode_id(MEMBER, self.0.id)
     }
     async fn name(&self) -> &str {
@@ -94,12 +97,6 @@ impl Viewer {
     }
 }
 
-#[derive(SimpleObject)]
-pub struct DirectoryFields {
-    /// Number of organizations in the directory.
-    total_count: u64,
-}
-
 #[derive(Default)]
 pub struct IdentityQuery;
 
@@ -124,32 +121,26 @@ impl IdentityQuery {
     async fn organizations(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 0 to 100 (default 50).")] first: Option<i32>,
-        #[graphql(desc = "Cursor of the last organization of the previous page.")] after: Option<
-            String,
-        >,
-    ) -> async_graphql::Result<Connection<String, Organization, DirectoryFields>> {
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<HubConnection<Organization>> {
         let principal = ctx.principal()?;
-        let first = page_size(first)?;
-        let after = after.as_deref().map(decode_cursor).transpose()?;
-        let has_previous_page = after.is_some();
         let page = ctx
             .data_unchecked::<IdentityService>()
-            .directory(principal, first, after)
+            .directory(
+                principal,
+                PageArgs {
+                    first,
+                    after,
+                    last,
+                    before,
+                },
+                wants_total(ctx),
+            )
             .await?;
-        let mut connection = Connection::with_additional_fields(
-            has_previous_page,
-            page.has_next_page,
-            DirectoryFields {
-                total_count: page.total_count,
-            },
-        );
-        connection.edges.extend(
-            page.organizations
-                .into_iter()
-                .map(|org| Edge::new(encode_cursor(&org.name), Organization::from(org))),
-        );
-        Ok(connection)
+        Ok(page.into_connection(Organization))
     }
 
     /// One directory entry.

@@ -9,26 +9,20 @@ use entities::{
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 
 use crate::{
     auth::{MAX_TOKEN_TTL, MintedToken, Principal, TokenIssuer},
     error::{ApiError, ApiResult},
+    graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
     policy::{Action, authorize},
 };
 
 /// Default lifetime of a token minted without an explicit one.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
 const MAX_NAME_CHARS: usize = 200;
-
-/// One page of the organization directory.
-pub struct DirectoryPage {
-    pub organizations: Vec<organization::Model>,
-    pub has_next_page: bool,
-    pub total_count: u64,
-}
 
 #[derive(Clone)]
 pub struct IdentityService {
@@ -45,23 +39,26 @@ impl IdentityService {
     pub async fn directory(
         &self,
         principal: &Principal,
-        first: u64,
-        after_name: Option<String>,
-    ) -> ApiResult<DirectoryPage> {
+        args: PageArgs,
+        with_total: bool,
+    ) -> ApiResult<Page<organization::Model>> {
         authorize(principal, Action::ReadDirectory)?;
-        let total_count = organization::Entity::find().count(&self.db).await?;
-        let mut query = organization::Entity::find().order_by_asc(organization::Column::Name);
-        if let Some(after) = after_name {
-            query = query.filter(organization::Column::Name.gt(after));
-        }
-        let mut organizations = query.limit(first + 1).all(&self.db).await?;
-        let has_next_page = organizations.len() as u64 > first;
-        organizations.truncate(first as usize);
-        Ok(DirectoryPage {
-            organizations,
-            has_next_page,
-            total_count,
-        })
+        let by_name = Ordering {
+            name: "name",
+            column: organization::Column::Name,
+            descending: false,
+            key: |org: &organization::Model| SortKey::Text(org.name.clone()),
+        };
+        paginate(
+            &self.db,
+            organization::Entity::find(),
+            organization::Column::Id,
+            |org| org.id,
+            by_name,
+            args,
+            with_total,
+        )
+        .await
     }
 
     /// A directory entry; every organization's name and kind is visible to every member.

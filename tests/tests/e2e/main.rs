@@ -3,5 +3,6 @@
 mod binary;
 mod directory;
 mod guard_rails;
+mod master_data;
 mod roles;
 mod tokens;

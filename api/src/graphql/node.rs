@@ -1,0 +1,59 @@
+//! The Relay `Node` interface and `node(id:)`: any record by its global ID, if the caller may see it.
+
+use async_graphql::{Context, ID, Interface, Object};
+
+use super::{ContextExt, relay::parse_id};
+use crate::{
+    error::ApiError,
+    identity::{
+        IdentityService,
+        graphql::{Member, Organization},
+    },
+    master_data::{
+        MasterDataService,
+        graphql::{
+            CUSTOMER, Customer, DEVICE, Device, LOCATION, Location, PRODUCT, Product, SHARE, Share,
+        },
+    },
+};
+
+/// An object with a global ID.
+#[derive(Interface)]
+#[graphql(field(name = "id", ty = "ID"))]
+pub enum Node {
+    Organization(Organization),
+    Member(Member),
+    Location(Location),
+    Product(Product),
+    Customer(Customer),
+    Device(Device),
+    Share(Share),
+}
+
+#[derive(Default)]
+pub struct NodeQuery;
+
+#[Object]
+impl NodeQuery {
+    /// Any record by global ID. IDs of records the caller may not see, and IDs that name no record,
+    /// answer NOT_FOUND alike.
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Node> {
+        let principal = ctx.principal()?;
+        let (type_name, uuid) = parse_id(&id).ok_or(ApiError::not_found("node"))?;
+        let identity = ctx.data_unchecked::<IdentityService>();
+        let master = ctx.data_unchecked::<MasterDataService>();
+        let node = match type_name.as_str() {
+            "Organization" => {
+                Node::Organization(identity.organization(principal, uuid).await?.into())
+            }
+            "Member" => Node::Member(Member::from(identity.member(principal, uuid).await?)),
+            LOCATION => Node::Location(Location(master.location(principal, uuid).await?)),
+            PRODUCT => Node::Product(Product(master.product(principal, uuid).await?)),
+            CUSTOMER => Node::Customer(Customer(master.customer(principal, uuid).await?)),
+            DEVICE => Node::Device(Device(master.device(principal, uuid).await?)),
+            SHARE => Node::Share(Share(master.share(principal, uuid).await?)),
+            _ => return Err(ApiError::not_found("node").into()),
+        };
+        Ok(node)
+    }
+}

@@ -1,0 +1,371 @@
+//! Master data (locations, products, customers, devices) and the shares that open them to partners.
+//!
+//! Foreign keys refuse deletion (NO ACTION, checked at the end of the statement): a record that others reference (a location with devices, later a product
+//! on an order) cannot be deleted, and the hub answers CONFLICT.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Organization {
+    Table,
+    Id,
+}
+
+#[derive(DeriveIden)]
+enum Location {
+    Table,
+    Id,
+    OwnerOrganizationId,
+    Name,
+    Kind,
+    Street,
+    City,
+    PostalCode,
+    CountryCode,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Product {
+    Table,
+    Id,
+    OwnerOrganizationId,
+    Sku,
+    Name,
+    Description,
+    PriceMinor,
+    Currency,
+    SupplierOrganizationId,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Customer {
+    Table,
+    Id,
+    OwnerOrganizationId,
+    Name,
+    Email,
+    Phone,
+    Address,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Device {
+    Table,
+    Id,
+    OwnerOrganizationId,
+    LocationId,
+    Name,
+    PublicKey,
+    Status,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Share {
+    Table,
+    Id,
+    OwnerOrganizationId,
+    GranteeOrganizationId,
+    ResourceType,
+    RecordId,
+    Access,
+    IncludeSensitive,
+    CreatedAt,
+}
+
+fn owner_fk(
+    table: impl IntoIden + 'static,
+    column: impl IntoIden + 'static,
+    name: &str,
+) -> ForeignKeyCreateStatement {
+    ForeignKey::create()
+        .name(name)
+        .from(table, column)
+        .to(Organization::Table, Organization::Id)
+        .on_delete(ForeignKeyAction::NoAction)
+        .to_owned()
+}
+
+fn timestamps(
+    table: &mut TableCreateStatement,
+    version: impl IntoIden,
+    created: impl IntoIden,
+    updated: impl IntoIden,
+) {
+    table
+        .col(ColumnDef::new(version).integer().not_null().default(1))
+        .col(
+            ColumnDef::new(created)
+                .timestamp_with_time_zone()
+                .not_null(),
+        )
+        .col(
+            ColumnDef::new(updated)
+                .timestamp_with_time_zone()
+                .not_null(),
+        );
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let mut location = Table::create();
+        location
+            .table(Location::Table)
+            .col(ColumnDef::new(Location::Id).uuid().not_null().primary_key())
+            .col(
+                ColumnDef::new(Location::OwnerOrganizationId)
+                    .uuid()
+                    .not_null(),
+            )
+            .col(ColumnDef::new(Location::Name).string_len(200).not_null())
+            .col(ColumnDef::new(Location::Kind).string_len(16).not_null())
+            .col(ColumnDef::new(Location::Street).string_len(200).not_null())
+            .col(ColumnDef::new(Location::City).string_len(100).not_null())
+            .col(
+                ColumnDef::new(Location::PostalCode)
+                    .string_len(20)
+                    .not_null(),
+            )
+            .col(
+                ColumnDef::new(Location::CountryCode)
+                    .string_len(2)
+                    .not_null(),
+            )
+            .foreign_key(&mut owner_fk(
+                Location::Table,
+                Location::OwnerOrganizationId,
+                "fk_location_owner",
+            ));
+        timestamps(
+            &mut location,
+            Location::Version,
+            Location::CreatedAt,
+            Location::UpdatedAt,
+        );
+        manager.create_table(location).await?;
+
+        let mut product = Table::create();
+        product
+            .table(Product::Table)
+            .col(ColumnDef::new(Product::Id).uuid().not_null().primary_key())
+            .col(
+                ColumnDef::new(Product::OwnerOrganizationId)
+                    .uuid()
+                    .not_null(),
+            )
+            .col(ColumnDef::new(Product::Sku).string_len(64).not_null())
+            .col(ColumnDef::new(Product::Name).string_len(200).not_null())
+            .col(ColumnDef::new(Product::Description).text().null())
+            .col(ColumnDef::new(Product::PriceMinor).big_integer().not_null())
+            .col(ColumnDef::new(Product::Currency).string_len(3).not_null())
+            .col(
+                ColumnDef::new(Product::SupplierOrganizationId)
+                    .uuid()
+                    .null(),
+            )
+            .check(Expr::col(Product::PriceMinor).gte(0))
+            .foreign_key(&mut owner_fk(
+                Product::Table,
+                Product::OwnerOrganizationId,
+                "fk_product_owner",
+            ))
+            .foreign_key(&mut owner_fk(
+                Product::Table,
+                Product::SupplierOrganizationId,
+                "fk_product_supplier",
+            ));
+        timestamps(
+            &mut product,
+            Product::Version,
+            Product::CreatedAt,
+            Product::UpdatedAt,
+        );
+        manager.create_table(product).await?;
+
+        let mut customer = Table::create();
+        customer
+            .table(Customer::Table)
+            .col(ColumnDef::new(Customer::Id).uuid().not_null().primary_key())
+            .col(
+                ColumnDef::new(Customer::OwnerOrganizationId)
+                    .uuid()
+                    .not_null(),
+            )
+            .col(ColumnDef::new(Customer::Name).text().not_null())
+            .col(ColumnDef::new(Customer::Email).text().not_null())
+            .col(ColumnDef::new(Customer::Phone).text().null())
+            .col(ColumnDef::new(Customer::Address).text().null())
+            .foreign_key(&mut owner_fk(
+                Customer::Table,
+                Customer::OwnerOrganizationId,
+                "fk_customer_owner",
+            ));
+        timestamps(
+            &mut customer,
+            Customer::Version,
+            Customer::CreatedAt,
+            Customer::UpdatedAt,
+        );
+        manager.create_table(customer).await?;
+
+        let mut device = Table::create();
+        device
+            .table(Device::Table)
+            .col(ColumnDef::new(Device::Id).uuid().not_null().primary_key())
+            .col(
+                ColumnDef::new(Device::OwnerOrganizationId)
+                    .uuid()
+                    .not_null(),
+            )
+            .col(ColumnDef::new(Device::LocationId).uuid().not_null())
+            .col(ColumnDef::new(Device::Name).string_len(200).not_null())
+            .col(ColumnDef::new(Device::PublicKey).binary_len(32).not_null())
+            .col(ColumnDef::new(Device::Status).string_len(16).not_null())
+            .foreign_key(&mut owner_fk(
+                Device::Table,
+                Device::OwnerOrganizationId,
+                "fk_device_owner",
+            ))
+            .foreign_key(
+                ForeignKey::create()
+                    .name("fk_device_location")
+                    .from(Device::Table, Device::LocationId)
+                    .to(Location::Table, Location::Id)
+                    .on_delete(ForeignKeyAction::NoAction),
+            );
+        timestamps(
+            &mut device,
+            Device::Version,
+            Device::CreatedAt,
+            Device::UpdatedAt,
+        );
+        manager.create_table(device).await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(Share::Table)
+                    .col(ColumnDef::new(Share::Id).uuid().not_null().primary_key())
+                    .col(ColumnDef::new(Share::OwnerOrganizationId).uuid().not_null())
+                    .col(
+                        ColumnDef::new(Share::GranteeOrganizationId)
+                            .uuid()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Share::ResourceType)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Share::RecordId).uuid().null())
+                    .col(ColumnDef::new(Share::Access).string_len(8).not_null())
+                    .col(ColumnDef::new(Share::IncludeSensitive).boolean().not_null())
+                    .col(
+                        ColumnDef::new(Share::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .foreign_key(&mut owner_fk(
+                        Share::Table,
+                        Share::OwnerOrganizationId,
+                        "fk_share_owner",
+                    ))
+                    .foreign_key(&mut owner_fk(
+                        Share::Table,
+                        Share::GranteeOrganizationId,
+                        "fk_share_grantee",
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+
+        let indexes = [
+            Index::create()
+                .name("ux_product_owner_sku")
+                .table(Product::Table)
+                .col(Product::OwnerOrganizationId)
+                .col(Product::Sku)
+                .unique()
+                .to_owned(),
+            Index::create()
+                .name("ix_product_owner_name")
+                .table(Product::Table)
+                .col(Product::OwnerOrganizationId)
+                .col(Product::Name)
+                .to_owned(),
+            Index::create()
+                .name("ix_product_supplier")
+                .table(Product::Table)
+                .col(Product::SupplierOrganizationId)
+                .to_owned(),
+            Index::create()
+                .name("ix_location_owner_name")
+                .table(Location::Table)
+                .col(Location::OwnerOrganizationId)
+                .col(Location::Name)
+                .to_owned(),
+            Index::create()
+                .name("ix_customer_owner")
+                .table(Customer::Table)
+                .col(Customer::OwnerOrganizationId)
+                .col(Customer::CreatedAt)
+                .to_owned(),
+            Index::create()
+                .name("ix_device_owner")
+                .table(Device::Table)
+                .col(Device::OwnerOrganizationId)
+                .col(Device::Name)
+                .to_owned(),
+            Index::create()
+                .name("ix_device_location")
+                .table(Device::Table)
+                .col(Device::LocationId)
+                .to_owned(),
+            Index::create()
+                .name("ix_share_grantee")
+                .table(Share::Table)
+                .col(Share::GranteeOrganizationId)
+                .col(Share::ResourceType)
+                .to_owned(),
+            Index::create()
+                .name("ix_share_owner")
+                .table(Share::Table)
+                .col(Share::OwnerOrganizationId)
+                .to_owned(),
+        ];
+        for index in indexes {
+            manager.create_index(index).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            Share::Table.into_iden(),
+            Device::Table.into_iden(),
+            Customer::Table.into_iden(),
+            Product::Table.into_iden(),
+            Location::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}
