@@ -129,7 +129,11 @@ async fn serve(config: HubConfig, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "hub listening: GraphQL at /graphql, GraphiQL at /");
+    let background = server::spawn_background(&state);
     server::serve_on(listener, state, server::shutdown_signal()).await?;
+    for task in background {
+        task.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }

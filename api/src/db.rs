@@ -37,10 +37,28 @@ pub async fn connect(config: &HubConfig) -> anyhow::Result<DatabaseConnection> {
     connect_counted(config, &StatementCounter::default()).await
 }
 
+/// A small separate pool for background work (event stamping, purges), so it never waits behind
+/// requests for a connection and stays out of the request statement count.
+pub async fn connect_background(config: &HubConfig) -> anyhow::Result<DatabaseConnection> {
+    connect_with(config, &StatementCounter::default(), 2).await
+}
+
 /// Connects, counting every statement in `counter` (tests use it to prove DataLoaders batch).
 pub async fn connect_counted(
     config: &HubConfig,
     counter: &StatementCounter,
+) -> anyhow::Result<DatabaseConnection> {
+    let pool_size = match config.mode() {
+        Mode::Embedded => 8,
+        Mode::Production => 32,
+    };
+    connect_with(config, counter, pool_size).await
+}
+
+async fn connect_with(
+    config: &HubConfig,
+    counter: &StatementCounter,
+    pool_size: u32,
 ) -> anyhow::Result<DatabaseConnection> {
     if config.mode() == Mode::Embedded && config.database_url.is_none() {
         create_private_dir(&config.data_dir).with_context(|| {
@@ -49,10 +67,7 @@ pub async fn connect_counted(
     }
     let mut options = ConnectOptions::new(config.database_url());
     options
-        .max_connections(match config.mode() {
-            Mode::Embedded => 8,
-            Mode::Production => 32,
-        })
+        .max_connections(pool_size)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))

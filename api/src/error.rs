@@ -23,6 +23,17 @@ pub enum ApiError {
     },
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The same idempotency key is being processed right now; retry shortly for its outcome.
+    #[error("a request with this idempotency key is still in progress; retry shortly")]
+    InProgress,
+    #[error("this idempotency key was used with a different input")]
+    IdempotencyMismatch,
+    /// A state machine refuses the step (e.g. fulfilling a DRAFT order).
+    #[error("cannot {action}: {reason}")]
+    InvalidTransition {
+        action: &'static str,
+        reason: String,
+    },
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("the request did not finish within {seconds} s")]
@@ -52,7 +63,9 @@ impl ApiError {
             Self::Forbidden(_) => "FORBIDDEN",
             Self::NotFound { .. } => "NOT_FOUND",
             Self::Validation { .. } => "VALIDATION",
-            Self::Conflict(_) => "CONFLICT",
+            Self::Conflict(_) | Self::InProgress => "CONFLICT",
+            Self::IdempotencyMismatch => "IDEMPOTENCY_MISMATCH",
+            Self::InvalidTransition { .. } => "INVALID_TRANSITION",
             Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             Self::Timeout { .. } => "TIMEOUT",
             Self::BadRequest(_) => "BAD_REQUEST",
@@ -68,7 +81,10 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Validation { .. } | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::InProgress | Self::IdempotencyMismatch => {
+                StatusCode::CONFLICT
+            }
+            Self::InvalidTransition { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -87,6 +103,9 @@ impl ApiError {
         extensions.set("code", self.code());
         if let Self::Validation { field, .. } = self {
             extensions.set("field", *field);
+        }
+        if matches!(self, Self::InProgress) {
+            extensions.set("retryable", true);
         }
     }
 

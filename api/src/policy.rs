@@ -2,7 +2,10 @@
 //! every query of shared records filters with [`visible`], so visibility is applied inside the database
 //! query. Later domains add their actions and filters to this module, not to resolvers.
 
-use entities::share::{self, ResourceType, ShareAccess};
+use entities::{
+    invoice, order, order_line, order_party, payment,
+    share::{self, ResourceType, ShareAccess},
+};
 use sea_orm::{
     ActiveEnum, EntityTrait,
     sea_query::{Condition, Expr, ExprTrait, Query},
@@ -70,6 +73,7 @@ pub trait SharedEntity: EntityTrait {
     const RESOURCE: ResourceType;
     fn id_column() -> Self::Column;
     fn owner_column() -> Self::Column;
+    fn id_of(model: &Self::Model) -> Uuid;
 }
 
 /// What the caller wants to do with a row.
@@ -114,6 +118,76 @@ pub fn visible<E: SharedEntity>(principal: &Principal, need: Need) -> Condition 
     Condition::any()
         .add(Expr::col((table, E::owner_column())).eq(principal.organization_id))
         .add(Expr::exists(shares.to_owned()))
+}
+
+/// Orders the caller may see: its own, and those it is a party of (a supplier of one of the products).
+pub fn order_visible(principal: &Principal) -> Condition {
+    let mut parties = Query::select();
+    parties
+        .expr(Expr::val(1))
+        .from(order_party::Entity)
+        .and_where(
+            Expr::col((order_party::Entity, order_party::Column::OrderId))
+                .equals((order::Entity, order::Column::Id)),
+        )
+        .and_where(
+            Expr::col((order_party::Entity, order_party::Column::OrganizationId))
+                .eq(principal.organization_id),
+        );
+    Condition::any()
+        .add(
+            Expr::col((order::Entity, order::Column::OwnerOrganizationId))
+                .eq(principal.organization_id),
+        )
+        .add(Expr::exists(parties.to_owned()))
+}
+
+/// Order lines the caller may see: every line of its own orders; of others' orders only the lines of its
+/// own products (a supplier never sees another supplier's lines).
+pub fn order_line_visible(principal: &Principal) -> Condition {
+    let mut own_orders = Query::select();
+    own_orders
+        .column(order::Column::Id)
+        .from(order::Entity)
+        .and_where(Expr::col(order::Column::OwnerOrganizationId).eq(principal.organization_id));
+    Condition::any()
+        .add(
+            Expr::col((order_line::Entity, order_line::Column::OrderId))
+                .in_subquery(own_orders.to_owned()),
+        )
+        .add(
+            Expr::col((
+                order_line::Entity,
+                order_line::Column::SupplierOrganizationId,
+            ))
+            .eq(principal.organization_id),
+        )
+}
+
+/// Whether the caller sees an order's money totals: only the owner does (a party sees its own lines).
+pub fn may_see_order_totals(principal: &Principal, order: &order::Model) -> bool {
+    order.owner_organization_id == principal.organization_id
+}
+
+/// Invoices are their owner's.
+pub fn invoice_visible(principal: &Principal) -> Condition {
+    Condition::all().add(
+        Expr::col((invoice::Entity, invoice::Column::OwnerOrganizationId))
+            .eq(principal.organization_id),
+    )
+}
+
+/// Payments are seen by their owner and by the financial provider that issued the card.
+pub fn payment_visible(principal: &Principal) -> Condition {
+    Condition::any()
+        .add(
+            Expr::col((payment::Entity, payment::Column::OwnerOrganizationId))
+                .eq(principal.organization_id),
+        )
+        .add(
+            Expr::col((payment::Entity, payment::Column::IssuerOrganizationId))
+                .eq(principal.organization_id),
+        )
 }
 
 /// The shares granted to the caller's organization, loaded once per request to decide which sensitive

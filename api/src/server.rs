@@ -8,6 +8,8 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use crate::{
     auth::{Authenticator, SigningKey, TokenIssuer, keys::write_private_file},
     config::{HubConfig, Mode},
+    events::{EventService, Outbox},
+    financial::FinancialService,
     graphql::{Services, build_schema},
     identity::IdentityService,
     master_data::MasterDataService,
@@ -36,9 +38,14 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
     let (_retailer, admin) = crate::db::migrate_and_bootstrap(&db, &config.retailer_name).await?;
 
     let issuer = TokenIssuer::new(&key, &config.token_audience);
+    let background_db = crate::db::connect_background(&config).await?;
+    let outbox = Outbox::new(background_db.clone());
     let services = Services {
+        db: db.clone(),
         identity: IdentityService::new(db.clone(), issuer.clone()),
         master_data: MasterDataService::new(db.clone()),
+        financial: FinancialService::new(db.clone(), outbox.clone()),
+        events: EventService::new(db.clone()),
     };
     if mode == Mode::Embedded {
         write_admin_token(&config, &services.identity, &admin)?;
@@ -61,6 +68,7 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         db,
         redis,
         metrics: telemetry::metrics_handle(),
+        outbox,
         statements,
         config: Arc::new(config),
     })
@@ -85,12 +93,34 @@ fn write_admin_token(
     Ok(())
 }
 
+/// How often expired idempotency keys are deleted.
+const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// The work a serving hub does besides answering requests: stamping event positions, purging expired
+/// idempotency keys. Aborted when the hub stops.
+pub fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
+    let db = state.outbox.db().clone();
+    let purge = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(PURGE_INTERVAL);
+        loop {
+            interval.tick().await;
+            match crate::idempotency::purge_expired(&db).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "expired idempotency keys deleted"),
+                Err(err) => tracing::warn!(error = %err, "purging idempotency keys failed"),
+            }
+        }
+    });
+    vec![state.outbox.spawn(), purge]
+}
+
 /// A hub listening on a socket.
 pub struct RunningHub {
     pub addr: SocketAddr,
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
 }
 
 impl RunningHub {
@@ -100,6 +130,9 @@ impl RunningHub {
             let _ = tx.send(());
         }
         (&mut self.task).await.context("server task failed")??;
+        for task in &self.background {
+            task.abort();
+        }
         self.state.db.clone().close().await.ok();
         Ok(())
     }
@@ -117,6 +150,7 @@ pub async fn start(config: HubConfig, listen: SocketAddr) -> anyhow::Result<Runn
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
+    let background = spawn_background(&state);
     let task = tokio::spawn(serve_on(listener, state.clone(), async {
         let _ = rx.await;
     }));
@@ -126,6 +160,7 @@ pub async fn start(config: HubConfig, listen: SocketAddr) -> anyhow::Result<Runn
         state,
         shutdown: Some(tx),
         task,
+        background,
     })
 }
 

@@ -20,6 +20,7 @@ pub struct AppState {
     pub services: Services,
     pub redis: Option<redis::aio::ConnectionManager>,
     pub metrics: PrometheusHandle,
+    pub outbox: crate::events::Outbox,
     pub statements: crate::db::StatementCounter,
 }
 

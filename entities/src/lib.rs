@@ -2,9 +2,17 @@
 
 pub mod customer;
 pub mod device;
+pub mod event;
+pub mod event_recipient;
+pub mod idempotency_record;
+pub mod invoice;
 pub mod location;
 pub mod member;
+pub mod order;
+pub mod order_line;
+pub mod order_party;
 pub mod organization;
+pub mod payment;
 pub mod product;
 pub mod share;
 

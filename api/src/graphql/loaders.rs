@@ -1,19 +1,21 @@
 //! Per-request DataLoaders: every nested relation is fetched in one query per kind and request, not one
 //! per parent row. Loaders that read shared records apply the caller's visibility like any other query.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, marker::PhantomData, sync::Arc};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
-use entities::{location, organization};
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use entities::{customer, location, organization, product};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, QueryFilter};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
+use super::Services;
 use crate::{
     auth::Principal,
     error::{ApiError, ApiResult},
+    financial::graphql::{InvoicesLoader, OrderLinesLoader, PaymentsLoader},
     master_data::MasterDataService,
-    policy::{Need, ReceivedShares, visible},
+    policy::{Need, ReceivedShares, SharedEntity, visible},
 };
 
 /// Directory entries by id (every caller may read names and kinds).
@@ -32,49 +34,83 @@ impl Loader<Uuid> for OrganizationLoader {
     }
 }
 
-/// Locations by id, only those the caller may see.
-pub struct LocationLoader {
+/// Shared records of one type by id, only those the caller may see.
+pub struct VisibleLoader<E> {
     db: DatabaseConnection,
     principal: Principal,
+    entity: PhantomData<fn() -> E>,
 }
 
-impl Loader<Uuid> for LocationLoader {
-    type Value = location::Model;
+impl<E> Loader<Uuid> for VisibleLoader<E>
+where
+    E: SharedEntity,
+    E::Model: FromQueryResult + Clone + Send + Sync + 'static,
+{
+    type Value = E::Model;
     type Error = Arc<DbErr>;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let rows = location::Entity::find()
-            .filter(location::Column::Id.is_in(keys.iter().copied()))
-            .filter(visible::<location::Entity>(&self.principal, Need::Read))
+        let rows = E::find()
+            .filter(E::id_column().is_in(keys.iter().copied()))
+            .filter(visible::<E>(&self.principal, Need::Read))
             .all(&self.db)
             .await?;
-        Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+        Ok(rows.into_iter().map(|row| (E::id_of(&row), row)).collect())
     }
+}
+
+fn cached<L: Loader<Uuid>>(loader: L) -> DataLoader<L, HashMapCache> {
+    DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default())
+}
+
+fn visible_loader<E>(
+    db: &DatabaseConnection,
+    principal: &Principal,
+) -> DataLoader<VisibleLoader<E>, HashMapCache>
+where
+    E: SharedEntity,
+    E::Model: FromQueryResult + Clone + Send + Sync + 'static,
+{
+    cached(VisibleLoader {
+        db: db.clone(),
+        principal: principal.clone(),
+        entity: PhantomData,
+    })
 }
 
 /// What one request caches: its loaders and the shares granted to the caller.
 pub struct RequestScope {
     pub organizations: DataLoader<OrganizationLoader, HashMapCache>,
-    pub locations: DataLoader<LocationLoader, HashMapCache>,
+    pub locations: DataLoader<VisibleLoader<location::Entity>, HashMapCache>,
+    pub products: DataLoader<VisibleLoader<product::Entity>, HashMapCache>,
+    pub customers: DataLoader<VisibleLoader<customer::Entity>, HashMapCache>,
+    pub order_lines: DataLoader<OrderLinesLoader, HashMapCache>,
+    pub invoices: DataLoader<InvoicesLoader, HashMapCache>,
+    pub payments: DataLoader<PaymentsLoader, HashMapCache>,
     received_shares: OnceCell<ReceivedShares>,
 }
 
 impl RequestScope {
-    pub fn new(db: &DatabaseConnection, principal: &Principal) -> Self {
+    pub fn new(services: &Services, principal: &Principal) -> Self {
+        let db = &services.db;
+        let financial = || (services.financial.clone(), principal.clone());
         Self {
-            organizations: DataLoader::with_cache(
-                OrganizationLoader(db.clone()),
-                tokio::spawn,
-                HashMapCache::default(),
-            ),
-            locations: DataLoader::with_cache(
-                LocationLoader {
-                    db: db.clone(),
-                    principal: principal.clone(),
-                },
-                tokio::spawn,
-                HashMapCache::default(),
-            ),
+            organizations: cached(OrganizationLoader(db.clone())),
+            locations: visible_loader(db, principal),
+            products: visible_loader(db, principal),
+            customers: visible_loader(db, principal),
+            order_lines: {
+                let (service, principal) = financial();
+                cached(OrderLinesLoader { service, principal })
+            },
+            invoices: {
+                let (service, principal) = financial();
+                cached(InvoicesLoader { service, principal })
+            },
+            payments: {
+                let (service, principal) = financial();
+                cached(PaymentsLoader { service, principal })
+            },
             received_shares: OnceCell::new(),
         }
     }
@@ -114,6 +150,14 @@ impl RequestScope {
 
     pub async fn location(&self, id: Uuid) -> ApiResult<Option<location::Model>> {
         self.locations.load_one(id).await.map_err(loader_error)
+    }
+
+    pub async fn product(&self, id: Uuid) -> ApiResult<Option<product::Model>> {
+        self.products.load_one(id).await.map_err(loader_error)
+    }
+
+    pub async fn customer(&self, id: Uuid) -> ApiResult<Option<customer::Model>> {
+        self.customers.load_one(id).await.map_err(loader_error)
     }
 }
 

@@ -14,6 +14,11 @@ use crate::{
     auth::Principal,
     config::Limits,
     error::{ApiError, ApiResult},
+    events::{EventService, graphql::EventQuery},
+    financial::{
+        FinancialService,
+        graphql::{FinancialMutation, FinancialQuery},
+    },
     graphql::{loaders::RequestScope, node::NodeQuery},
     identity::{
         IdentityService,
@@ -26,18 +31,27 @@ use crate::{
 };
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(NodeQuery, IdentityQuery, MasterDataQuery);
+pub struct QueryRoot(
+    NodeQuery,
+    IdentityQuery,
+    MasterDataQuery,
+    FinancialQuery,
+    EventQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(IdentityMutation, MasterDataMutation);
+pub struct MutationRoot(IdentityMutation, MasterDataMutation, FinancialMutation);
 
 pub type HubSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 /// Services the resolvers reach through the context.
 #[derive(Clone)]
 pub struct Services {
+    pub db: DatabaseConnection,
     pub identity: IdentityService,
     pub master_data: MasterDataService,
+    pub financial: FinancialService,
+    pub events: EventService,
 }
 
 /// Builds the schema; `services` is `None` only for printing the SDL.
@@ -56,7 +70,11 @@ pub fn build_schema(limits: &Limits, services: Option<Services>) -> HubSchema {
         builder = builder.disable_introspection();
     }
     if let Some(services) = services {
-        builder = builder.data(services.identity).data(services.master_data);
+        builder = builder
+            .data(services.identity)
+            .data(services.master_data)
+            .data(services.financial)
+            .data(services.events);
     }
     builder.finish()
 }
@@ -69,10 +87,10 @@ pub fn sdl() -> String {
 /// Attaches the caller and its per-request caches to a request.
 pub fn with_caller(
     request: async_graphql::Request,
-    db: &DatabaseConnection,
+    services: &Services,
     principal: Principal,
 ) -> async_graphql::Request {
-    let scope = RequestScope::new(db, &principal);
+    let scope = RequestScope::new(services, &principal);
     request.data(principal).data(scope)
 }
 

@@ -5,6 +5,10 @@ use async_graphql::{Context, ID, Interface, Object};
 use super::{ContextExt, relay::parse_id};
 use crate::{
     error::ApiError,
+    financial::{
+        FinancialService,
+        graphql::{INVOICE, Invoice, ORDER, Order, PAYMENT, Payment},
+    },
     identity::{
         IdentityService,
         graphql::{Member, Organization},
@@ -28,6 +32,9 @@ pub enum Node {
     Customer(Customer),
     Device(Device),
     Share(Share),
+    Order(Order),
+    Invoice(Invoice),
+    Payment(Payment),
 }
 
 #[derive(Default)]
@@ -42,6 +49,7 @@ impl NodeQuery {
         let (type_name, uuid) = parse_id(&id).ok_or(ApiError::not_found("node"))?;
         let identity = ctx.data_unchecked::<IdentityService>();
         let master = ctx.data_unchecked::<MasterDataService>();
+        let financial = ctx.data_unchecked::<FinancialService>();
         let node = match type_name.as_str() {
             "Organization" => {
                 Node::Organization(identity.organization(principal, uuid).await?.into())
@@ -52,6 +60,9 @@ impl NodeQuery {
             CUSTOMER => Node::Customer(Customer(master.customer(principal, uuid).await?)),
             DEVICE => Node::Device(Device(master.device(principal, uuid).await?)),
             SHARE => Node::Share(Share(master.share(principal, uuid).await?)),
+            ORDER => Node::Order(Order(financial.order(principal, uuid).await?)),
+            INVOICE => Node::Invoice(Invoice(financial.invoice(principal, uuid).await?)),
+            PAYMENT => Node::Payment(Payment(financial.payment(principal, uuid).await?)),
             _ => return Err(ApiError::not_found("node").into()),
         };
         Ok(node)

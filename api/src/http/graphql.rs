@@ -105,7 +105,11 @@ async fn authenticate_and_run(
     }
     Ok(state
         .schema
-        .execute(crate::graphql::with_caller(request, &state.db, principal))
+        .execute(crate::graphql::with_caller(
+            request,
+            &state.services,
+            principal,
+        ))
         .await)
 }
 

@@ -28,6 +28,9 @@ macro_rules! shared_entity {
             fn owner_column() -> Self::Column {
                 $module::Column::OwnerOrganizationId
             }
+            fn id_of(model: &Self::Model) -> uuid::Uuid {
+                model.id
+            }
         }
         impl VersionedEntity for $module::Entity {
             fn version_column() -> Self::Column {

@@ -1,0 +1,6 @@
+//! Events: the transactional outbox of transaction records, stamped with positions in commit order.
+
+pub mod graphql;
+pub mod outbox;
+
+pub use outbox::{EventService, NewEvent, Outbox, record};

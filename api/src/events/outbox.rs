@@ -1,0 +1,203 @@
+//! The outbox. Writers insert an event row (without a position) in the transaction of the change they
+//! announce. After commit, one stamper at a time (a PostgreSQL advisory lock; SQLite has a single writer)
+//! gives the committed, unstamped rows the next positions in order. Readers follow positions only, so an
+//! event that commits late gets a later position instead of one a reader has already passed.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use entities::{event, event_recipient};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, TransactionTrait,
+    sea_query::{Expr, ExprTrait, Query},
+};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::{
+    auth::Principal,
+    error::{ApiError, ApiResult},
+};
+
+/// Key of the advisory lock held by the one stamper at work.
+const STAMPER_LOCK_KEY: i64 = 0x4943_485f_5354_4d50; // "ICH_STMP"
+/// The stamper also wakes on this period, to pick up what another replica committed.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Rows stamped per round.
+const BATCH: i64 = 1000;
+
+/// An event to record with a change. Carries ids, types, parties and status, never sensitive values.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_type: &'static str,
+    pub family: &'static str,
+    pub record_type: &'static str,
+    pub record_id: Uuid,
+    pub status: &'static str,
+    pub owner: Uuid,
+    /// Organizations besides the owner that may see the event.
+    pub parties: Vec<Uuid>,
+}
+
+/// Inserts the event and its recipients; call inside the transaction of the change.
+pub async fn record<C: ConnectionTrait>(txn: &C, event: NewEvent) -> ApiResult<()> {
+    let id = Uuid::now_v7();
+    event::Entity::insert(event::ActiveModel {
+        id: Set(id),
+        position: Set(None),
+        event_type: Set(event.event_type.to_owned()),
+        family: Set(event.family.to_owned()),
+        record_type: Set(event.record_type.to_owned()),
+        record_id: Set(event.record_id),
+        status: Set(event.status.to_owned()),
+        owner_organization_id: Set(event.owner),
+        occurred_at: Set(Utc::now()),
+        ..Default::default()
+    })
+    .exec_without_returning(txn)
+    .await?;
+    let mut recipients = vec![event.owner];
+    recipients.extend(
+        event
+            .parties
+            .into_iter()
+            .filter(|party| *party != event.owner),
+    );
+    recipients.sort();
+    recipients.dedup();
+    event_recipient::Entity::insert_many(recipients.into_iter().map(|organization| {
+        event_recipient::ActiveModel {
+            event_id: Set(id),
+            organization_id: Set(organization),
+        }
+    }))
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// Stamps positions; one per process, woken after local commits and on a timer.
+#[derive(Clone)]
+pub struct Outbox {
+    db: DatabaseConnection,
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self {
+            db,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The background pool the stamper works on.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Tells the stamper that a transaction with events committed.
+    pub fn committed(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Runs the stamper until the process ends.
+    pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
+        let outbox = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = tokio::time::timeout(POLL_INTERVAL, outbox.wake.notified()).await;
+                loop {
+                    match outbox.stamp().await {
+                        Ok(n) if n >= BATCH as u64 => continue,
+                        Ok(_) => break,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "stamping event positions failed; retrying");
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Gives committed, unstamped events the next positions, in insert order. Returns how many.
+    pub async fn stamp(&self) -> ApiResult<u64> {
+        let backend = self.db.get_database_backend();
+        let txn = self.db.begin().await?;
+        if backend == DbBackend::Postgres {
+            let locked = txn
+                .query_one_raw(Statement::from_string(
+                    backend,
+                    format!("SELECT pg_try_advisory_xact_lock({STAMPER_LOCK_KEY}) AS locked"),
+                ))
+                .await?
+                .and_then(|row| row.try_get::<bool>("", "locked").ok())
+                .unwrap_or(false);
+            if !locked {
+                // Another replica is stamping; it (or our next round) picks these rows up.
+                txn.rollback().await?;
+                return Ok(0);
+            }
+        }
+        // The pending rows and the base are read once, before any row changes.
+        let sql = format!(
+            "UPDATE event SET position = pending.base + pending.n FROM ( \
+               SELECT seq, (SELECT COALESCE(MAX(position), 0) FROM event) AS base, \
+                      ROW_NUMBER() OVER (ORDER BY seq) AS n \
+               FROM event WHERE position IS NULL ORDER BY seq LIMIT {BATCH} \
+             ) AS pending WHERE event.seq = pending.seq"
+        );
+        let stamped = txn
+            .execute_raw(Statement::from_string(backend, sql))
+            .await?
+            .rows_affected();
+        txn.commit().await?;
+        Ok(stamped)
+    }
+}
+
+/// Reading events.
+#[derive(Clone)]
+pub struct EventService {
+    db: DatabaseConnection,
+}
+
+impl EventService {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Stamped events the caller's organization may see, after `after`, in position order. Returns the
+    /// events and whether more follow.
+    pub async fn events(
+        &self,
+        principal: &Principal,
+        after: Option<i64>,
+        first: u64,
+    ) -> ApiResult<(Vec<event::Model>, bool)> {
+        if first == 0 || first > 500 {
+            return Err(ApiError::validation("first", "must be between 1 and 500"));
+        }
+        let mut recipients = Query::select();
+        recipients
+            .column(event_recipient::Column::EventId)
+            .from(event_recipient::Entity)
+            .and_where(
+                Expr::col(event_recipient::Column::OrganizationId).eq(principal.organization_id),
+            );
+        let mut rows = event::Entity::find()
+            .filter(event::Column::Position.is_not_null())
+            .filter(event::Column::Position.gt(after.unwrap_or(0)))
+            .filter(event::Column::Id.in_subquery(recipients.to_owned()))
+            .order_by_asc(event::Column::Position)
+            .limit(first + 1)
+            .all(&self.db)
+            .await?;
+        let more = rows.len() as u64 > first;
+        rows.truncate(first as usize);
+        Ok((rows, more))
+    }
+}

@@ -1,0 +1,7 @@
+//! Financial transactions: orders with lines priced by the hub, invoices raised from orders, and the
+//! payment records the payment mode fills in. Every committed change writes one outbox event.
+
+pub mod graphql;
+pub mod service;
+
+pub use service::FinancialService;

@@ -1,0 +1,42 @@
+//! A minimal GraphQL client for the benchmark.
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+#[derive(Clone)]
+pub struct Hub {
+    http: reqwest::Client,
+    endpoint: String,
+    token: String,
+}
+
+impl Hub {
+    pub fn new(base_url: &str, token: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .timeout(std::time::Duration::from_secs(60))
+            .build()?;
+        Ok(Self {
+            http,
+            endpoint: format!("{}/graphql", base_url.trim_end_matches('/')),
+            token: token.to_owned(),
+        })
+    }
+
+    /// Sends one operation; any GraphQL error is an error here.
+    pub async fn graphql(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(&self.endpoint)
+            .bearer_auth(&self.token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .context("request failed")?;
+        let body: Value = response.json().await.context("response is not JSON")?;
+        if let Some(errors) = body.get("errors") {
+            bail!("GraphQL errors: {errors}");
+        }
+        Ok(body.get("data").cloned().unwrap_or(Value::Null))
+    }
+}

@@ -1,0 +1,166 @@
+//! Scenarios: each seeds what it needs through the API, then runs one operation in a closed loop.
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use anyhow::Context as _;
+use serde_json::json;
+use tokio::sync::Barrier;
+
+use crate::{
+    Budget, Scenario,
+    client::Hub,
+    report::{Report, new_histogram},
+};
+
+const PRODUCTS_PAGE: &str = "query ProductsPage { products(first: 50) { edges { node { id sku name priceMinor currency supplier { name } } } } }";
+
+pub async fn run(
+    scenario: Scenario,
+    hub: &Hub,
+    clients: usize,
+    warmup: u64,
+    budget: Budget,
+) -> anyhow::Result<Report> {
+    match scenario {
+        Scenario::ProductsPage => {
+            seed_catalogue(hub).await?;
+            let hub = hub.clone();
+            drive(
+                "products-page",
+                clients,
+                warmup,
+                budget,
+                move |_client, _n| {
+                    let hub = hub.clone();
+                    async move { hub.graphql(PRODUCTS_PAGE, json!({})).await.map(drop) }
+                },
+            )
+            .await
+        }
+    }
+}
+
+/// Five suppliers and 100 products referring to them, named after this run.
+async fn seed_catalogue(hub: &Hub) -> anyhow::Result<Vec<String>> {
+    let run = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let mut suppliers = Vec::new();
+    for i in 0..5 {
+        let data = hub
+            .graphql(
+                "mutation($input: CreateOrganizationInput!) { createOrganization(input: $input) { organization { id } } }",
+                json!({ "input": { "name": format!("bench-supplier-{run}-{i}"), "kind": "SUPPLIER", "adminName": "admin" } }),
+            )
+            .await
+            .context("seeding suppliers (the token must be the retailer's ADMIN)")?;
+        suppliers.push(
+            data["createOrganization"]["organization"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    let mut products = Vec::new();
+    for i in 0..100 {
+        let data = hub
+            .graphql(
+                "mutation($input: CreateProductInput!) { createProduct(input: $input) { product { id } } }",
+                json!({ "input": {
+                    "sku": format!("BENCH-{run}-{i:03}"), "name": format!("Bench product {i}"),
+                    "priceMinor": 100 + i, "currency": "EUR", "supplierId": suppliers[i % suppliers.len()] } }),
+            )
+            .await
+            .context("seeding products")?;
+        products.push(
+            data["createProduct"]["product"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    Ok(products)
+}
+
+/// Runs `operation` from `clients` concurrent loops: first `warmup` unmeasured calls each, then measured
+/// calls until the budget is spent. The operation gets the client index and its call number.
+async fn drive<F, Fut>(
+    name: &str,
+    clients: usize,
+    warmup: u64,
+    budget: Budget,
+    operation: F,
+) -> anyhow::Result<Report>
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let clients = clients.max(1);
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    let issued = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(clients);
+    for client in 0..clients {
+        let (barrier, issued, operation) = (barrier.clone(), issued.clone(), operation.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut calls = 0u64;
+            for _ in 0..warmup {
+                let _ = operation(client, calls).await;
+                calls += 1;
+            }
+            barrier.wait().await;
+            let started = Instant::now();
+            let mut histogram = new_histogram();
+            let mut errors = 0u64;
+            let mut first_error = None;
+            loop {
+                let go_on = match budget {
+                    Budget::Duration(limit) => started.elapsed() < limit,
+                    Budget::Requests(limit) => issued.fetch_add(1, Ordering::Relaxed) < limit,
+                };
+                if !go_on {
+                    break;
+                }
+                let sent = Instant::now();
+                match operation(client, calls).await {
+                    Ok(()) => {
+                        let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        histogram.saturating_record(micros.max(1));
+                    }
+                    Err(err) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| format!("{err:#}"));
+                    }
+                }
+                calls += 1;
+            }
+            (histogram, errors, first_error)
+        }));
+    }
+    barrier.wait().await;
+    let started = Instant::now();
+    let mut histogram = new_histogram();
+    let mut errors = 0;
+    for task in tasks {
+        let (client_histogram, client_errors, first_error) =
+            task.await.context("client task panicked")?;
+        histogram
+            .add(&client_histogram)
+            .context("merging histograms")?;
+        errors += client_errors;
+        if let Some(message) = first_error {
+            eprintln!("{name}: a request failed: {message}");
+        }
+    }
+    Ok(Report::new(
+        name,
+        clients,
+        &histogram,
+        errors,
+        started.elapsed(),
+    ))
+}

@@ -1,0 +1,43 @@
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum PaymentStatus {
+    #[sea_orm(string_value = "AUTHORIZED")]
+    Authorized,
+    #[sea_orm(string_value = "DECLINED")]
+    Declined,
+    #[sea_orm(string_value = "CAPTURED")]
+    Captured,
+    #[sea_orm(string_value = "REFUNDED")]
+    Refunded,
+    #[sea_orm(string_value = "VOIDED")]
+    Voided,
+}
+
+/// A payment toward an order (and optionally one of its invoices). Written by the payment mode.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[sea_orm(table_name = "payment")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub owner_organization_id: Uuid,
+    pub order_id: Uuid,
+    pub invoice_id: Option<Uuid>,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: PaymentStatus,
+    /// The financial provider that issued the card, a party of the payment.
+    pub issuer_organization_id: Option<Uuid>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
