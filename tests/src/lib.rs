@@ -4,6 +4,7 @@
 
 mod fingerprint;
 mod postgres;
+mod replicas;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -18,6 +19,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub use postgres::TestDatabase;
+pub use replicas::Replicas;
 
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +216,26 @@ impl TestApp {
             database.drop_database().await;
         }
     }
+}
+
+/// POSTs a GraphQL request to any hub (a replica, say) and returns status and body.
+pub async fn post_graphql(
+    client: &reqwest::Client,
+    base_url: &str,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> GqlResponse {
+    let response = client
+        .post(format!("{base_url}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("request reaches the hub");
+    let status = response.status().as_u16();
+    let body = response.json::<Value>().await.expect("JSON body");
+    GqlResponse { status, body }
 }
 
 /// The UUID inside a global ID (`base64url("Type:uuid")`), for tests that build IDs of their own.

@@ -2,6 +2,7 @@
 
 mod binary;
 mod directory;
+mod financial;
 mod guard_rails;
 mod master_data;
 mod roles;

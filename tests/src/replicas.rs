@@ -1,0 +1,136 @@
+//! Several real `hub` processes on one fresh PostgreSQL database: what production runs, for the races
+//! that an in-process lock could hide.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use api::{auth::Role, config::HubConfig, state::AppState};
+use uuid::Uuid;
+
+use crate::{Fingerprint, TestDatabase, free_port, hub_binary};
+
+pub struct Replicas {
+    /// Base URLs, one per process.
+    pub urls: Vec<String>,
+    /// An in-process view of the same database (not serving): mints tokens, takes fingerprints.
+    pub state: AppState,
+    pub retailer_id: Uuid,
+    children: Vec<Child>,
+    database: Option<TestDatabase>,
+    _dir: tempfile::TempDir,
+}
+
+impl Replicas {
+    pub async fn start(count: usize) -> Self {
+        let database = TestDatabase::create().await;
+        let dir = tempfile::tempdir().expect("dir");
+        let key = dir.path().join("signing-key.pem");
+        api::auth::generate_signing_key_file(&key).expect("key");
+        let mut config = HubConfig::with_data_dir(dir.path());
+        config.database_url = Some(database.url().to_owned());
+        config.signing_key_file = Some(key.clone());
+        // Migrate and bootstrap before the replicas start, so minting tokens below cannot race them.
+        let state = api::server::prepare(config)
+            .await
+            .expect("prepare database");
+        let mut children = Vec::new();
+        let mut urls = Vec::new();
+        for index in 0..count {
+            let port = free_port();
+            let log = std::fs::File::create(dir.path().join(format!("replica-{index}.log")))
+                .expect("log file");
+            let mut command = Command::new(hub_binary());
+            for (name, _) in std::env::vars() {
+                if name == "DATABASE_URL" || name == "REDIS_URL" || name.starts_with("HUB_") {
+                    command.env_remove(name);
+                }
+            }
+            let child = command
+                .env("DATABASE_URL", database.url())
+                .env("HUB_SIGNING_KEY_FILE", &key)
+                .env("HUB_DATA_DIR", dir.path())
+                .env("HUB_LISTEN", format!("127.0.0.1:{port}"))
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("hub replica starts");
+            children.push(child);
+            urls.push(format!("http://127.0.0.1:{port}"));
+        }
+        let retailer_id = state
+            .services
+            .identity
+            .find_organization("Retailer")
+            .await
+            .expect("retailer")
+            .id;
+        let replicas = Self {
+            urls,
+            state,
+            retailer_id,
+            children,
+            database: Some(database),
+            _dir: dir,
+        };
+        replicas.wait_until_healthy().await;
+        replicas
+    }
+
+    async fn wait_until_healthy(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for url in &self.urls {
+            loop {
+                if let Ok(response) = client.get(format!("{url}/healthz")).send().await
+                    && response.status() == 200
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {url} did not become healthy within 60 s"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    pub async fn token(&self, organization: Uuid, role: Role) -> String {
+        let identity = &self.state.services.identity;
+        let name = format!("test-{role:?}").to_lowercase();
+        let member = identity
+            .ensure_member(organization, &name, role.into())
+            .await
+            .expect("member");
+        identity.mint_for(&member, None).expect("token").token
+    }
+
+    pub async fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::take(&self.state.db).await
+    }
+
+    /// Kills the processes and drops the database.
+    pub async fn stop(mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.state.db.clone().close().await.ok();
+        if let Some(database) = self.database.take() {
+            database.drop_database().await;
+        }
+    }
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        // A failing test must not leave processes behind.
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
