@@ -1,6 +1,8 @@
 //! Database connection, migrations and bootstrap.
 
 use std::{
+    future::Future,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -12,11 +14,12 @@ use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    TransactionTrait,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
 use crate::{
     config::{HubConfig, Mode},
+    error::ApiResult,
     identity::IdentityService,
 };
 
@@ -137,6 +140,38 @@ async fn migration_lock(db: &DatabaseConnection) -> anyhow::Result<DatabaseTrans
         .context("cannot take the migration lock")?;
     }
     Ok(lock)
+}
+
+/// Runs `work` in a write transaction, committing on `Ok` and rolling back on `Err`.
+///
+/// On SQLite the transaction is IMMEDIATE: it takes the write lock at BEGIN, so concurrent writers queue
+/// on the busy timeout instead of failing when a read transaction tries to upgrade.
+pub async fn write_transaction<F, T>(db: &DatabaseConnection, work: F) -> ApiResult<T>
+where
+    F: for<'c> FnOnce(
+            &'c DatabaseTransaction,
+        ) -> Pin<Box<dyn Future<Output = ApiResult<T>> + Send + 'c>>
+        + Send,
+    T: Send,
+{
+    let options = TransactionOptions {
+        sqlite_transaction_mode: (db.get_database_backend() == DbBackend::Sqlite)
+            .then_some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    };
+    let txn = db.begin_with_options(options).await?;
+    match work(&txn).await {
+        Ok(value) => {
+            txn.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed; the connection discards the transaction");
+            }
+            Err(err)
+        }
+    }
 }
 
 /// Readiness: the database answers a trivial query.

@@ -12,13 +12,16 @@ use chrono::Utc;
 use entities::idempotency_record as record;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, TransactionTrait, sea_query::OnConflict,
+    QueryFilter, sea_query::OnConflict,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
+use crate::{
+    db::write_transaction,
+    error::{ApiError, ApiResult},
+};
 
 /// How long a completed key is remembered.
 pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -84,18 +87,17 @@ where
         return Ok(existing);
     }
     let completion = key.cloned();
-    let result = db
-        .transaction::<_, Uuid, ApiError>(move |txn| {
-            Box::pin(async move {
-                let id = work(txn).await?;
-                if let Some(key) = &completion {
-                    complete(txn, key, id).await?;
-                }
-                Ok(id)
-            })
+    let result = write_transaction(db, move |txn| {
+        Box::pin(async move {
+            let id = work(txn).await?;
+            if let Some(key) = &completion {
+                complete(txn, key, id).await?;
+            }
+            Ok(id)
         })
-        .await
-        .map_err(ApiError::from);
+    })
+    .await
+    .map_err(ApiError::from);
     if let (Err(_), Some(key)) = (&result, key) {
         // Nothing was created: free the key so a corrected retry may use it.
         release(db, key).await;

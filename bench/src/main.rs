@@ -54,6 +54,8 @@ struct Args {
 pub enum Scenario {
     /// Read a page of 50 products with their suppliers.
     ProductsPage,
+    /// Create an order with 3 lines (with an idempotency key) and place it: two requests per operation.
+    PlaceOrder,
 }
 
 /// When a scenario stops.

@@ -19,6 +19,9 @@ use crate::{
     report::{Report, new_histogram},
 };
 
+const CREATE_ORDER: &str = "mutation CreateOrder($input: CreateOrderInput!) { createOrder(input: $input) { order { id totalMinor } } }";
+const PLACE_ORDER: &str =
+    "mutation PlaceOrder($id: ID!) { placeOrder(input: { id: $id }) { order { id status } } }";
 const PRODUCTS_PAGE: &str = "query ProductsPage { products(first: 50) { edges { node { id sku name priceMinor currency supplier { name } } } } }";
 
 pub async fn run(
@@ -42,6 +45,37 @@ pub async fn run(
                     async move { hub.graphql(PRODUCTS_PAGE, json!({})).await.map(drop) }
                 },
             )
+            .await
+        }
+        Scenario::PlaceOrder => {
+            let products = Arc::new(seed_catalogue(hub).await?);
+            let hub = hub.clone();
+            let run = uuid::Uuid::new_v4().simple().to_string();
+            drive("place-order", clients, warmup, budget, move |client, n| {
+                let (hub, products, run) = (hub.clone(), products.clone(), run.clone());
+                async move {
+                    // Three different products, spread over the catalogue.
+                    let pick = |offset: usize| {
+                        products[(client * 31 + n as usize * 7 + offset * 13) % products.len()]
+                            .clone()
+                    };
+                    let created = hub
+                        .graphql(
+                            CREATE_ORDER,
+                            json!({ "input": {
+                                "idempotencyKey": format!("bench-{run}-{client}-{n}"),
+                                "lines": [
+                                    { "productId": pick(0), "quantity": 1 },
+                                    { "productId": pick(1), "quantity": 2 },
+                                    { "productId": pick(2), "quantity": 3 } ] } }),
+                        )
+                        .await?;
+                    let id = created["createOrder"]["order"]["id"].clone();
+                    hub.graphql(PLACE_ORDER, json!({ "id": id }))
+                        .await
+                        .map(drop)
+                }
+            })
             .await
         }
     }

@@ -10,7 +10,7 @@ use entities::{event, event_recipient};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, TransactionTrait,
+    QueryOrder, QuerySelect, Statement,
     sea_query::{Expr, ExprTrait, Query},
 };
 use tokio::sync::Notify;
@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::Principal,
+    db::write_transaction,
     error::{ApiError, ApiResult},
 };
 
@@ -125,37 +126,40 @@ impl Outbox {
 
     /// Gives committed, unstamped events the next positions, in insert order. Returns how many.
     pub async fn stamp(&self) -> ApiResult<u64> {
-        let backend = self.db.get_database_backend();
-        let txn = self.db.begin().await?;
-        if backend == DbBackend::Postgres {
-            let locked = txn
-                .query_one_raw(Statement::from_string(
-                    backend,
-                    format!("SELECT pg_try_advisory_xact_lock({STAMPER_LOCK_KEY}) AS locked"),
-                ))
-                .await?
-                .and_then(|row| row.try_get::<bool>("", "locked").ok())
-                .unwrap_or(false);
-            if !locked {
-                // Another replica is stamping; it (or our next round) picks these rows up.
-                txn.rollback().await?;
-                return Ok(0);
-            }
-        }
-        // The pending rows and the base are read once, before any row changes.
-        let sql = format!(
-            "UPDATE event SET position = pending.base + pending.n FROM ( \
-               SELECT seq, (SELECT COALESCE(MAX(position), 0) FROM event) AS base, \
-                      ROW_NUMBER() OVER (ORDER BY seq) AS n \
-               FROM event WHERE position IS NULL ORDER BY seq LIMIT {BATCH} \
-             ) AS pending WHERE event.seq = pending.seq"
-        );
-        let stamped = txn
-            .execute_raw(Statement::from_string(backend, sql))
-            .await?
-            .rows_affected();
-        txn.commit().await?;
-        Ok(stamped)
+        write_transaction(&self.db, |txn| {
+            Box::pin(async move {
+                let backend = txn.get_database_backend();
+                if backend == DbBackend::Postgres {
+                    let locked = txn
+                        .query_one_raw(Statement::from_string(
+                            backend,
+                            format!(
+                                "SELECT pg_try_advisory_xact_lock({STAMPER_LOCK_KEY}) AS locked"
+                            ),
+                        ))
+                        .await?
+                        .and_then(|row| row.try_get::<bool>("", "locked").ok())
+                        .unwrap_or(false);
+                    if !locked {
+                        // Another replica is stamping; it (or our next round) picks these rows up.
+                        return Ok(0);
+                    }
+                }
+                // The pending rows and the base are read once, before any row changes.
+                let sql = format!(
+                    "UPDATE event SET position = pending.base + pending.n FROM ( \
+                       SELECT seq, (SELECT COALESCE(MAX(position), 0) FROM event) AS base, \
+                              ROW_NUMBER() OVER (ORDER BY seq) AS n \
+                       FROM event WHERE position IS NULL ORDER BY seq LIMIT {BATCH} \
+                     ) AS pending WHERE event.seq = pending.seq"
+                );
+                Ok(txn
+                    .execute_raw(Statement::from_string(backend, sql))
+                    .await?
+                    .rows_affected())
+            })
+        })
+        .await
     }
 }
 

@@ -12,7 +12,7 @@ use entities::{
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, TransactionTrait,
+    QueryFilter, QueryOrder,
     sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::Principal,
+    db::write_transaction,
     error::{ApiError, ApiResult},
     events::{NewEvent, Outbox, record},
     graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
@@ -241,54 +242,50 @@ impl FinancialService {
         authorize(principal, Action::WriteRecords)?;
         let caller = principal.clone();
         let db = self.db.clone();
-        self.db
-            .transaction::<_, (), ApiError>(move |txn| {
-                Box::pin(async move {
-                    let (from, to, verb, event_type) = action.rule();
-                    let now = Utc::now();
-                    let mut update = order::Entity::update_many()
-                        .col_expr(order::Column::Status, Expr::value(to))
-                        .col_expr(
-                            order::Column::Version,
-                            Expr::col(order::Column::Version).add(1),
-                        )
-                        .col_expr(order::Column::UpdatedAt, Expr::value(now))
-                        .filter(order::Column::Id.eq(id))
-                        .filter(order::Column::OwnerOrganizationId.eq(caller.organization_id))
-                        .filter(order::Column::Status.is_in(from.iter().copied()));
-                    match action {
-                        // Money already received must be refunded first; closing needs a settled balance.
-                        OrderAction::Cancel => {
-                            update = update.filter(order::Column::PaidMinor.eq(0))
-                        }
-                        OrderAction::Close => {
-                            update = update.filter(
-                                Expr::col(order::Column::PaidMinor)
-                                    .equals(order::Column::TotalMinor),
-                            )
-                        }
-                        OrderAction::Place => {
-                            update = update.col_expr(order::Column::PlacedAt, Expr::value(now))
-                        }
-                        OrderAction::Fulfill => {}
-                    }
-                    if update.exec(txn).await?.rows_affected != 1 {
-                        return Err(explain_refusal(txn, &caller, id, action, verb).await);
-                    }
-                    let parties = if action == OrderAction::Place {
-                        reprice(txn, &caller, id).await?
-                    } else {
-                        order_parties(txn, id).await?
-                    };
-                    record(
-                        txn,
-                        order_event(id, caller.organization_id, event_type, to, parties),
+        write_transaction(&self.db, move |txn| {
+            Box::pin(async move {
+                let (from, to, verb, event_type) = action.rule();
+                let now = Utc::now();
+                let mut update = order::Entity::update_many()
+                    .col_expr(order::Column::Status, Expr::value(to))
+                    .col_expr(
+                        order::Column::Version,
+                        Expr::col(order::Column::Version).add(1),
                     )
-                    .await?;
-                    Ok(())
-                })
+                    .col_expr(order::Column::UpdatedAt, Expr::value(now))
+                    .filter(order::Column::Id.eq(id))
+                    .filter(order::Column::OwnerOrganizationId.eq(caller.organization_id))
+                    .filter(order::Column::Status.is_in(from.iter().copied()));
+                match action {
+                    // Money already received must be refunded first; closing needs a settled balance.
+                    OrderAction::Cancel => update = update.filter(order::Column::PaidMinor.eq(0)),
+                    OrderAction::Close => {
+                        update = update.filter(
+                            Expr::col(order::Column::PaidMinor).equals(order::Column::TotalMinor),
+                        )
+                    }
+                    OrderAction::Place => {
+                        update = update.col_expr(order::Column::PlacedAt, Expr::value(now))
+                    }
+                    OrderAction::Fulfill => {}
+                }
+                if update.exec(txn).await?.rows_affected != 1 {
+                    return Err(explain_refusal(txn, &caller, id, action, verb).await);
+                }
+                let parties = if action == OrderAction::Place {
+                    reprice(txn, &caller, id).await?
+                } else {
+                    order_parties(txn, id).await?
+                };
+                record(
+                    txn,
+                    order_event(id, caller.organization_id, event_type, to, parties),
+                )
+                .await?;
+                Ok(())
             })
-            .await?;
+        })
+        .await?;
         self.outbox.committed();
         find_order(&db, principal, id).await
     }
@@ -421,72 +418,68 @@ impl FinancialService {
     ) -> ApiResult<invoice::Model> {
         authorize(principal, Action::WriteRecords)?;
         let caller = principal.clone();
-        self.db
-            .transaction::<_, (), ApiError>(move |txn| {
-                Box::pin(async move {
-                    let invoice = invoice::Entity::find_by_id(id)
-                        .filter(invoice_visible(&caller))
-                        .one(txn)
-                        .await?
-                        .ok_or(ApiError::not_found("invoice"))?;
-                    let (action, event_type) = match to {
-                        InvoiceStatus::Paid => ("mark the invoice paid", "invoice.paid"),
-                        _ => ("void the invoice", "invoice.voided"),
-                    };
-                    let changed = invoice::Entity::update_many()
-                        .col_expr(invoice::Column::Status, Expr::value(to))
+        write_transaction(&self.db, move |txn| {
+            Box::pin(async move {
+                let invoice = invoice::Entity::find_by_id(id)
+                    .filter(invoice_visible(&caller))
+                    .one(txn)
+                    .await?
+                    .ok_or(ApiError::not_found("invoice"))?;
+                let (action, event_type) = match to {
+                    InvoiceStatus::Paid => ("mark the invoice paid", "invoice.paid"),
+                    _ => ("void the invoice", "invoice.voided"),
+                };
+                let changed = invoice::Entity::update_many()
+                    .col_expr(invoice::Column::Status, Expr::value(to))
+                    .col_expr(
+                        invoice::Column::Version,
+                        Expr::col(invoice::Column::Version).add(1),
+                    )
+                    .col_expr(invoice::Column::UpdatedAt, Expr::value(Utc::now()))
+                    .filter(invoice::Column::Id.eq(id))
+                    .filter(invoice::Column::Status.eq(InvoiceStatus::Issued))
+                    .exec(txn)
+                    .await?;
+                if changed.rows_affected != 1 {
+                    return Err(ApiError::InvalidTransition {
+                        action,
+                        reason: format!("the invoice is {}", invoice_status_name(invoice.status)),
+                    });
+                }
+                if to == InvoiceStatus::Paid {
+                    let paid = order::Entity::update_many()
                         .col_expr(
-                            invoice::Column::Version,
-                            Expr::col(invoice::Column::Version).add(1),
+                            order::Column::PaidMinor,
+                            Expr::col(order::Column::PaidMinor).add(invoice.amount_minor),
                         )
-                        .col_expr(invoice::Column::UpdatedAt, Expr::value(Utc::now()))
-                        .filter(invoice::Column::Id.eq(id))
-                        .filter(invoice::Column::Status.eq(InvoiceStatus::Issued))
+                        .col_expr(
+                            order::Column::Version,
+                            Expr::col(order::Column::Version).add(1),
+                        )
+                        .filter(order::Column::Id.eq(invoice.order_id))
+                        .filter(
+                            Expr::col(order::Column::PaidMinor)
+                                .add(invoice.amount_minor)
+                                .lte(Expr::col(order::Column::TotalMinor)),
+                        )
                         .exec(txn)
                         .await?;
-                    if changed.rows_affected != 1 {
+                    if paid.rows_affected != 1 {
                         return Err(ApiError::InvalidTransition {
                             action,
-                            reason: format!(
-                                "the invoice is {}",
-                                invoice_status_name(invoice.status)
-                            ),
+                            reason: "it would pay more than the order's total".into(),
                         });
                     }
-                    if to == InvoiceStatus::Paid {
-                        let paid = order::Entity::update_many()
-                            .col_expr(
-                                order::Column::PaidMinor,
-                                Expr::col(order::Column::PaidMinor).add(invoice.amount_minor),
-                            )
-                            .col_expr(
-                                order::Column::Version,
-                                Expr::col(order::Column::Version).add(1),
-                            )
-                            .filter(order::Column::Id.eq(invoice.order_id))
-                            .filter(
-                                Expr::col(order::Column::PaidMinor)
-                                    .add(invoice.amount_minor)
-                                    .lte(Expr::col(order::Column::TotalMinor)),
-                            )
-                            .exec(txn)
-                            .await?;
-                        if paid.rows_affected != 1 {
-                            return Err(ApiError::InvalidTransition {
-                                action,
-                                reason: "it would pay more than the order's total".into(),
-                            });
-                        }
-                    }
-                    record(
-                        txn,
-                        invoice_event(id, caller.organization_id, event_type, to),
-                    )
-                    .await?;
-                    Ok(())
-                })
+                }
+                record(
+                    txn,
+                    invoice_event(id, caller.organization_id, event_type, to),
+                )
+                .await?;
+                Ok(())
             })
-            .await?;
+        })
+        .await?;
         self.outbox.committed();
         self.invoice(principal, id).await
     }

@@ -9,12 +9,13 @@ use entities::{
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, SqlErr, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, SqlErr,
 };
 use uuid::Uuid;
 
 use crate::{
     auth::{MAX_TOKEN_TTL, MintedToken, Principal, TokenIssuer},
+    db::write_transaction,
     error::{ApiError, ApiResult},
     graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
     policy::{Action, authorize},
@@ -92,17 +93,15 @@ impl IdentityService {
                 "there is exactly one retailer: the platform operator",
             ));
         }
-        let created = self
-            .db
-            .transaction::<_, _, ApiError>(|txn| {
-                Box::pin(async move {
-                    let organization = insert_organization(txn, &name, kind).await?;
-                    let admin =
-                        insert_member(txn, organization.id, &admin_name, MemberRole::Admin).await?;
-                    Ok((organization, admin))
-                })
+        let created = write_transaction(&self.db, |txn| {
+            Box::pin(async move {
+                let organization = insert_organization(txn, &name, kind).await?;
+                let admin =
+                    insert_member(txn, organization.id, &admin_name, MemberRole::Admin).await?;
+                Ok((organization, admin))
             })
-            .await?;
+        })
+        .await?;
         tracing::info!(organization = %created.0.id, kind = ?kind, "organization created");
         Ok(created)
     }
@@ -138,32 +137,31 @@ impl IdentityService {
     pub async fn remove_member(&self, principal: &Principal, id: Uuid) -> ApiResult<Uuid> {
         authorize(principal, Action::ManageMembers)?;
         let organization_id = principal.organization_id;
-        self.db
-            .transaction::<_, _, ApiError>(|txn| {
-                Box::pin(async move {
-                    let member = member::Entity::find_by_id(id)
+        write_transaction(&self.db, |txn| {
+            Box::pin(async move {
+                let member = member::Entity::find_by_id(id)
+                    .filter(member::Column::OrganizationId.eq(organization_id))
+                    .one(txn)
+                    .await?
+                    .ok_or(ApiError::not_found("member"))?;
+                if member.role == MemberRole::Admin {
+                    let admins = member::Entity::find()
                         .filter(member::Column::OrganizationId.eq(organization_id))
-                        .one(txn)
-                        .await?
-                        .ok_or(ApiError::not_found("member"))?;
-                    if member.role == MemberRole::Admin {
-                        let admins = member::Entity::find()
-                            .filter(member::Column::OrganizationId.eq(organization_id))
-                            .filter(member::Column::Role.eq(MemberRole::Admin))
-                            .count(txn)
-                            .await?;
-                        if admins <= 1 {
-                            return Err(ApiError::Conflict(
-                                "the last ADMIN of an organization cannot be removed".into(),
-                            ));
-                        }
+                        .filter(member::Column::Role.eq(MemberRole::Admin))
+                        .count(txn)
+                        .await?;
+                    if admins <= 1 {
+                        return Err(ApiError::Conflict(
+                            "the last ADMIN of an organization cannot be removed".into(),
+                        ));
                     }
-                    member::Entity::delete_by_id(id).exec(txn).await?;
-                    Ok(id)
-                })
+                }
+                member::Entity::delete_by_id(id).exec(txn).await?;
+                Ok(id)
             })
-            .await
-            .map_err(ApiError::from)
+        })
+        .await
+        .map_err(ApiError::from)
     }
 
     /// Mints a token for a member of the caller's own organization.
