@@ -132,13 +132,4 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
-impl From<sea_orm::TransactionError<ApiError>> for ApiError {
-    fn from(err: sea_orm::TransactionError<ApiError>) -> Self {
-        match err {
-            sea_orm::TransactionError::Connection(db) => db.into(),
-            sea_orm::TransactionError::Transaction(api) => api,
-        }
-    }
-}
-
 pub type ApiResult<T> = Result<T, ApiError>;

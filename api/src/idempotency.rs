@@ -96,8 +96,7 @@ where
             Ok(id)
         })
     })
-    .await
-    .map_err(ApiError::from);
+    .await;
     if let (Err(_), Some(key)) = (&result, key) {
         // Nothing was created: free the key so a corrected retry may use it.
         release(db, key).await;

@@ -161,7 +161,6 @@ impl IdentityService {
             })
         })
         .await
-        .map_err(ApiError::from)
     }
 
     /// Mints a token for a member of the caller's own organization.
