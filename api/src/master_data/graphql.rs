@@ -641,6 +641,8 @@ pub struct CreateLocationInput {
     postal_code: String,
     /// ISO 3166-1 alpha-2, e.g. NL.
     country_code: String,
+    /// Retrying with the same key and input returns the same record (keys are kept 24 hours).
+    idempotency_key: Option<String>,
 }
 
 #[derive(InputObject)]
@@ -673,6 +675,8 @@ pub struct CreateProductInput {
     currency: String,
     /// An organization of kind SUPPLIER; defaults to the caller when the caller is a supplier.
     supplier_id: Option<ID>,
+    /// Retrying with the same key and input returns the same record (keys are kept 24 hours).
+    idempotency_key: Option<String>,
 }
 
 #[derive(InputObject)]
@@ -700,6 +704,8 @@ pub struct CreateCustomerInput {
     email: String,
     phone: Option<String>,
     address: Option<String>,
+    /// Retrying with the same key and input returns the same record (keys are kept 24 hours).
+    idempotency_key: Option<String>,
 }
 
 #[derive(InputObject)]
@@ -725,6 +731,8 @@ pub struct RegisterDeviceInput {
     /// The device's ed25519 public key, standard base64 of 32 bytes. Invalid and weak (small-order) keys
     /// are refused.
     public_key: String,
+    /// Retrying with the same key and input returns the same record (keys are kept 24 hours).
+    idempotency_key: Option<String>,
 }
 
 #[derive(InputObject)]
@@ -767,6 +775,8 @@ pub struct GrantShareInput {
     /// Also reveal sensitive fields (customer contact data). Default false.
     #[graphql(default)]
     include_sensitive: bool,
+    /// Retrying with the same key and input returns the same record (keys are kept 24 hours).
+    idempotency_key: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -811,7 +821,9 @@ impl MasterDataMutation {
             postal_code: input.postal_code,
             country_code: input.country_code,
         };
-        let location = service(ctx).create_location(ctx.principal()?, new).await?;
+        let location = service(ctx)
+            .create_location(ctx.principal()?, new, input.idempotency_key.as_deref())
+            .await?;
         Ok(LocationPayload {
             location: Location(location),
         })
@@ -868,7 +880,9 @@ impl MasterDataMutation {
             currency: input.currency,
             supplier_id: optional_id("supplierId", ORGANIZATION, input.supplier_id.as_ref())?,
         };
-        let product = service(ctx).create_product(ctx.principal()?, new).await?;
+        let product = service(ctx)
+            .create_product(ctx.principal()?, new, input.idempotency_key.as_deref())
+            .await?;
         Ok(ProductPayload {
             product: Product(product),
         })
@@ -928,7 +942,11 @@ impl MasterDataMutation {
             address: input.address,
         };
         let customer = service(ctx)
-            .create_customer(ctx.principal()?, NewCustomer { contact })
+            .create_customer(
+                ctx.principal()?,
+                NewCustomer { contact },
+                input.idempotency_key.as_deref(),
+            )
             .await?;
         Ok(CustomerPayload {
             customer: Customer(customer),
@@ -980,7 +998,9 @@ impl MasterDataMutation {
             location_id: decode_id("locationId", LOCATION, &input.location_id)?,
             public_key_base64: input.public_key,
         };
-        let device = service(ctx).register_device(ctx.principal()?, new).await?;
+        let device = service(ctx)
+            .register_device(ctx.principal()?, new, input.idempotency_key.as_deref())
+            .await?;
         Ok(DevicePayload {
             device: Device(device),
         })
@@ -1038,7 +1058,9 @@ impl MasterDataMutation {
             access: input.access.into(),
             include_sensitive: input.include_sensitive,
         };
-        let share = service(ctx).grant_share(ctx.principal()?, new).await?;
+        let share = service(ctx)
+            .grant_share(ctx.principal()?, new, input.idempotency_key.as_deref())
+            .await?;
         Ok(SharePayload {
             share: Share(share),
         })

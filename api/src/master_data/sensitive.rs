@@ -4,8 +4,8 @@
 use entities::customer;
 use sea_orm::ActiveValue::Set;
 
-/// A customer's sensitive fields, in clear.
-#[derive(Clone, PartialEq, Eq)]
+/// A customer's sensitive fields, in clear. Serialized only into an idempotency fingerprint (a hash).
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CustomerContact {
     pub name: String,
     pub email: String,

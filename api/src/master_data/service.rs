@@ -13,10 +13,11 @@ use entities::{
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    FromQueryResult, IntoActiveModel, QueryFilter, QueryOrder, Select, SqlErr,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
+    IntoActiveModel, QueryFilter, QueryOrder, Select, SqlErr,
     sea_query::{Expr, ExprTrait, Func, LikeExpr, SimpleExpr},
 };
+use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
@@ -28,6 +29,7 @@ use crate::{
     auth::Principal,
     error::{ApiError, ApiResult},
     graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
+    idempotency::{IdempotencyKey, run_once},
     policy::{Action, Need, ReceivedShares, SharedEntity, authorize, resource_name, visible},
 };
 
@@ -54,6 +56,7 @@ pub enum LocationSort {
     CreatedAt,
 }
 
+#[derive(Serialize)]
 pub struct NewLocation {
     pub name: String,
     pub kind: LocationKind,
@@ -92,6 +95,7 @@ pub enum ProductSort {
     CreatedAt,
 }
 
+#[derive(Serialize)]
 pub struct NewProduct {
     pub sku: String,
     pub name: String,
@@ -116,6 +120,7 @@ pub struct CustomerFilter {
     pub email: Option<String>,
 }
 
+#[derive(Serialize)]
 pub struct NewCustomer {
     pub contact: CustomerContact,
 }
@@ -141,6 +146,7 @@ pub enum DeviceSort {
     CreatedAt,
 }
 
+#[derive(Serialize)]
 pub struct NewDevice {
     pub name: String,
     pub location_id: Uuid,
@@ -153,6 +159,7 @@ pub struct DevicePatch {
     pub location_id: Option<Uuid>,
 }
 
+#[derive(Serialize)]
 pub struct NewShare {
     pub grantee_id: Uuid,
     pub resource: ResourceType,
@@ -175,6 +182,41 @@ impl MasterDataService {
 
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Inserts a new row of `E` once per idempotency key and returns it as the caller sees it.
+    async fn create_once<E>(
+        &self,
+        principal: &Principal,
+        operation: &'static str,
+        idempotency_key: Option<&str>,
+        input: &impl Serialize,
+        model: E::ActiveModel,
+    ) -> ApiResult<E::Model>
+    where
+        E: SharedEntity,
+        E::Model: FromQueryResult + Send + Sync,
+        E::ActiveModel: ActiveModelTrait<Entity = E> + Send + 'static,
+    {
+        let key = idempotency_key
+            .map(|key| IdempotencyKey::new(principal.organization_id, operation, key, input))
+            .transpose()?;
+        let id = match model.get(E::id_column()) {
+            sea_orm::ActiveValue::Set(sea_orm::Value::Uuid(Some(id))) => id,
+            _ => {
+                return Err(ApiError::Internal(anyhow::anyhow!(
+                    "a new {operation} row has no id"
+                )));
+            }
+        };
+        let created = run_once(&self.db, key.as_ref(), move |txn| {
+            Box::pin(async move {
+                E::insert(model).exec_without_returning(txn).await?;
+                Ok(id)
+            })
+        })
+        .await?;
+        find_visible::<E, _>(&self.db, principal, created, Need::Read).await
     }
 
     // ---- locations ----
@@ -228,6 +270,7 @@ impl MasterDataService {
         &self,
         principal: &Principal,
         input: NewLocation,
+        idempotency_key: Option<&str>,
     ) -> ApiResult<location::Model> {
         authorize(principal, Action::WriteRecords)?;
         let now = Utc::now();
@@ -244,9 +287,14 @@ impl MasterDataService {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        Ok(location::Entity::insert(model)
-            .exec_with_returning(&self.db)
-            .await?)
+        self.create_once::<location::Entity>(
+            principal,
+            "createLocation",
+            idempotency_key,
+            &input,
+            model,
+        )
+        .await
     }
 
     pub async fn update_location(
@@ -355,6 +403,7 @@ impl MasterDataService {
         &self,
         principal: &Principal,
         input: NewProduct,
+        idempotency_key: Option<&str>,
     ) -> ApiResult<product::Model> {
         authorize(principal, Action::WriteRecords)?;
         let supplier = match input.supplier_id {
@@ -382,10 +431,20 @@ impl MasterDataService {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        product::Entity::insert(model)
-            .exec_with_returning(&self.db)
-            .await
-            .map_err(|err| conflict_on_unique(err, "a product with this SKU already exists"))
+        self.create_once::<product::Entity>(
+            principal,
+            "createProduct",
+            idempotency_key,
+            &input,
+            model,
+        )
+        .await
+        .map_err(|err| match err {
+            ApiError::Conflict(_) => {
+                ApiError::Conflict("a product with this SKU already exists".into())
+            }
+            other => other,
+        })
     }
 
     pub async fn update_product(
@@ -483,9 +542,10 @@ impl MasterDataService {
         &self,
         principal: &Principal,
         input: NewCustomer,
+        idempotency_key: Option<&str>,
     ) -> ApiResult<customer::Model> {
         authorize(principal, Action::WriteRecords)?;
-        let contact = validate_contact(input.contact)?;
+        let contact = validate_contact(input.contact.clone())?;
         let now = Utc::now();
         let mut model = customer::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -496,9 +556,14 @@ impl MasterDataService {
             ..Default::default()
         };
         sensitive::write_contact(&mut model, contact);
-        Ok(customer::Entity::insert(model)
-            .exec_with_returning(&self.db)
-            .await?)
+        self.create_once::<customer::Entity>(
+            principal,
+            "createCustomer",
+            idempotency_key,
+            &input,
+            model,
+        )
+        .await
     }
 
     pub async fn update_customer(
@@ -595,6 +660,7 @@ impl MasterDataService {
         &self,
         principal: &Principal,
         input: NewDevice,
+        idempotency_key: Option<&str>,
     ) -> ApiResult<device::Model> {
         authorize(principal, Action::ManageDevices)?;
         let name = validate::text("name", &input.name, NAME_MAX)?;
@@ -612,9 +678,14 @@ impl MasterDataService {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        Ok(device::Entity::insert(model)
-            .exec_with_returning(&self.db)
-            .await?)
+        self.create_once::<device::Entity>(
+            principal,
+            "registerDevice",
+            idempotency_key,
+            &input,
+            model,
+        )
+        .await
     }
 
     pub async fn update_device(
@@ -667,6 +738,7 @@ impl MasterDataService {
         &self,
         principal: &Principal,
         input: NewShare,
+        idempotency_key: Option<&str>,
     ) -> ApiResult<share::Model> {
         authorize(principal, Action::ManageShares)?;
         if input.grantee_id == principal.organization_id {
@@ -710,9 +782,23 @@ impl MasterDataService {
             include_sensitive: Set(input.include_sensitive),
             created_at: Set(Utc::now()),
         };
-        Ok(share::Entity::insert(model)
-            .exec_with_returning(&self.db)
-            .await?)
+        let key = idempotency_key
+            .map(|key| IdempotencyKey::new(principal.organization_id, "grantShare", key, &input))
+            .transpose()?;
+        let id = run_once(&self.db, key.as_ref(), move |txn| {
+            Box::pin(async move {
+                let id = Uuid::now_v7();
+                share::Entity::insert(share::ActiveModel {
+                    id: Set(id),
+                    ..model
+                })
+                .exec_without_returning(txn)
+                .await?;
+                Ok(id)
+            })
+        })
+        .await?;
+        self.share(principal, id).await
     }
 
     /// Revokes one of the caller's grants; the grantee loses access with its next request.
@@ -905,13 +991,6 @@ where
     }
     find_visible::<E, _>(db, principal, id, Need::Read).await?;
     Err(ApiError::Forbidden("only the owner deletes a record"))
-}
-
-fn conflict_on_unique(err: DbErr, message: &str) -> ApiError {
-    match err.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => ApiError::Conflict(message.to_owned()),
-        _ => err.into(),
-    }
 }
 
 /// Case-insensitive substring match with LIKE wildcards in the needle escaped.

@@ -529,6 +529,22 @@ async fn idempotency_keys_return_the_first_result(backend: Backend) {
         theirs.data("/createOrder/order/id"),
         first.data("/createOrder/order/id")
     );
+    // Master-data creates honour keys the same way.
+    let create_product = |price: i64| {
+        app.graphql(Some(&shop.admin), CREATE_PRODUCT, json!({ "input": {
+            "sku": "IDEM-1", "name": "Idem", "priceMinor": price, "currency": "EUR", "idempotencyKey": "product-key" } }))
+    };
+    let first_product = create_product(10)
+        .await
+        .data("/createProduct/product/id")
+        .clone();
+    assert_eq!(
+        create_product(10).await.data("/createProduct/product/id"),
+        &first_product
+    );
+    create_product(11)
+        .await
+        .expect_error("IDEMPOTENCY_MISMATCH");
     // A bad key is a validation error.
     app.graphql(Some(&shop.admin), CREATE_ORDER, json!({ "input": { "idempotencyKey": "", "lines": [{ "productId": shop.products[2], "quantity": 1 }] } }))
         .await
