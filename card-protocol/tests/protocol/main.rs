@@ -1,0 +1,8 @@
+//! Protocol tests: fixed vectors, tampering, the card state machine, property tests, issuer tooling.
+
+mod card;
+mod fixtures;
+mod properties;
+mod tampering;
+mod tool;
+mod vectors;
