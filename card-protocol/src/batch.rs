@@ -84,15 +84,19 @@ impl NumberBatch {
         })
     }
 
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = encode_body(
+    fn body(&self) -> Vec<u8> {
+        encode_body(
             &self.issuer,
             self.key_id,
             &self.card_id,
             &self.card_public_key,
             self.load_counter,
             &self.tokens,
-        );
+        )
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.body();
         out.extend_from_slice(&self.signature);
         out
     }
@@ -130,15 +134,7 @@ impl NumberBatch {
 
     /// Verifies the batch signature and that every token is the issuer's, for this card and key.
     pub fn verify(&self, issuer_key: &VerifyingKey) -> Result<()> {
-        let body = encode_body(
-            &self.issuer,
-            self.key_id,
-            &self.card_id,
-            &self.card_public_key,
-            self.load_counter,
-            &self.tokens,
-        );
-        verify(issuer_key, BATCH_DOMAIN, &body, &self.signature)?;
+        verify(issuer_key, BATCH_DOMAIN, &self.body(), &self.signature)?;
         for token in &self.tokens {
             let b = &token.body;
             if b.issuer != self.issuer || b.key_id != self.key_id {

@@ -5,7 +5,7 @@
 //! response is sent. GENERATE PAYMENT always changes state (it consumes a number and advances the
 //! sequence), so a lost answer never lets a sequence be used twice.
 
-use std::{fs, io::Write, path::Path};
+use std::{fs, path::Path};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -17,6 +17,7 @@ use crate::{
     batch::NumberBatch,
     bytes::Reader,
     card_signature::{PaymentRequestFields, REQUEST_FIELDS_LEN, sign_payment},
+    files::{hex, unhex, write_private},
     keys::parse_public_key,
     token::Token,
 };
@@ -56,25 +57,10 @@ impl CardFile {
         serde_json::from_str(&text).map_err(|_| ProtocolError::Malformed("card file"))
     }
 
-    /// Writes the file atomically (temporary file, fsync, rename), readable by its owner only.
+    /// Writes the file atomically, readable by its owner only.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        let staging = path.with_extension("tmp");
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&staging)?;
-        file.write_all(&json)?;
-        file.sync_all()?;
-        fs::rename(&staging, path)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        write_private(path, &json)
     }
 }
 
@@ -163,23 +149,6 @@ pub struct CardApplication {
     last_generate_ms: Option<u64>,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex<const N: usize>(text: &str) -> Result<[u8; N]> {
-    let malformed = ProtocolError::Malformed("card file hex");
-    if text.len() != N * 2 {
-        return Err(malformed);
-    }
-    let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2).ok_or(malformed.clone())?, 16)
-            .map_err(|_| malformed.clone())?;
-    }
-    Ok(out)
-}
-
 fn base64_32(text: &str) -> Result<[u8; 32]> {
     STANDARD
         .decode(text)
@@ -200,9 +169,9 @@ impl CardApplication {
             .collect::<Result<Vec<_>>>()?;
         numbers.sort_by_key(|token| token.body.sequence);
         Ok(Self {
-            card_id: unhex(&file.card_id)?,
+            card_id: unhex(&file.card_id, "card id")?,
             card_key: SigningKey::from_bytes(&base64_32(&file.card_secret_key)?),
-            issuer: unhex(&file.issuer)?,
+            issuer: unhex(&file.issuer, "issuer id")?,
             issuer_key_id: file.issuer_key_id,
             issuer_key: parse_public_key(&base64_32(&file.issuer_public_key)?)?,
             load_counter: file.load_counter,

@@ -1,7 +1,7 @@
 //! Issuer tooling: the issuer's key and number range, a persistent number counter, personalization of
 //! cards and signed top-up batches. The state lives in one JSON file that holds the issuer's secret key.
 
-use std::{collections::BTreeMap, fs, io::Write, path::Path};
+use std::{collections::BTreeMap, fs, path::Path};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use ed25519_dalek::SigningKey;
@@ -11,6 +11,7 @@ use crate::{
     Id, ProtocolError, Result,
     batch::{MAX_BATCH, NumberBatch},
     card::{CARD_FILE_VERSION, CardFile},
+    files::{hex, unhex, write_private},
     number::{CardNumber, PrefixRange},
     token::{DomainRestrictions, Token, TokenBody},
 };
@@ -52,10 +53,6 @@ pub struct Issuance {
     pub not_after: u64,
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl IssuerFile {
     pub fn new(
         issuer: Id,
@@ -90,22 +87,7 @@ impl IssuerFile {
     /// Atomic, private, durable: the number counter must never go back.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        let staging = path.with_extension("tmp");
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&staging)?;
-        file.write_all(&json)?;
-        file.sync_all()?;
-        fs::rename(&staging, path)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        write_private(path, &json)
     }
 
     pub fn signing_key(&self) -> Result<SigningKey> {
@@ -118,15 +100,7 @@ impl IssuerFile {
     }
 
     pub fn issuer_id(&self) -> Result<Id> {
-        let mut id = [0u8; 16];
-        if self.issuer.len() != 32 {
-            return Err(ProtocolError::Malformed("issuer id"));
-        }
-        for (i, byte) in id.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&self.issuer[i * 2..i * 2 + 2], 16)
-                .map_err(|_| ProtocolError::Malformed("issuer id"))?;
-        }
-        Ok(id)
+        unhex(&self.issuer, "issuer id")
     }
 
     /// Takes the next `count` numbers of the range. Save the file before using them.

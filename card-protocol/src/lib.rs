@@ -16,6 +16,7 @@ pub mod batch;
 mod bytes;
 pub mod card;
 pub mod card_signature;
+mod files;
 pub mod issuer;
 pub mod keys;
 pub mod number;
