@@ -107,7 +107,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let name =
                 member.unwrap_or_else(|| format!("cli-{}", format!("{role:?}").to_lowercase()));
             let member = identity
-                .ensure_member(organization.id, &name, role.into())
+                .ensure_member(organization.id, &name, role.try_into()?)
                 .await?;
             let minted = identity.mint_for(&member, ttl.map(Duration::from_secs))?;
             println!("{}", minted.token);

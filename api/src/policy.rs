@@ -20,6 +20,8 @@ use crate::{
 /// Something a caller wants to do, independent of the record it is done to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// Read who one is (`me`).
+    ReadSelf,
     /// Read the directory of organization names and kinds.
     ReadDirectory,
     /// Read what the caller's organization may see (its members, its records, records shared with it).
@@ -40,8 +42,16 @@ pub enum Action {
 
 /// Allows `action` for `principal`, or says FORBIDDEN with the rule that stopped it.
 pub fn authorize(principal: &Principal, action: Action) -> ApiResult<()> {
+    // A device requests and submits payments for its own terminal, and nothing else.
+    if principal.role == Role::Device {
+        return if matches!(action, Action::ReadSelf) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("a device may only take payments"))
+        };
+    }
     let allowed = match action {
-        Action::ReadDirectory | Action::ReadOwnOrganization => true,
+        Action::ReadSelf | Action::ReadDirectory | Action::ReadOwnOrganization => true,
         Action::WriteRecords => matches!(principal.role, Role::Admin | Role::Member),
         Action::ManageMembers
         | Action::IssueTokens
@@ -58,7 +68,9 @@ pub fn authorize(principal: &Principal, action: Action) -> ApiResult<()> {
 
 fn rule(action: Action) -> &'static str {
     match action {
-        Action::ReadDirectory | Action::ReadOwnOrganization => "reading requires a member role",
+        Action::ReadSelf | Action::ReadDirectory | Action::ReadOwnOrganization => {
+            "reading requires a member role"
+        }
         Action::WriteRecords => "changing records requires the MEMBER or ADMIN role",
         Action::ManageMembers => "managing members requires the ADMIN role",
         Action::IssueTokens => "issuing tokens requires the ADMIN role",
@@ -237,11 +249,11 @@ mod tests {
 
     fn principal(kind: OrganizationKind, role: Role) -> Principal {
         Principal {
-            member_id: Uuid::nil(),
+            actor: crate::auth::Actor::Member(Uuid::nil()),
             organization_id: Uuid::nil(),
             organization_kind: kind,
             role,
-            token_id: Uuid::nil(),
+            token_id: None,
         }
     }
 
@@ -261,6 +273,10 @@ mod tests {
             (Supplier, Role::Admin, ManageMembers, true),
             (Supplier, Role::Admin, IssueTokens, true),
             (Supplier, Role::Viewer, ReadDirectory, true),
+            (Retailer, Role::Device, ReadSelf, true),
+            (Retailer, Role::Device, ReadDirectory, false),
+            (Retailer, Role::Device, ReadOwnOrganization, false),
+            (Retailer, Role::Device, WriteRecords, false),
         ];
         for (kind, role, action, expected) in cases {
             let outcome = authorize(&principal(kind, role), action);

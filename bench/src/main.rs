@@ -52,6 +52,8 @@ struct Args {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
+    /// The simplest authenticated query: `{ me { role } }`.
+    Me,
     /// Read a page of 50 products with their suppliers.
     ProductsPage,
     /// Create an order with 3 lines (with an idempotency key) and place it: two requests per operation.

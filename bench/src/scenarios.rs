@@ -19,6 +19,7 @@ use crate::{
     report::{Report, new_histogram},
 };
 
+const ME: &str = "query Me { me { role } }";
 const CREATE_ORDER: &str = "mutation CreateOrder($input: CreateOrderInput!) { createOrder(input: $input) { order { id totalMinor } } }";
 const PLACE_ORDER: &str =
     "mutation PlaceOrder($id: ID!) { placeOrder(input: { id: $id }) { order { id status } } }";
@@ -32,6 +33,14 @@ pub async fn run(
     budget: Budget,
 ) -> anyhow::Result<Report> {
     match scenario {
+        Scenario::Me => {
+            let hub = hub.clone();
+            drive("me", clients, warmup, budget, move |_client, _n| {
+                let hub = hub.clone();
+                async move { hub.graphql(ME, json!({})).await.map(drop) }
+            })
+            .await
+        }
         Scenario::ProductsPage => {
             seed_catalogue(hub).await?;
             let hub = hub.clone();

@@ -144,7 +144,11 @@ impl TestApp {
     pub async fn token_for(&self, organization: Uuid, member: &str, role: Role) -> String {
         let identity = &self.hub.state.services.identity;
         let member = identity
-            .ensure_member(organization, member, role.into())
+            .ensure_member(
+                organization,
+                member,
+                role.try_into().expect("a member role"),
+            )
             .await
             .expect("test member");
         identity.mint_for(&member, None).expect("token").token

@@ -102,7 +102,7 @@ impl Replicas {
         let identity = &self.state.services.identity;
         let name = format!("test-{role:?}").to_lowercase();
         let member = identity
-            .ensure_member(organization, &name, role.into())
+            .ensure_member(organization, &name, role.try_into().expect("a member role"))
             .await
             .expect("member");
         identity.mint_for(&member, None).expect("token").token

@@ -1,11 +1,12 @@
 //! Who is asking: the hub's signing key, partner tokens (JWT, EdDSA) and the resulting [`Principal`].
 
+pub mod device_tokens;
 pub(crate) mod keys;
 mod principal;
 mod tokens;
 
 pub use keys::{KeyError, SigningKey, generate_signing_key_file};
-pub use principal::{Principal, Role};
+pub use principal::{Actor, Principal, Role};
 pub use tokens::{MAX_TOKEN_TTL, MintedToken, PartnerClaims, TokenIssuer};
 
 use sea_orm::{DatabaseConnection, EntityTrait};
@@ -30,6 +31,9 @@ impl Authenticator {
         bearer: Option<&str>,
     ) -> ApiResult<Principal> {
         let token = bearer.ok_or(ApiError::Unauthenticated)?;
+        if device_tokens::claims_device_issuer(token) {
+            return self.authenticate_device(db, token).await;
+        }
         let claims = self.issuer.verify(token).map_err(|reason| {
             // The reason helps an operator; the caller only learns "unauthenticated".
             tracing::info!(%reason, "token refused");
@@ -48,11 +52,47 @@ impl Authenticator {
             return Err(ApiError::Unauthenticated);
         }
         Ok(Principal {
-            member_id: member.id,
+            actor: Actor::Member(member.id),
             organization_id: organization.id,
             organization_kind: organization.kind,
             // A token never grants more than the member holds now.
             role: Role::from(claims.role).least(Role::from(member.role)),
+            token_id: Some(claims.jti),
+        })
+    }
+
+    /// A device's own token, verified with its registered key; the device must be ACTIVE now, so a
+    /// revoked device is stopped at its next request.
+    async fn authenticate_device(
+        &self,
+        db: &DatabaseConnection,
+        token: &str,
+    ) -> ApiResult<Principal> {
+        let refuse = |reason: &str| {
+            tracing::info!(%reason, "device token refused");
+            ApiError::Unauthenticated
+        };
+        let device_id =
+            device_tokens::named_device(token).ok_or_else(|| refuse("no device id in kid"))?;
+        let device = entities::device::Entity::find_by_id(device_id)
+            .one(db)
+            .await?
+            .ok_or_else(|| refuse("unknown device"))?;
+        if device.status != entities::device::DeviceStatus::Active {
+            return Err(refuse("device revoked"));
+        }
+        let claims =
+            device_tokens::verify(token, device.id, &device.public_key, self.issuer.audience())
+                .map_err(|reason| refuse(&reason))?;
+        let organization = entities::organization::Entity::find_by_id(device.owner_organization_id)
+            .one(db)
+            .await?
+            .ok_or_else(|| refuse("owner missing"))?;
+        Ok(Principal {
+            actor: Actor::Device(device.id),
+            organization_id: organization.id,
+            organization_kind: organization.kind,
+            role: Role::Device,
             token_id: claims.jti,
         })
     }

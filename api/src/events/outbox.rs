@@ -182,6 +182,7 @@ impl EventService {
         after: Option<i64>,
         first: u64,
     ) -> ApiResult<(Vec<event::Model>, bool)> {
+        crate::policy::authorize(principal, crate::policy::Action::ReadOwnOrganization)?;
         if first == 0 || first > 500 {
             return Err(ApiError::validation("first", "must be between 1 and 500"));
         }

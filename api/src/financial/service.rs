@@ -485,6 +485,7 @@ impl FinancialService {
     }
 
     pub async fn invoice(&self, principal: &Principal, id: Uuid) -> ApiResult<invoice::Model> {
+        authorize(principal, Action::ReadOwnOrganization)?;
         invoice::Entity::find_by_id(id)
             .filter(invoice_visible(principal))
             .one(&self.db)
@@ -509,6 +510,7 @@ impl FinancialService {
     // ---- payments (written by the payment mode) ----
 
     pub async fn payment(&self, principal: &Principal, id: Uuid) -> ApiResult<payment::Model> {
+        authorize(principal, Action::ReadOwnOrganization)?;
         payment::Entity::find_by_id(id)
             .filter(payment_visible(principal))
             .one(&self.db)
@@ -544,6 +546,7 @@ async fn find_order<C: ConnectionTrait>(
     principal: &Principal,
     id: Uuid,
 ) -> ApiResult<order::Model> {
+    authorize(principal, Action::ReadOwnOrganization)?;
     order::Entity::find_by_id(id)
         .filter(order_visible(principal))
         .one(db)

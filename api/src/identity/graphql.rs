@@ -6,7 +6,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entities::{member, organization};
 
-use super::IdentityService;
+use super::{IdentityService, service::Whoami};
 use crate::{
     auth::Role,
     graphql::{
@@ -76,24 +76,28 @@ impl Member {
     }
 }
 
-/// The caller as the hub sees it.
-pub struct Viewer {
-    member: member::Model,
-    organization: organization::Model,
-    role: Role,
-}
+/// The caller as the hub sees it: a member or a device, of an organization, with a role.
+pub struct Viewer(Whoami);
 
 #[Object]
 impl Viewer {
-    async fn member(&self) -> Member {
-        Member(self.member.clone())
+    /// The member acting, or null for a device.
+    async fn member(&self) -> Option<Member> {
+        self.0.member.clone().map(Member)
+    }
+    /// The checkout device acting, or null for a member.
+    async fn device(&self) -> Option<crate::master_data::graphql::Device> {
+        self.0
+            .device
+            .clone()
+            .map(crate::master_data::graphql::Device)
     }
     async fn organization(&self) -> Organization {
-        self.organization.clone().into()
+        self.0.organization.clone().into()
     }
-    /// The role this request acts with: the token's role, never above the member's current role.
+    /// The role this request acts with: a member's token never grants more than the member holds now.
     async fn role(&self) -> Role {
-        self.role
+        self.0.role
     }
 }
 
@@ -105,16 +109,11 @@ impl IdentityQuery {
     /// The authenticated caller: its member record, organization and effective role.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
         let principal = ctx.principal()?;
-        let service = ctx.data_unchecked::<IdentityService>();
-        let member = service.member(principal, principal.member_id).await?;
-        let organization = service
-            .organization(principal, principal.organization_id)
+        let whoami = ctx
+            .data_unchecked::<IdentityService>()
+            .whoami(principal)
             .await?;
-        Ok(Viewer {
-            member,
-            organization,
-            role: principal.role,
-        })
+        Ok(Viewer(whoami))
     }
 
     /// The organization directory (names and kinds), ordered by name.
@@ -253,7 +252,7 @@ impl IdentityMutation {
         let principal = ctx.principal()?;
         let member = ctx
             .data_unchecked::<IdentityService>()
-            .create_member(principal, &input.name, input.role.into())
+            .create_member(principal, &input.name, input.role.try_into()?)
             .await?;
         Ok(CreateMemberPayload {
             member: Member(member),

@@ -25,6 +25,14 @@ use crate::{
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
 const MAX_NAME_CHARS: usize = 200;
 
+/// The caller as the hub sees it.
+pub struct Whoami {
+    pub member: Option<member::Model>,
+    pub device: Option<entities::device::Model>,
+    pub organization: organization::Model,
+    pub role: crate::auth::Role,
+}
+
 #[derive(Clone)]
 pub struct IdentityService {
     db: DatabaseConnection,
@@ -34,6 +42,33 @@ pub struct IdentityService {
 impl IdentityService {
     pub fn new(db: DatabaseConnection, issuer: TokenIssuer) -> Self {
         Self { db, issuer }
+    }
+
+    /// Who the caller is: its member record or device, and its organization.
+    pub async fn whoami(&self, principal: &Principal) -> ApiResult<Whoami> {
+        authorize(principal, Action::ReadSelf)?;
+        let member = match principal.member_id() {
+            Some(id) => Some(self.own_member(principal, id).await?),
+            None => None,
+        };
+        let device = match principal.device_id() {
+            Some(id) => {
+                entities::device::Entity::find_by_id(id)
+                    .one(&self.db)
+                    .await?
+            }
+            None => None,
+        };
+        let organization = organization::Entity::find_by_id(principal.organization_id)
+            .one(&self.db)
+            .await?
+            .ok_or(ApiError::not_found("organization"))?;
+        Ok(Whoami {
+            member,
+            device,
+            organization,
+            role: principal.role,
+        })
     }
 
     /// The directory: names and kinds of all organizations, ordered by name.

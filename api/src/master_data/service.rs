@@ -229,7 +229,7 @@ impl MasterDataService {
         args: PageArgs,
         with_total: bool,
     ) -> ApiResult<Page<location::Model>> {
-        let mut select = visible_rows::<location::Entity>(principal);
+        let mut select = visible_rows::<location::Entity>(principal)?;
         if let Some(kind) = filter.kind {
             select = select.filter(location::Column::Kind.eq(kind));
         }
@@ -343,7 +343,7 @@ impl MasterDataService {
         args: PageArgs,
         with_total: bool,
     ) -> ApiResult<Page<product::Model>> {
-        let mut select = visible_rows::<product::Entity>(principal);
+        let mut select = visible_rows::<product::Entity>(principal)?;
         if let Some(sku) = filter.sku {
             select = select.filter(product::Column::Sku.eq(sku));
         }
@@ -511,7 +511,7 @@ impl MasterDataService {
         args: PageArgs,
         with_total: bool,
     ) -> ApiResult<Page<customer::Model>> {
-        let mut select = visible_rows::<customer::Entity>(principal);
+        let mut select = visible_rows::<customer::Entity>(principal)?;
         if let Some(email) = filter.email {
             select = select.filter(sensitive::email_equals(&validate::email(&email)?));
         }
@@ -618,7 +618,7 @@ impl MasterDataService {
         args: PageArgs,
         with_total: bool,
     ) -> ApiResult<Page<device::Model>> {
-        let mut select = visible_rows::<device::Entity>(principal);
+        let mut select = visible_rows::<device::Entity>(principal)?;
         if let Some(status) = filter.status {
             select = select.filter(device::Column::Status.eq(status));
         }
@@ -837,6 +837,7 @@ impl MasterDataService {
     }
 
     pub async fn share(&self, principal: &Principal, id: Uuid) -> ApiResult<share::Model> {
+        authorize(principal, Action::ReadOwnOrganization)?;
         share::Entity::find_by_id(id)
             .filter(
                 Condition::any()
@@ -884,8 +885,9 @@ fn validate_contact(contact: CustomerContact) -> ApiResult<CustomerContact> {
 }
 
 /// All rows of `E` the caller may read.
-fn visible_rows<E: SharedEntity>(principal: &Principal) -> Select<E> {
-    E::find().filter(visible::<E>(principal, Need::Read))
+fn visible_rows<E: SharedEntity>(principal: &Principal) -> ApiResult<Select<E>> {
+    authorize(principal, Action::ReadOwnOrganization)?;
+    Ok(E::find().filter(visible::<E>(principal, Need::Read)))
 }
 
 async fn find_visible<E, C>(
@@ -899,6 +901,7 @@ where
     E::Model: FromQueryResult + Send + Sync,
     C: ConnectionTrait,
 {
+    authorize(principal, Action::ReadOwnOrganization)?;
     E::find()
         .filter(E::id_column().eq(id))
         .filter(visible::<E>(principal, need))

@@ -1,6 +1,7 @@
 //! End-to-end tests of the hub over HTTP. One test binary (modules below) keeps link time down.
 
 mod binary;
+mod devices;
 mod directory;
 mod financial;
 mod guard_rails;
