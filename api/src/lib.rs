@@ -17,6 +17,7 @@ pub mod http;
 pub mod idempotency;
 pub mod identity;
 pub mod master_data;
+pub mod payments;
 pub mod policy;
 pub mod server;
 pub mod state;

@@ -38,6 +38,8 @@ pub enum Action {
     ManageDevices,
     /// Grant and revoke shares of the organization's records.
     ManageShares,
+    /// Register, retire and revoke the organization's issuer keys.
+    ManageKeys,
 }
 
 /// Allows `action` for `principal`, or says FORBIDDEN with the rule that stopped it.
@@ -56,7 +58,8 @@ pub fn authorize(principal: &Principal, action: Action) -> ApiResult<()> {
         Action::ManageMembers
         | Action::IssueTokens
         | Action::ManageDevices
-        | Action::ManageShares => principal.role == Role::Admin,
+        | Action::ManageShares
+        | Action::ManageKeys => principal.role == Role::Admin,
         Action::CreateOrganization => principal.role == Role::Admin && principal.is_retailer(),
     };
     if allowed {
@@ -77,6 +80,7 @@ fn rule(action: Action) -> &'static str {
         Action::CreateOrganization => "only the retailer's ADMIN creates organizations",
         Action::ManageDevices => "managing devices requires the ADMIN role",
         Action::ManageShares => "managing shares requires the ADMIN role",
+        Action::ManageKeys => "managing issuer keys requires the ADMIN role",
     }
 }
 

@@ -13,6 +13,7 @@ use crate::{
     graphql::{Services, build_schema},
     identity::IdentityService,
     master_data::MasterDataService,
+    payments::PaymentKeysService,
     state::AppState,
     telemetry,
 };
@@ -46,6 +47,7 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         master_data: MasterDataService::new(db.clone()),
         financial: FinancialService::new(db.clone(), outbox.clone()),
         events: EventService::new(db.clone()),
+        payment_keys: PaymentKeysService::new(db.clone()),
     };
     if mode == Mode::Embedded {
         write_admin_token(&config, &services.identity, &admin)?;

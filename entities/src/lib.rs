@@ -1,11 +1,13 @@
 //! The hub's tables as sea-orm entities. No business logic lives here: services in `api` own the rules.
 
+pub mod card;
 pub mod customer;
 pub mod device;
 pub mod event;
 pub mod event_recipient;
 pub mod idempotency_record;
 pub mod invoice;
+pub mod issuer_key;
 pub mod location;
 pub mod member;
 pub mod order;

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_identity;
 mod m20261125_000002_master_data;
 mod m20261125_000003_transactions;
+mod m20261125_000004_payment_keys;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_identity::Migration),
             Box::new(m20261125_000002_master_data::Migration),
             Box::new(m20261125_000003_transactions::Migration),
+            Box::new(m20261125_000004_payment_keys::Migration),
         ]
     }
 }

@@ -28,6 +28,10 @@ use crate::{
         MasterDataService,
         graphql::{MasterDataMutation, MasterDataQuery},
     },
+    payments::{
+        PaymentKeysService,
+        graphql::{PaymentKeysMutation, PaymentKeysQuery},
+    },
 };
 
 #[derive(MergedObject, Default)]
@@ -37,10 +41,16 @@ pub struct QueryRoot(
     MasterDataQuery,
     FinancialQuery,
     EventQuery,
+    PaymentKeysQuery,
 );
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(IdentityMutation, MasterDataMutation, FinancialMutation);
+pub struct MutationRoot(
+    IdentityMutation,
+    MasterDataMutation,
+    FinancialMutation,
+    PaymentKeysMutation,
+);
 
 pub type HubSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
@@ -52,6 +62,7 @@ pub struct Services {
     pub master_data: MasterDataService,
     pub financial: FinancialService,
     pub events: EventService,
+    pub payment_keys: PaymentKeysService,
 }
 
 /// Builds the schema; `services` is `None` only for printing the SDL.
@@ -74,7 +85,8 @@ pub fn build_schema(limits: &Limits, services: Option<Services>) -> HubSchema {
             .data(services.identity)
             .data(services.master_data)
             .data(services.financial)
-            .data(services.events);
+            .data(services.events)
+            .data(services.payment_keys);
     }
     builder.finish()
 }

@@ -19,6 +19,10 @@ use crate::{
             CUSTOMER, Customer, DEVICE, Device, LOCATION, Location, PRODUCT, Product, SHARE, Share,
         },
     },
+    payments::{
+        PaymentKeysService,
+        graphql::{CARD, Card, ISSUER_KEY, IssuerKey},
+    },
 };
 
 /// An object with a global ID.
@@ -35,6 +39,8 @@ pub enum Node {
     Order(Order),
     Invoice(Invoice),
     Payment(Payment),
+    IssuerKey(IssuerKey),
+    Card(Card),
 }
 
 #[derive(Default)]
@@ -50,6 +56,7 @@ impl NodeQuery {
         let identity = ctx.data_unchecked::<IdentityService>();
         let master = ctx.data_unchecked::<MasterDataService>();
         let financial = ctx.data_unchecked::<FinancialService>();
+        let keys = ctx.data_unchecked::<PaymentKeysService>();
         let node = match type_name.as_str() {
             "Organization" => {
                 Node::Organization(identity.organization(principal, uuid).await?.into())
@@ -63,6 +70,8 @@ impl NodeQuery {
             ORDER => Node::Order(Order(financial.order(principal, uuid).await?)),
             INVOICE => Node::Invoice(Invoice(financial.invoice(principal, uuid).await?)),
             PAYMENT => Node::Payment(Payment(financial.payment(principal, uuid).await?)),
+            ISSUER_KEY => Node::IssuerKey(IssuerKey(keys.issuer_key(principal, uuid).await?)),
+            CARD => Node::Card(Card(keys.card(principal, uuid).await?)),
             _ => return Err(ApiError::not_found("node").into()),
         };
         Ok(node)

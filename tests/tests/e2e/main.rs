@@ -6,5 +6,6 @@ mod directory;
 mod financial;
 mod guard_rails;
 mod master_data;
+mod payment_keys;
 mod roles;
 mod tokens;

@@ -1,0 +1,309 @@
+//! Issuer keys and cards: registered by financial providers, checked strictly (canonical keys, no
+//! small-order points, disjoint number ranges), visible to their issuer only.
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use card_protocol::{keys::parse_public_key, number::PrefixRange};
+use chrono::{DateTime, Utc};
+use entities::{
+    card::{self, CardStatus},
+    issuer_key::{self, IssuerKeyStatus},
+    organization::OrganizationKind,
+};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::{Expr, ExprTrait},
+};
+use uuid::Uuid;
+
+use crate::{
+    auth::Principal,
+    error::{ApiError, ApiResult},
+    graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
+    policy::{Action, authorize},
+};
+
+pub struct NewIssuerKey {
+    pub key_id: u32,
+    pub public_key_base64: String,
+    pub prefix: String,
+    pub not_after: DateTime<Utc>,
+}
+
+pub struct NewCard {
+    pub card_id: Uuid,
+    pub public_key_base64: String,
+    pub last_four: String,
+}
+
+/// Steps of the issuer-key life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStep {
+    Retire,
+    Revoke,
+}
+
+#[derive(Clone)]
+pub struct PaymentKeysService {
+    db: DatabaseConnection,
+}
+
+/// Only financial providers hold issuer keys and issue cards.
+fn require_financial_provider(principal: &Principal) -> ApiResult<()> {
+    if principal.organization_kind == OrganizationKind::FinancialProvider {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "only financial providers issue keys and cards",
+        ))
+    }
+}
+
+fn strict_key(field: &'static str, base64: &str) -> ApiResult<Vec<u8>> {
+    let bytes: [u8; 32] = STANDARD
+        .decode(base64.trim())
+        .ok()
+        .and_then(|bytes| bytes.as_slice().try_into().ok())
+        .ok_or_else(|| {
+            ApiError::validation(field, "must be standard base64 of a 32-byte ed25519 key")
+        })?;
+    parse_public_key(&bytes).map_err(|err| ApiError::validation(field, err.to_string()))?;
+    Ok(bytes.to_vec())
+}
+
+impl PaymentKeysService {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Registers an issuer public key (ADMIN of a financial provider). Its number prefix may not
+    /// overlap another issuer's, and a key id is never reused with other key material.
+    pub async fn register_issuer_key(
+        &self,
+        principal: &Principal,
+        input: NewIssuerKey,
+    ) -> ApiResult<issuer_key::Model> {
+        authorize(principal, Action::ManageKeys)?;
+        require_financial_provider(principal)?;
+        let public_key = strict_key("publicKey", &input.public_key_base64)?;
+        let range = PrefixRange::new(input.prefix.trim())
+            .map_err(|err| ApiError::validation("prefix", err.to_string()))?;
+        if input.not_after <= Utc::now() {
+            return Err(ApiError::validation("notAfter", "must be in the future"));
+        }
+        let others = issuer_key::Entity::find()
+            .filter(issuer_key::Column::OwnerOrganizationId.ne(principal.organization_id))
+            .all(&self.db)
+            .await?;
+        let overlaps = others.iter().any(|key| {
+            key.prefix.starts_with(range.prefix()) || range.prefix().starts_with(&key.prefix)
+        });
+        if overlaps {
+            return Err(ApiError::Conflict(
+                "the prefix overlaps another issuer's number range".into(),
+            ));
+        }
+        let now = Utc::now();
+        let model = issuer_key::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            owner_organization_id: Set(principal.organization_id),
+            key_id: Set(i64::from(input.key_id)),
+            public_key: Set(public_key),
+            prefix: Set(range.prefix().to_owned()),
+            not_after: Set(input.not_after),
+            status: Set(IssuerKeyStatus::Active),
+            version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        issuer_key::Entity::insert(model)
+            .exec_with_returning(&self.db)
+            .await
+            .map_err(|err| match ApiError::from(err) {
+                ApiError::Conflict(_) => {
+                    ApiError::Conflict("this key id is registered; key ids are never reused".into())
+                }
+                other => other,
+            })
+    }
+
+    /// ACTIVE -> RETIRED (no new numbers), or ACTIVE/RETIRED -> REVOKED (every number dies at once).
+    pub async fn step_issuer_key(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        step: KeyStep,
+    ) -> ApiResult<issuer_key::Model> {
+        authorize(principal, Action::ManageKeys)?;
+        let (from, to, action): (&[IssuerKeyStatus], _, _) = match step {
+            KeyStep::Retire => (
+                &[IssuerKeyStatus::Active],
+                IssuerKeyStatus::Retired,
+                "retire the key",
+            ),
+            KeyStep::Revoke => (
+                &[IssuerKeyStatus::Active, IssuerKeyStatus::Retired],
+                IssuerKeyStatus::Revoked,
+                "revoke the key",
+            ),
+        };
+        let changed = issuer_key::Entity::update_many()
+            .col_expr(issuer_key::Column::Status, Expr::value(to))
+            .col_expr(
+                issuer_key::Column::Version,
+                Expr::col(issuer_key::Column::Version).add(1),
+            )
+            .col_expr(issuer_key::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(issuer_key::Column::Id.eq(id))
+            .filter(issuer_key::Column::OwnerOrganizationId.eq(principal.organization_id))
+            .filter(issuer_key::Column::Status.is_in(from.iter().copied()))
+            .exec(&self.db)
+            .await?;
+        let key = self.issuer_key(principal, id).await?;
+        if changed.rows_affected != 1 {
+            return Err(ApiError::InvalidTransition {
+                action,
+                reason: format!("the key is {:?}", key.status).to_uppercase(),
+            });
+        }
+        if to == IssuerKeyStatus::Revoked {
+            tracing::warn!(issuer_key = %id, "issuer key revoked: every number under it is refused from now on");
+        }
+        Ok(key)
+    }
+
+    pub async fn issuer_key(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+    ) -> ApiResult<issuer_key::Model> {
+        authorize(principal, Action::ReadOwnOrganization)?;
+        issuer_key::Entity::find_by_id(id)
+            .filter(issuer_key::Column::OwnerOrganizationId.eq(principal.organization_id))
+            .one(&self.db)
+            .await?
+            .ok_or(ApiError::not_found("issuer key"))
+    }
+
+    /// The caller's own issuer keys.
+    pub async fn issuer_keys(&self, principal: &Principal) -> ApiResult<Vec<issuer_key::Model>> {
+        authorize(principal, Action::ReadOwnOrganization)?;
+        Ok(issuer_key::Entity::find()
+            .filter(issuer_key::Column::OwnerOrganizationId.eq(principal.organization_id))
+            .order_by_asc(issuer_key::Column::KeyId)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Registers a card the caller issued (MEMBER or ADMIN of a financial provider).
+    pub async fn register_card(
+        &self,
+        principal: &Principal,
+        input: NewCard,
+    ) -> ApiResult<card::Model> {
+        authorize(principal, Action::WriteRecords)?;
+        require_financial_provider(principal)?;
+        let public_key = strict_key("publicKey", &input.public_key_base64)?;
+        let last_four = input.last_four.trim();
+        if last_four.len() != 4 || !last_four.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::validation("lastFour", "must be four digits"));
+        }
+        let now = Utc::now();
+        let model = card::ActiveModel {
+            id: Set(input.card_id),
+            issuer_organization_id: Set(principal.organization_id),
+            public_key: Set(public_key),
+            status: Set(CardStatus::Active),
+            last_four: Set(last_four.to_owned()),
+            version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        card::Entity::insert(model)
+            .exec_with_returning(&self.db)
+            .await
+            .map_err(|err| match ApiError::from(err) {
+                ApiError::Conflict(_) => {
+                    ApiError::Conflict("a card with this id is registered".into())
+                }
+                other => other,
+            })
+    }
+
+    /// Blocks or unblocks one of the caller's cards; a blocked card's numbers are declined.
+    pub async fn set_card_status(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        status: CardStatus,
+    ) -> ApiResult<card::Model> {
+        authorize(principal, Action::WriteRecords)?;
+        let current = self.card(principal, id).await?;
+        if current.status == status {
+            return Err(ApiError::InvalidTransition {
+                action: if status == CardStatus::Blocked {
+                    "block the card"
+                } else {
+                    "unblock the card"
+                },
+                reason: format!(
+                    "the card is already {}",
+                    if status == CardStatus::Blocked {
+                        "BLOCKED"
+                    } else {
+                        "ACTIVE"
+                    }
+                ),
+            });
+        }
+        card::Entity::update_many()
+            .col_expr(card::Column::Status, Expr::value(status))
+            .col_expr(
+                card::Column::Version,
+                Expr::col(card::Column::Version).add(1),
+            )
+            .col_expr(card::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(card::Column::Id.eq(id))
+            .filter(card::Column::IssuerOrganizationId.eq(principal.organization_id))
+            .exec(&self.db)
+            .await?;
+        self.card(principal, id).await
+    }
+
+    pub async fn card(&self, principal: &Principal, id: Uuid) -> ApiResult<card::Model> {
+        authorize(principal, Action::ReadOwnOrganization)?;
+        card::Entity::find_by_id(id)
+            .filter(card::Column::IssuerOrganizationId.eq(principal.organization_id))
+            .one(&self.db)
+            .await?
+            .ok_or(ApiError::not_found("card"))
+    }
+
+    /// The caller's cards, oldest first.
+    pub async fn cards(
+        &self,
+        principal: &Principal,
+        args: PageArgs,
+        with_total: bool,
+    ) -> ApiResult<Page<card::Model>> {
+        authorize(principal, Action::ReadOwnOrganization)?;
+        let select = card::Entity::find()
+            .filter(card::Column::IssuerOrganizationId.eq(principal.organization_id));
+        let ordering = Ordering {
+            name: "createdAt",
+            column: card::Column::CreatedAt,
+            descending: false,
+            key: |c: &card::Model| SortKey::Time(c.created_at),
+        };
+        paginate(
+            &self.db,
+            select,
+            card::Column::Id,
+            |c| c.id,
+            ordering,
+            args,
+            with_total,
+        )
+        .await
+    }
+}
