@@ -38,6 +38,9 @@ pub enum Command {
     Keygen {
         #[arg(long)]
         out: PathBuf,
+        /// Create a 32-byte secret (the number-hash key) instead of a signing key.
+        #[arg(long)]
+        secret: bool,
     },
 }
 
@@ -90,8 +93,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Some(Command::Keygen { out }) => {
-            generate_signing_key_file(&out)?;
+        Some(Command::Keygen { out, secret }) => {
+            if secret {
+                crate::auth::generate_secret_file(&out)?;
+            } else {
+                generate_signing_key_file(&out)?;
+            }
             eprintln!("wrote {}", out.display());
             Ok(())
         }

@@ -25,6 +25,11 @@ pub struct HubConfig {
     #[arg(long, env = "HUB_SIGNING_KEY_FILE", global = true)]
     pub signing_key_file: Option<PathBuf>,
 
+    /// File with the 32-byte secret (base64) keying the one-time-number hash. Default:
+    /// `<data-dir>/number-hash.key`, created on first start in embedded mode; required in production.
+    #[arg(long, env = "HUB_NUMBER_HASH_KEY_FILE", global = true)]
+    pub number_hash_key_file: Option<PathBuf>,
+
     /// `iss` and `aud` of the tokens the hub mints and accepts.
     #[arg(
         long,
@@ -49,6 +54,93 @@ pub struct HubConfig {
 
     #[command(flatten)]
     pub limits: Limits,
+
+    #[command(flatten)]
+    pub payment_limits: PaymentLimits,
+}
+
+/// Limits of the secure payment mode, in minor units of the payment's currency.
+#[derive(Debug, Clone, Args)]
+pub struct PaymentLimits {
+    /// Largest contactless payment without cardholder verification (above: CVM_REQUIRED).
+    #[arg(
+        long,
+        env = "HUB_CONTACTLESS_LIMIT_MINOR",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub contactless_limit_minor: i64,
+    /// Payments per card per 24 h before cardholder verification is required.
+    #[arg(
+        long,
+        env = "HUB_CARD_VELOCITY_COUNT",
+        default_value_t = 10,
+        global = true
+    )]
+    pub card_velocity_count: u64,
+    /// Sum per card per 24 h before cardholder verification is required.
+    #[arg(
+        long,
+        env = "HUB_CARD_VELOCITY_SUM_MINOR",
+        default_value_t = 20_000,
+        global = true
+    )]
+    pub card_velocity_sum_minor: i64,
+    /// Distinct terminals per card per 24 h before cardholder verification is required.
+    #[arg(
+        long,
+        env = "HUB_CARD_VELOCITY_TERMINALS",
+        default_value_t = 3,
+        global = true
+    )]
+    pub card_velocity_terminals: u64,
+    /// Value one device may take per 24 h (above: LIMIT_EXCEEDED).
+    #[arg(
+        long,
+        env = "HUB_DEVICE_CAP_MINOR",
+        default_value_t = 1_000_000,
+        global = true
+    )]
+    pub device_cap_minor: i64,
+    /// Largest payment accepted after the tap deadline (an offline tap submitted late).
+    #[arg(
+        long,
+        env = "HUB_OFFLINE_FLOOR_MINOR",
+        default_value_t = 2_500,
+        global = true
+    )]
+    pub offline_floor_minor: i64,
+    /// Seconds between a payment request and its tap deadline.
+    #[arg(
+        long,
+        env = "HUB_TAP_DEADLINE_SECS",
+        default_value_t = 120,
+        global = true
+    )]
+    pub tap_deadline_secs: i64,
+    /// Seconds after the tap deadline during which a late submission may still be accepted.
+    #[arg(
+        long,
+        env = "HUB_OFFLINE_GRACE_SECS",
+        default_value_t = 900,
+        global = true
+    )]
+    pub offline_grace_secs: i64,
+}
+
+impl Default for PaymentLimits {
+    fn default() -> Self {
+        Self {
+            contactless_limit_minor: 5_000,
+            card_velocity_count: 10,
+            card_velocity_sum_minor: 20_000,
+            card_velocity_terminals: 3,
+            device_cap_minor: 1_000_000,
+            offline_floor_minor: 2_500,
+            tap_deadline_secs: 120,
+            offline_grace_secs: 900,
+        }
+    }
 }
 
 /// Guard rails on every GraphQL request.
@@ -124,6 +216,8 @@ impl HubConfig {
             retailer_name: "Retailer".to_owned(),
             log_format: LogFormat::Text,
             limits: Limits::default(),
+            number_hash_key_file: None,
+            payment_limits: PaymentLimits::default(),
         }
     }
 
@@ -150,6 +244,21 @@ impl HubConfig {
         self.signing_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("signing-key.pem"))
+    }
+
+    pub fn number_hash_key_path(&self) -> PathBuf {
+        self.number_hash_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("number-hash.key"))
+    }
+
+    /// The hub's identity in card signatures: the same for every replica of one deployment.
+    pub fn hub_instance_id(&self) -> [u8; 16] {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("ICH/hub-instance/v1/{}", self.token_audience));
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        id
     }
 
     pub fn admin_token_path(&self) -> PathBuf {

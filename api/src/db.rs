@@ -174,6 +174,29 @@ where
     }
 }
 
+/// The database's clock: deadlines are judged by it, never by a caller's or a replica's clock.
+pub async fn database_now<C: ConnectionTrait>(db: &C) -> ApiResult<chrono::DateTime<chrono::Utc>> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS now"
+        }
+        _ => "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS now",
+    };
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(backend, sql))
+        .await?
+        .ok_or_else(|| {
+            crate::error::ApiError::Internal(anyhow::anyhow!("the database returned no time"))
+        })?;
+    let text: String = row.try_get("", "now")?;
+    chrono::DateTime::parse_from_rfc3339(&text)
+        .map(|time| time.with_timezone(&chrono::Utc))
+        .map_err(|err| {
+            crate::error::ApiError::Internal(anyhow::anyhow!("database time {text}: {err}"))
+        })
+}
+
 /// Readiness: the database answers a trivial query.
 pub async fn ping(db: &DatabaseConnection) -> bool {
     db.execute_unprepared("SELECT 1").await.is_ok()

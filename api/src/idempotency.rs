@@ -106,7 +106,10 @@ where
 
 /// Claims the key. `None`: the caller goes ahead. `Some(id)`: an earlier request with this key and
 /// input created `id`.
-async fn claim(db: &DatabaseConnection, key: &IdempotencyKey) -> ApiResult<Option<Uuid>> {
+pub(crate) async fn claim(
+    db: &DatabaseConnection,
+    key: &IdempotencyKey,
+) -> ApiResult<Option<Uuid>> {
     let now = Utc::now();
     let row = record::ActiveModel {
         scope_id: Set(key.scope),
@@ -199,7 +202,11 @@ async fn take_over(
 }
 
 /// Records the outcome, inside the transaction that created the record.
-async fn complete(txn: &DatabaseTransaction, key: &IdempotencyKey, id: Uuid) -> ApiResult<()> {
+pub(crate) async fn complete(
+    txn: &DatabaseTransaction,
+    key: &IdempotencyKey,
+    id: Uuid,
+) -> ApiResult<()> {
     let done = record::Entity::update_many()
         .col_expr(
             record::Column::Result,
@@ -218,7 +225,7 @@ async fn complete(txn: &DatabaseTransaction, key: &IdempotencyKey, id: Uuid) -> 
     }
 }
 
-async fn release(db: &DatabaseConnection, key: &IdempotencyKey) {
+pub(crate) async fn release(db: &DatabaseConnection, key: &IdempotencyKey) {
     let released = record::Entity::delete_many()
         .filter(primary_key(key))
         .filter(record::Column::Fingerprint.eq(key.fingerprint.clone()))

@@ -40,13 +40,20 @@ pub enum Action {
     ManageShares,
     /// Register, retire and revoke the organization's issuer keys.
     ManageKeys,
+    /// Open or cancel a payment request (checkout staff, or the terminal's own device).
+    RequestPayment,
+    /// Submit a one-time number for a payment request (the terminal's device only).
+    SubmitPayment,
 }
 
 /// Allows `action` for `principal`, or says FORBIDDEN with the rule that stopped it.
 pub fn authorize(principal: &Principal, action: Action) -> ApiResult<()> {
     // A device requests and submits payments for its own terminal, and nothing else.
     if principal.role == Role::Device {
-        return if matches!(action, Action::ReadSelf) {
+        return if matches!(
+            action,
+            Action::ReadSelf | Action::RequestPayment | Action::SubmitPayment
+        ) {
             Ok(())
         } else {
             Err(ApiError::Forbidden("a device may only take payments"))
@@ -54,7 +61,10 @@ pub fn authorize(principal: &Principal, action: Action) -> ApiResult<()> {
     }
     let allowed = match action {
         Action::ReadSelf | Action::ReadDirectory | Action::ReadOwnOrganization => true,
-        Action::WriteRecords => matches!(principal.role, Role::Admin | Role::Member),
+        Action::WriteRecords | Action::RequestPayment => {
+            matches!(principal.role, Role::Admin | Role::Member)
+        }
+        Action::SubmitPayment => false,
         Action::ManageMembers
         | Action::IssueTokens
         | Action::ManageDevices
@@ -81,6 +91,8 @@ fn rule(action: Action) -> &'static str {
         Action::ManageDevices => "managing devices requires the ADMIN role",
         Action::ManageShares => "managing shares requires the ADMIN role",
         Action::ManageKeys => "managing issuer keys requires the ADMIN role",
+        Action::RequestPayment => "requesting payments requires the MEMBER or ADMIN role",
+        Action::SubmitPayment => "only the terminal's device submits card payments",
     }
 }
 

@@ -13,7 +13,7 @@ use crate::{
     graphql::{Services, build_schema},
     identity::IdentityService,
     master_data::MasterDataService,
-    payments::PaymentKeysService,
+    payments::{AuthorizationService, PaymentKeysService},
     state::AppState,
     telemetry,
 };
@@ -38,6 +38,15 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
     }
     let (_retailer, admin) = crate::db::migrate_and_bootstrap(&db, &config.retailer_name).await?;
 
+    let hash_key_path = config.number_hash_key_path();
+    let (number_hash_key, generated) =
+        crate::auth::load_secret(&hash_key_path, mode == Mode::Embedded)?;
+    if generated {
+        tracing::warn!(
+            path = %hash_key_path.display(),
+            "generated a new number-hash key; production must supply its own (HUB_NUMBER_HASH_KEY_FILE)"
+        );
+    }
     let issuer = TokenIssuer::new(&key, &config.token_audience);
     let background_db = crate::db::connect_background(&config).await?;
     let outbox = Outbox::new(background_db.clone());
@@ -48,6 +57,13 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         financial: FinancialService::new(db.clone(), outbox.clone()),
         events: EventService::new(db.clone()),
         payment_keys: PaymentKeysService::new(db.clone()),
+        authorization: AuthorizationService::new(
+            db.clone(),
+            outbox.clone(),
+            config.payment_limits.clone(),
+            config.hub_instance_id(),
+            number_hash_key,
+        ),
     };
     if mode == Mode::Embedded {
         write_admin_token(&config, &services.identity, &admin)?;

@@ -10,11 +10,14 @@ pub mod invoice;
 pub mod issuer_key;
 pub mod location;
 pub mod member;
+pub mod number_use;
 pub mod order;
 pub mod order_line;
 pub mod order_party;
 pub mod organization;
 pub mod payment;
+pub mod payment_evidence;
+pub mod payment_request;
 pub mod product;
 pub mod share;
 

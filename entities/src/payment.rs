@@ -33,6 +33,9 @@ pub struct Model {
     pub status: PaymentStatus,
     /// The financial provider that issued the card, a party of the payment.
     pub issuer_organization_id: Option<Uuid>,
+    pub request_id: Option<Uuid>,
+    pub card_id: Option<Uuid>,
+    pub device_id: Option<Uuid>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

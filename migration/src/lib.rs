@@ -6,6 +6,7 @@ mod m20261125_000001_identity;
 mod m20261125_000002_master_data;
 mod m20261125_000003_transactions;
 mod m20261125_000004_payment_keys;
+mod m20261125_000005_payments;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_master_data::Migration),
             Box::new(m20261125_000003_transactions::Migration),
             Box::new(m20261125_000004_payment_keys::Migration),
+            Box::new(m20261125_000005_payments::Migration),
         ]
     }
 }

@@ -96,6 +96,9 @@ impl TestApp {
                 let key = data_dir.path().join("operator-signing-key.pem");
                 api::auth::generate_signing_key_file(&key).expect("signing key");
                 config.signing_key_file = Some(key);
+                let hash_key = data_dir.path().join("operator-number-hash.key");
+                api::auth::generate_secret_file(&hash_key).expect("number-hash key");
+                config.number_hash_key_file = Some(hash_key);
                 Some(database)
             }
             Backend::Sqlite => None,

@@ -31,6 +31,9 @@ impl Replicas {
         let mut config = HubConfig::with_data_dir(dir.path());
         config.database_url = Some(database.url().to_owned());
         config.signing_key_file = Some(key.clone());
+        let hash_key = dir.path().join("number-hash.key");
+        api::auth::generate_secret_file(&hash_key).expect("number-hash key");
+        config.number_hash_key_file = Some(hash_key.clone());
         // Migrate and bootstrap before the replicas start, so minting tokens below cannot race them.
         let state = api::server::prepare(config)
             .await
@@ -50,6 +53,7 @@ impl Replicas {
             let child = command
                 .env("DATABASE_URL", database.url())
                 .env("HUB_SIGNING_KEY_FILE", &key)
+                .env("HUB_NUMBER_HASH_KEY_FILE", &hash_key)
                 .env("HUB_DATA_DIR", dir.path())
                 .env("HUB_LISTEN", format!("127.0.0.1:{port}"))
                 .env("RUST_LOG", "warn")

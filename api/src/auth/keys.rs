@@ -12,12 +12,12 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::L
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error(
-        "signing key file {0} does not exist; in production mode the hub never generates keys: \
-         create one with `hub keygen --out {0}` (or `openssl genpkey -algorithm ed25519 -out {0}`) \
+        "key file {0} does not exist; in production mode the hub never generates keys: \
+         create it with `hub keygen --out {0}` (add `--secret` for the number-hash key) \
          and give every replica the same file"
     )]
     Missing(PathBuf),
-    #[error("signing key file {path} is not a PKCS#8 PEM ed25519 private key")]
+    #[error("key file {path} is malformed (a PKCS#8 PEM ed25519 key, or base64 of 32 bytes)")]
     Malformed { path: PathBuf },
     #[error("signing key file {path} already exists; refusing to overwrite it")]
     AlreadyExists { path: PathBuf },
@@ -130,4 +130,54 @@ pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Resul
     let mut file = options.open(path)?;
     file.write_all(contents)?;
     file.sync_all()
+}
+
+/// A 32-byte secret (the number-hash key), kept as standard base64 in a 0600 file. Generated when
+/// missing only if `generate_if_missing` (embedded mode); production supplies it.
+pub fn load_secret(path: &Path, generate_if_missing: bool) -> Result<([u8; 32], bool), KeyError> {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    let mut generated = false;
+    if !path.exists() {
+        if !generate_if_missing {
+            return Err(KeyError::Missing(path.to_owned()));
+        }
+        generate_secret_file(path)?;
+        generated = true;
+    }
+    let text = fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let secret = STANDARD
+        .decode(text.trim())
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok())
+        .ok_or_else(|| KeyError::Malformed {
+            path: path.to_owned(),
+        })?;
+    Ok((secret, generated))
+}
+
+/// Creates a new random 32-byte secret file (0600); never overwrites.
+pub fn generate_secret_file(path: &Path) -> Result<(), KeyError> {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|err| KeyError::Random(err.to_string()))?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|source| KeyError::Io {
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    write_private_file(path, format!("{}\n", STANDARD.encode(secret)).as_bytes()).map_err(
+        |source| match source.kind() {
+            std::io::ErrorKind::AlreadyExists => KeyError::AlreadyExists {
+                path: path.to_owned(),
+            },
+            _ => KeyError::Io {
+                path: path.to_owned(),
+                source,
+            },
+        },
+    )
 }

@@ -5,7 +5,9 @@ pub(crate) mod keys;
 mod principal;
 mod tokens;
 
-pub use keys::{KeyError, SigningKey, generate_signing_key_file};
+pub use keys::{
+    KeyError, SigningKey, generate_secret_file, generate_signing_key_file, load_secret,
+};
 pub use principal::{Actor, Principal, Role};
 pub use tokens::{MAX_TOKEN_TTL, MintedToken, PartnerClaims, TokenIssuer};
 

@@ -29,8 +29,10 @@ use crate::{
         graphql::{MasterDataMutation, MasterDataQuery},
     },
     payments::{
-        PaymentKeysService,
-        graphql::{PaymentKeysMutation, PaymentKeysQuery},
+        AuthorizationService, PaymentKeysService,
+        graphql::{
+            AuthorizationMutation, AuthorizationQuery, PaymentKeysMutation, PaymentKeysQuery,
+        },
     },
 };
 
@@ -42,6 +44,7 @@ pub struct QueryRoot(
     FinancialQuery,
     EventQuery,
     PaymentKeysQuery,
+    AuthorizationQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -50,6 +53,7 @@ pub struct MutationRoot(
     MasterDataMutation,
     FinancialMutation,
     PaymentKeysMutation,
+    AuthorizationMutation,
 );
 
 pub type HubSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
@@ -63,6 +67,7 @@ pub struct Services {
     pub financial: FinancialService,
     pub events: EventService,
     pub payment_keys: PaymentKeysService,
+    pub authorization: AuthorizationService,
 }
 
 /// Builds the schema; `services` is `None` only for printing the SDL.
@@ -86,7 +91,8 @@ pub fn build_schema(limits: &Limits, services: Option<Services>) -> HubSchema {
             .data(services.master_data)
             .data(services.financial)
             .data(services.events)
-            .data(services.payment_keys);
+            .data(services.payment_keys)
+            .data(services.authorization);
     }
     builder.finish()
 }

@@ -20,8 +20,8 @@ use crate::{
         },
     },
     payments::{
-        PaymentKeysService,
-        graphql::{CARD, Card, ISSUER_KEY, IssuerKey},
+        AuthorizationService, PaymentKeysService,
+        graphql::{CARD, Card, ISSUER_KEY, IssuerKey, PAYMENT_REQUEST, PaymentRequest},
     },
 };
 
@@ -41,6 +41,7 @@ pub enum Node {
     Payment(Payment),
     IssuerKey(IssuerKey),
     Card(Card),
+    PaymentRequest(PaymentRequest),
 }
 
 #[derive(Default)]
@@ -72,6 +73,11 @@ impl NodeQuery {
             PAYMENT => Node::Payment(Payment(financial.payment(principal, uuid).await?)),
             ISSUER_KEY => Node::IssuerKey(IssuerKey(keys.issuer_key(principal, uuid).await?)),
             CARD => Node::Card(Card(keys.card(principal, uuid).await?)),
+            PAYMENT_REQUEST => Node::PaymentRequest(PaymentRequest(
+                ctx.data_unchecked::<AuthorizationService>()
+                    .payment_request(principal, uuid)
+                    .await?,
+            )),
             _ => return Err(ApiError::not_found("node").into()),
         };
         Ok(node)

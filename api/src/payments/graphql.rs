@@ -277,3 +277,288 @@ impl PaymentKeysMutation {
         Ok(CardPayload { card: Card(card) })
     }
 }
+
+// ---- payment requests and authorization ----
+
+use super::authorization::{AuthorizationService, NewPaymentRequest, PaymentOutcome, Submission};
+use crate::{
+    financial::graphql::{ORDER, Payment},
+    graphql::scalars::Int64,
+    master_data::graphql::DEVICE,
+};
+use entities::payment_request;
+
+fn authorization<'a>(ctx: &Context<'a>) -> &'a AuthorizationService {
+    ctx.data_unchecked::<AuthorizationService>()
+}
+
+pub const PAYMENT_REQUEST: &str = "PaymentRequest";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "entities::payment_request::PaymentRequestStatus")]
+pub enum PaymentRequestStatus {
+    /// Waiting for a tap.
+    Open,
+    /// Authorized once; later submissions are declined.
+    Paid,
+    /// Cancelled; late submissions are declined.
+    Cancelled,
+}
+
+/// Why a payment was declined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "super::authorization::DeclineReason")]
+pub enum DeclineReason {
+    /// No issuer key with the token's issuer and key id.
+    UnknownIssuerKey,
+    /// The key was retired and its validity has passed.
+    IssuerKeyRetired,
+    /// The key was revoked (compromise): every number under it is dead.
+    IssuerKeyRevoked,
+    /// The issuer's signature over the token does not verify.
+    BadIssuerSignature,
+    /// The number is outside the key's registered prefix range.
+    NumberOutOfRange,
+    /// The number is past its not-after (or would outlive its key).
+    NumberExpired,
+    /// The token's domain restrictions (amount, currency, merchant, channel) forbid this payment.
+    DomainRestriction,
+    /// The token's card is not registered by its issuer.
+    CardUnknown,
+    /// The card is blocked.
+    CardBlocked,
+    /// The card key in the token differs from the registered card's key.
+    CardKeyMismatch,
+    /// The card's signature over this request does not verify.
+    BadCardSignature,
+    /// No such request at this terminal.
+    RequestUnknown,
+    /// The request was cancelled.
+    RequestCancelled,
+    /// The request is already paid (a replay, a double tap, or a second card).
+    RequestAlreadyPaid,
+    /// Past the acceptance deadline, or a late tap above the offline floor limit.
+    PastDeadline,
+    /// The payment would exceed the order's unpaid balance.
+    AmountAboveBalance,
+    /// The number was used before (a replay).
+    NumberAlreadyUsed,
+    /// The card's sequence was used before.
+    SequenceReused,
+    /// The device's value cap is reached.
+    LimitExceeded,
+    /// Above the contactless limit or the card's velocity limits: cardholder verification required.
+    CvmRequired,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum PaymentOutcomeStatus {
+    Authorized,
+    Declined,
+}
+
+/// A request for a card payment at one terminal.
+pub struct PaymentRequest(pub payment_request::Model);
+
+#[Object]
+impl PaymentRequest {
+    pub async fn id(&self) -> ID {
+        encode_id(PAYMENT_REQUEST, self.0.id)
+    }
+    async fn order_id(&self) -> ID {
+        encode_id(ORDER, self.0.order_id)
+    }
+    async fn terminal_id(&self) -> ID {
+        encode_id(DEVICE, self.0.device_id)
+    }
+    async fn amount_minor(&self) -> Int64 {
+        Int64(self.0.amount_minor)
+    }
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+    async fn status(&self) -> PaymentRequestStatus {
+        self.0.status.into()
+    }
+    /// The 16-byte challenge, base64url; only the requester and the terminal's device see requests.
+    async fn challenge(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&self.0.challenge)
+    }
+    async fn tap_deadline(&self) -> DateTime<Utc> {
+        self.0.tap_deadline
+    }
+    async fn acceptance_deadline(&self) -> DateTime<Utc> {
+        self.0.acceptance_deadline
+    }
+    /// What a card signs, as raw UUIDs (the card protocol carries ids as 16 bytes, never global IDs).
+    async fn signing_fields(&self, ctx: &Context<'_>) -> SigningFields {
+        SigningFields {
+            request_id: self.0.id.to_string(),
+            merchant_id: self.0.owner_organization_id.to_string(),
+            terminal_id: self.0.device_id.to_string(),
+            hub_instance_id: authorization(ctx).hub_instance().to_string(),
+        }
+    }
+}
+
+/// The UUIDs a card signs for a payment request.
+#[derive(SimpleObject)]
+pub struct SigningFields {
+    request_id: String,
+    merchant_id: String,
+    terminal_id: String,
+    hub_instance_id: String,
+}
+
+#[derive(InputObject)]
+pub struct RequestPaymentInput {
+    order_id: ID,
+    /// A device (terminal) of the caller's organization.
+    terminal_id: ID,
+    /// At most the order's unpaid balance.
+    amount_minor: Int64,
+    /// The order's currency.
+    currency: String,
+}
+
+#[derive(SimpleObject)]
+pub struct PaymentRequestPayload {
+    payment_request: PaymentRequest,
+}
+
+#[derive(InputObject)]
+pub struct CancelPaymentRequestInput {
+    id: ID,
+}
+
+#[derive(InputObject)]
+pub struct PayWithOneTimeNumberInput {
+    request_id: ID,
+    /// The card's token, base64url.
+    token: String,
+    /// The card's signature, base64url of 64 bytes.
+    card_signature: String,
+    /// Required: a retry with the same key and bytes returns the first outcome.
+    idempotency_key: String,
+}
+
+/// The outcome of a submission. A decline is an outcome, not an error.
+pub struct PayPayload(PaymentOutcome);
+
+#[Object]
+impl PayPayload {
+    async fn status(&self) -> PaymentOutcomeStatus {
+        if self.0.evidence.decline_reason.is_some() {
+            PaymentOutcomeStatus::Declined
+        } else {
+            PaymentOutcomeStatus::Authorized
+        }
+    }
+    async fn decline_reason(&self) -> Option<DeclineReason> {
+        self.0.decline_reason().map(Into::into)
+    }
+    async fn payment(&self) -> Option<Payment> {
+        self.0.payment.clone().map(Payment)
+    }
+    /// The evidence record of this outcome.
+    async fn evidence_id(&self) -> ID {
+        ID(self.0.evidence.id.to_string())
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct PaymentRequestFilter {
+    status: Option<PaymentRequestStatus>,
+}
+
+#[derive(Default)]
+pub struct AuthorizationQuery;
+
+#[Object]
+impl AuthorizationQuery {
+    /// Payment requests of the caller's organization; a device sees its own terminal's only.
+    async fn payment_requests(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        filter: Option<PaymentRequestFilter>,
+    ) -> async_graphql::Result<HubConnection<PaymentRequest>> {
+        let status = filter.unwrap_or_default().status.map(Into::into);
+        let page = authorization(ctx)
+            .payment_requests(
+                ctx.principal()?,
+                status,
+                PageArgs {
+                    first,
+                    after,
+                    last,
+                    before,
+                },
+                wants_total(ctx),
+            )
+            .await?;
+        Ok(page.into_connection(PaymentRequest))
+    }
+}
+
+#[derive(Default)]
+pub struct AuthorizationMutation;
+
+#[Object]
+impl AuthorizationMutation {
+    /// Opens a payment request for an order at a terminal (checkout staff, or the terminal's device).
+    async fn request_payment(
+        &self,
+        ctx: &Context<'_>,
+        input: RequestPaymentInput,
+    ) -> async_graphql::Result<PaymentRequestPayload> {
+        let new = NewPaymentRequest {
+            order_id: decode_id("orderId", ORDER, &input.order_id)?,
+            terminal_id: decode_id("terminalId", DEVICE, &input.terminal_id)?,
+            amount_minor: input.amount_minor.0,
+            currency: input.currency,
+        };
+        let request = authorization(ctx)
+            .request_payment(ctx.principal()?, new)
+            .await?;
+        Ok(PaymentRequestPayload {
+            payment_request: PaymentRequest(request),
+        })
+    }
+
+    /// Cancels an open payment request.
+    async fn cancel_payment_request(
+        &self,
+        ctx: &Context<'_>,
+        input: CancelPaymentRequestInput,
+    ) -> async_graphql::Result<PaymentRequestPayload> {
+        let id = decode_id("id", PAYMENT_REQUEST, &input.id)?;
+        let request = authorization(ctx)
+            .cancel_payment_request(ctx.principal()?, id)
+            .await?;
+        Ok(PaymentRequestPayload {
+            payment_request: PaymentRequest(request),
+        })
+    }
+
+    /// Submits a card's one-time number for a request (the terminal's device only). Verifies everything
+    /// before using anything; authorizes at most once per request and per number.
+    async fn pay_with_one_time_number(
+        &self,
+        ctx: &Context<'_>,
+        input: PayWithOneTimeNumberInput,
+    ) -> async_graphql::Result<PayPayload> {
+        let submission = Submission {
+            request_id: decode_id("requestId", PAYMENT_REQUEST, &input.request_id)?,
+            token: input.token,
+            card_signature: input.card_signature,
+        };
+        let outcome = authorization(ctx)
+            .pay(ctx.principal()?, submission, &input.idempotency_key)
+            .await?;
+        Ok(PayPayload(outcome))
+    }
+}

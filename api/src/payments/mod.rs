@@ -1,7 +1,9 @@
-//! The secure payment mode. So far: the financial providers' issuer keys and the cards they issue
-//! (payment requests and one-time-number authorization build on these).
+//! The secure payment mode: the financial providers' issuer keys and cards, payment requests at
+//! terminals, and one-time-number authorization.
 
+pub mod authorization;
 pub mod graphql;
 pub mod service;
 
+pub use authorization::AuthorizationService;
 pub use service::PaymentKeysService;

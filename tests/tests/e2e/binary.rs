@@ -202,10 +202,13 @@ async fn replicas_starting_together_bootstrap_once() {
     let dir = tempfile::tempdir().expect("dir");
     let key = dir.path().join("key.pem");
     api::auth::generate_signing_key_file(&key).expect("key");
+    let hash_key = dir.path().join("number-hash.key");
+    api::auth::generate_secret_file(&hash_key).expect("number-hash key");
     let config = || {
         let mut config = HubConfig::with_data_dir(dir.path());
         config.database_url = Some(database.url().to_owned());
         config.signing_key_file = Some(key.clone());
+        config.number_hash_key_file = Some(hash_key.clone());
         config
     };
     let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));

@@ -7,5 +7,6 @@ mod financial;
 mod guard_rails;
 mod master_data;
 mod payment_keys;
+mod payments;
 mod roles;
 mod tokens;

@@ -1,0 +1,1026 @@
+//! Payment requests and one-time-number authorization (DESIGN section 8).
+//!
+//! Everything is verified before anything is used: a decline writes only its own evidence (and
+//! completes the idempotency key), never consuming the number, the challenge or the request. An
+//! authorization is one transaction: the conditional OPEN -> PAID update that must change exactly one
+//! row, the UNIQUE keyed number hash and UNIQUE (card, sequence), the payment, its evidence, its outbox
+//! event and the order's balance.
+
+use std::sync::{Arc, Mutex};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use card_protocol::{
+    card_signature::{PaymentRequestFields, verify_payment},
+    keys::parse_public_key,
+    number::{NumberHash, PrefixRange, number_hash},
+    token::{Channel, IssuerKey, Token},
+};
+use chrono::{DateTime, Duration, Utc};
+use entities::{
+    card::{self, CardStatus},
+    device::{self, DeviceStatus},
+    issuer_key::{self, IssuerKeyStatus},
+    number_use,
+    order::{self, OrderStatus},
+    payment::{self, PaymentStatus},
+    payment_evidence,
+    payment_request::{self, PaymentRequestStatus},
+};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait,
+    QueryFilter,
+    sea_query::{Expr, ExprTrait},
+};
+use uuid::Uuid;
+
+use crate::{
+    auth::Principal,
+    config::PaymentLimits,
+    db::{database_now, write_transaction},
+    error::{ApiError, ApiResult},
+    events::{NewEvent, Outbox, record},
+    graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
+    idempotency::{self, IdempotencyKey},
+    policy::{Action, authorize},
+};
+
+/// Why a payment was declined. Declines are outcomes, not errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeclineReason {
+    UnknownIssuerKey,
+    IssuerKeyRetired,
+    IssuerKeyRevoked,
+    BadIssuerSignature,
+    NumberOutOfRange,
+    NumberExpired,
+    DomainRestriction,
+    CardUnknown,
+    CardBlocked,
+    CardKeyMismatch,
+    BadCardSignature,
+    RequestUnknown,
+    RequestCancelled,
+    RequestAlreadyPaid,
+    PastDeadline,
+    AmountAboveBalance,
+    NumberAlreadyUsed,
+    SequenceReused,
+    LimitExceeded,
+    CvmRequired,
+}
+
+impl DeclineReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::UnknownIssuerKey => "UNKNOWN_ISSUER_KEY",
+            Self::IssuerKeyRetired => "ISSUER_KEY_RETIRED",
+            Self::IssuerKeyRevoked => "ISSUER_KEY_REVOKED",
+            Self::BadIssuerSignature => "BAD_ISSUER_SIGNATURE",
+            Self::NumberOutOfRange => "NUMBER_OUT_OF_RANGE",
+            Self::NumberExpired => "NUMBER_EXPIRED",
+            Self::DomainRestriction => "DOMAIN_RESTRICTION",
+            Self::CardUnknown => "CARD_UNKNOWN",
+            Self::CardBlocked => "CARD_BLOCKED",
+            Self::CardKeyMismatch => "CARD_KEY_MISMATCH",
+            Self::BadCardSignature => "BAD_CARD_SIGNATURE",
+            Self::RequestUnknown => "REQUEST_UNKNOWN",
+            Self::RequestCancelled => "REQUEST_CANCELLED",
+            Self::RequestAlreadyPaid => "REQUEST_ALREADY_PAID",
+            Self::PastDeadline => "PAST_DEADLINE",
+            Self::AmountAboveBalance => "AMOUNT_ABOVE_BALANCE",
+            Self::NumberAlreadyUsed => "NUMBER_ALREADY_USED",
+            Self::SequenceReused => "SEQUENCE_REUSED",
+            Self::LimitExceeded => "LIMIT_EXCEEDED",
+            Self::CvmRequired => "CVM_REQUIRED",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        ALL_REASONS
+            .iter()
+            .copied()
+            .find(|reason| reason.code() == code)
+    }
+
+    /// Declines that mean somebody submitted something already used: audited as replays.
+    fn is_replay(self) -> bool {
+        matches!(
+            self,
+            Self::RequestAlreadyPaid | Self::NumberAlreadyUsed | Self::SequenceReused
+        )
+    }
+}
+
+const ALL_REASONS: [DeclineReason; 20] = [
+    DeclineReason::UnknownIssuerKey,
+    DeclineReason::IssuerKeyRetired,
+    DeclineReason::IssuerKeyRevoked,
+    DeclineReason::BadIssuerSignature,
+    DeclineReason::NumberOutOfRange,
+    DeclineReason::NumberExpired,
+    DeclineReason::DomainRestriction,
+    DeclineReason::CardUnknown,
+    DeclineReason::CardBlocked,
+    DeclineReason::CardKeyMismatch,
+    DeclineReason::BadCardSignature,
+    DeclineReason::RequestUnknown,
+    DeclineReason::RequestCancelled,
+    DeclineReason::RequestAlreadyPaid,
+    DeclineReason::PastDeadline,
+    DeclineReason::AmountAboveBalance,
+    DeclineReason::NumberAlreadyUsed,
+    DeclineReason::SequenceReused,
+    DeclineReason::LimitExceeded,
+    DeclineReason::CvmRequired,
+];
+
+/// What a checkout asks for.
+#[derive(Debug, Clone)]
+pub struct NewPaymentRequest {
+    pub order_id: Uuid,
+    pub terminal_id: Uuid,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// What a reader agent submits.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Submission {
+    pub request_id: Uuid,
+    /// base64url.
+    pub token: String,
+    /// base64url of 64 bytes.
+    pub card_signature: String,
+}
+
+/// The outcome of a submission, as recorded.
+#[derive(Debug, Clone)]
+pub struct PaymentOutcome {
+    pub evidence: payment_evidence::Model,
+    pub payment: Option<payment::Model>,
+}
+
+impl PaymentOutcome {
+    pub fn decline_reason(&self) -> Option<DeclineReason> {
+        self.evidence
+            .decline_reason
+            .as_deref()
+            .and_then(DeclineReason::from_code)
+    }
+}
+
+/// Everything verified about a submission, ready to authorize.
+struct Verified {
+    request: payment_request::Model,
+    token: Token,
+    signature: [u8; 64],
+    hash: NumberHash,
+    issuer_organization: Uuid,
+    card_id: Uuid,
+}
+
+/// What a decline records.
+struct Judged {
+    request: Option<payment_request::Model>,
+    token: Token,
+    signature: [u8; 64],
+    hash: NumberHash,
+    signed_fields: Vec<u8>,
+}
+
+const NUMBER_HASH_KEY_ID: i32 = 1;
+const FINANCIAL: &str = "FINANCIAL";
+
+#[derive(Clone)]
+pub struct AuthorizationService {
+    db: DatabaseConnection,
+    outbox: Outbox,
+    limits: PaymentLimits,
+    hub_instance: [u8; 16],
+    number_hash_key: [u8; 32],
+}
+
+fn request_status_name(status: PaymentRequestStatus) -> &'static str {
+    match status {
+        PaymentRequestStatus::Open => "OPEN",
+        PaymentRequestStatus::Paid => "PAID",
+        PaymentRequestStatus::Cancelled => "CANCELLED",
+    }
+}
+
+impl AuthorizationService {
+    pub fn new(
+        db: DatabaseConnection,
+        outbox: Outbox,
+        limits: PaymentLimits,
+        hub_instance: [u8; 16],
+        number_hash_key: [u8; 32],
+    ) -> Self {
+        Self {
+            db,
+            outbox,
+            limits,
+            hub_instance,
+            number_hash_key,
+        }
+    }
+
+    pub fn hub_instance(&self) -> Uuid {
+        Uuid::from_bytes(self.hub_instance)
+    }
+
+    // ---- payment requests ----
+
+    /// Opens a payment request for an order at one of the caller's terminals: one open request per
+    /// order, an amount within the unpaid balance, a fresh 128-bit challenge and deadlines.
+    pub async fn request_payment(
+        &self,
+        principal: &Principal,
+        input: NewPaymentRequest,
+    ) -> ApiResult<payment_request::Model> {
+        authorize(principal, Action::RequestPayment)?;
+        if principal
+            .device_id()
+            .is_some_and(|device| device != input.terminal_id)
+        {
+            return Err(ApiError::Forbidden(
+                "a device requests payments for its own terminal only",
+            ));
+        }
+        let order = order::Entity::find_by_id(input.order_id)
+            .filter(order::Column::OwnerOrganizationId.eq(principal.organization_id))
+            .one(&self.db)
+            .await?
+            .ok_or(ApiError::not_found("order"))?;
+        if !matches!(order.status, OrderStatus::Placed | OrderStatus::Fulfilled) {
+            return Err(ApiError::InvalidTransition {
+                action: "request a payment",
+                reason: format!(
+                    "the order is {}",
+                    crate::financial::service::status_name(order.status)
+                ),
+            });
+        }
+        let balance = order.total_minor - order.paid_minor;
+        if input.amount_minor <= 0 || input.amount_minor > balance {
+            return Err(ApiError::validation(
+                "amountMinor",
+                format!("must be between 1 and the unpaid balance {balance}"),
+            ));
+        }
+        if input.currency != order.currency {
+            return Err(ApiError::validation(
+                "currency",
+                "must be the order's currency",
+            ));
+        }
+        let terminal = device::Entity::find_by_id(input.terminal_id)
+            .filter(device::Column::OwnerOrganizationId.eq(principal.organization_id))
+            .one(&self.db)
+            .await?
+            .ok_or(ApiError::not_found("terminal"))?;
+        if terminal.status != DeviceStatus::Active {
+            return Err(ApiError::validation(
+                "terminalId",
+                "the terminal is revoked",
+            ));
+        }
+        let mut challenge = [0u8; 16];
+        getrandom::fill(&mut challenge)
+            .map_err(|err| ApiError::Internal(anyhow::anyhow!("OS random generator: {err}")))?;
+        let limits = self.limits.clone();
+        let owner = principal.organization_id;
+        let id = Uuid::now_v7();
+        write_transaction(&self.db, move |txn| {
+            Box::pin(async move {
+                let now = database_now(txn).await?;
+                let tap_deadline = now + Duration::seconds(limits.tap_deadline_secs);
+                payment_request::Entity::insert(payment_request::ActiveModel {
+                    id: Set(id),
+                    owner_organization_id: Set(owner),
+                    order_id: Set(input.order_id),
+                    device_id: Set(input.terminal_id),
+                    amount_minor: Set(input.amount_minor),
+                    currency: Set(input.currency),
+                    challenge: Set(challenge.to_vec()),
+                    status: Set(PaymentRequestStatus::Open),
+                    tap_deadline: Set(tap_deadline),
+                    acceptance_deadline: Set(
+                        tap_deadline + Duration::seconds(limits.offline_grace_secs)
+                    ),
+                    payment_id: Set(None),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                })
+                .exec_without_returning(txn)
+                .await
+                .map_err(|err| match ApiError::from(err) {
+                    ApiError::Conflict(_) => {
+                        ApiError::Conflict("the order already has an open payment request".into())
+                    }
+                    other => other,
+                })?;
+                record(
+                    txn,
+                    request_event(
+                        id,
+                        owner,
+                        "payment_request.opened",
+                        PaymentRequestStatus::Open,
+                    ),
+                )
+                .await
+            })
+        })
+        .await?;
+        self.outbox.committed();
+        self.payment_request(principal, id).await
+    }
+
+    /// OPEN -> CANCELLED; late submissions for it are declined.
+    pub async fn cancel_payment_request(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+    ) -> ApiResult<payment_request::Model> {
+        authorize(principal, Action::RequestPayment)?;
+        let request = self.payment_request(principal, id).await?;
+        let owner = principal.organization_id;
+        write_transaction(&self.db, move |txn| {
+            Box::pin(async move {
+                let changed = payment_request::Entity::update_many()
+                    .col_expr(
+                        payment_request::Column::Status,
+                        Expr::value(PaymentRequestStatus::Cancelled),
+                    )
+                    .col_expr(payment_request::Column::UpdatedAt, Expr::value(Utc::now()))
+                    .filter(payment_request::Column::Id.eq(id))
+                    .filter(payment_request::Column::Status.eq(PaymentRequestStatus::Open))
+                    .exec(txn)
+                    .await?;
+                if changed.rows_affected != 1 {
+                    return Err(ApiError::InvalidTransition {
+                        action: "cancel the payment request",
+                        reason: format!("it is {}", request_status_name(request.status)),
+                    });
+                }
+                record(
+                    txn,
+                    request_event(
+                        id,
+                        owner,
+                        "payment_request.cancelled",
+                        PaymentRequestStatus::Cancelled,
+                    ),
+                )
+                .await
+            })
+        })
+        .await?;
+        self.outbox.committed();
+        self.payment_request(principal, id).await
+    }
+
+    /// Payment requests the caller may see: its organization's, or a device's own terminal's.
+    fn visible_requests(principal: &Principal) -> Condition {
+        let mut condition = Condition::all()
+            .add(payment_request::Column::OwnerOrganizationId.eq(principal.organization_id));
+        if let Some(device) = principal.device_id() {
+            condition = condition.add(payment_request::Column::DeviceId.eq(device));
+        }
+        condition
+    }
+
+    pub async fn payment_request(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+    ) -> ApiResult<payment_request::Model> {
+        authorize(principal, Action::RequestPayment)
+            .or_else(|_| authorize(principal, Action::ReadOwnOrganization))?;
+        payment_request::Entity::find_by_id(id)
+            .filter(Self::visible_requests(principal))
+            .one(&self.db)
+            .await?
+            .ok_or(ApiError::not_found("payment request"))
+    }
+
+    pub async fn payment_requests(
+        &self,
+        principal: &Principal,
+        status: Option<PaymentRequestStatus>,
+        args: PageArgs,
+        with_total: bool,
+    ) -> ApiResult<Page<payment_request::Model>> {
+        authorize(principal, Action::RequestPayment)
+            .or_else(|_| authorize(principal, Action::ReadOwnOrganization))?;
+        let mut select = payment_request::Entity::find().filter(Self::visible_requests(principal));
+        if let Some(status) = status {
+            select = select.filter(payment_request::Column::Status.eq(status));
+        }
+        let ordering = Ordering {
+            name: "createdAt",
+            column: payment_request::Column::CreatedAt,
+            descending: false,
+            key: |r: &payment_request::Model| SortKey::Time(r.created_at),
+        };
+        paginate(
+            &self.db,
+            select,
+            payment_request::Column::Id,
+            |r| r.id,
+            ordering,
+            args,
+            with_total,
+        )
+        .await
+    }
+
+    // ---- authorization ----
+
+    /// Judges a submission from the terminal's device. Malformed input is an error; everything else is
+    /// an outcome (AUTHORIZED, or DECLINED with its reason), recorded once per idempotency key.
+    pub async fn pay(
+        &self,
+        principal: &Principal,
+        submission: Submission,
+        idempotency_key: &str,
+    ) -> ApiResult<PaymentOutcome> {
+        authorize(principal, Action::SubmitPayment)?;
+        let device_id = principal.device_id().ok_or(ApiError::Forbidden(
+            "only the terminal's device submits card payments",
+        ))?;
+        let token_bytes = URL_SAFE_NO_PAD
+            .decode(submission.token.trim())
+            .map_err(|_| ApiError::validation("token", "must be base64url"))?;
+        let token = Token::decode(&token_bytes)
+            .map_err(|err| ApiError::validation("token", err.to_string()))?;
+        let signature: [u8; 64] = URL_SAFE_NO_PAD
+            .decode(submission.card_signature.trim())
+            .ok()
+            .and_then(|bytes| bytes.as_slice().try_into().ok())
+            .ok_or_else(|| {
+                ApiError::validation("cardSignature", "must be base64url of 64 bytes")
+            })?;
+        let key = IdempotencyKey::new(
+            device_id,
+            "payWithOneTimeNumber",
+            idempotency_key,
+            &submission,
+        )?;
+        if let Some(evidence) = idempotency::claim(&self.db, &key).await? {
+            return self.outcome(evidence).await;
+        }
+        let hash = number_hash(
+            &self.number_hash_key,
+            NUMBER_HASH_KEY_ID as u32,
+            &token.body.issuer,
+            &token.body.number,
+        );
+        let judged = self
+            .judge(
+                principal,
+                device_id,
+                submission.request_id,
+                token,
+                signature,
+                hash,
+            )
+            .await;
+        let evidence = match judged {
+            Ok(Ok(verified)) => {
+                self.authorize_payment(principal, device_id, verified, &key)
+                    .await
+            }
+            Ok(Err((reason, judged))) => {
+                self.record_decline(principal, device_id, reason, judged, &key)
+                    .await
+            }
+            Err(err) => Err(err),
+        };
+        match evidence {
+            Ok(evidence) => {
+                self.outbox.committed();
+                self.outcome(evidence).await
+            }
+            Err(err) => {
+                idempotency::release(&self.db, &key).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Every check, in the order of DESIGN section 8, reading only. `Err` on the inner result is a
+    /// decline with what it must record.
+    async fn judge(
+        &self,
+        principal: &Principal,
+        device_id: Uuid,
+        request_id: Uuid,
+        token: Token,
+        signature: [u8; 64],
+        hash: NumberHash,
+    ) -> ApiResult<Result<Verified, (DeclineReason, Judged)>> {
+        let request = payment_request::Entity::find_by_id(request_id)
+            .filter(payment_request::Column::DeviceId.eq(device_id))
+            .filter(payment_request::Column::OwnerOrganizationId.eq(principal.organization_id))
+            .one(&self.db)
+            .await?;
+        let signed_fields = request
+            .as_ref()
+            .map(|r| self.signed_fields(r).encode().to_vec())
+            .unwrap_or_default();
+        let decline = |reason: DeclineReason, request: Option<payment_request::Model>| {
+            Ok(Err((
+                reason,
+                Judged {
+                    request,
+                    token,
+                    signature,
+                    hash,
+                    signed_fields: signed_fields.clone(),
+                },
+            )))
+        };
+        let Some(request) = request else {
+            return decline(DeclineReason::RequestUnknown, None);
+        };
+        let issuer = Uuid::from_bytes(token.body.issuer);
+        // Issuer key: known, not revoked, not retired past its validity.
+        let key = issuer_key::Entity::find()
+            .filter(issuer_key::Column::OwnerOrganizationId.eq(issuer))
+            .filter(issuer_key::Column::KeyId.eq(i64::from(token.body.key_id)))
+            .one(&self.db)
+            .await?;
+        let now = database_now(&self.db).await?;
+        let Some(key) = key else {
+            return decline(DeclineReason::UnknownIssuerKey, Some(request));
+        };
+        match key.status {
+            IssuerKeyStatus::Revoked => {
+                return decline(DeclineReason::IssuerKeyRevoked, Some(request));
+            }
+            IssuerKeyStatus::Retired if now > key.not_after => {
+                return decline(DeclineReason::IssuerKeyRetired, Some(request));
+            }
+            _ => {}
+        }
+        // The issuer's signature and range.
+        let public_key = key
+            .public_key
+            .as_slice()
+            .try_into()
+            .ok()
+            .and_then(|bytes| parse_public_key(bytes).ok());
+        let range = PrefixRange::new(&key.prefix).ok();
+        let (Some(public_key), Some(range)) = (public_key, range) else {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "issuer key {} is stored malformed",
+                key.id
+            )));
+        };
+        let registered = IssuerKey {
+            issuer: token.body.issuer,
+            key_id: token.body.key_id,
+            public_key,
+            range,
+        };
+        if let Err(err) = token.verify(&registered) {
+            let reason = match err {
+                card_protocol::ProtocolError::InvalidNumber(_) => DeclineReason::NumberOutOfRange,
+                _ => DeclineReason::BadIssuerSignature,
+            };
+            return decline(reason, Some(request));
+        }
+        // The card: registered by the same issuer, not blocked, with exactly this key.
+        let card_id = Uuid::from_bytes(token.body.card_id);
+        let card = card::Entity::find_by_id(card_id)
+            .filter(card::Column::IssuerOrganizationId.eq(issuer))
+            .one(&self.db)
+            .await?;
+        let Some(card) = card else {
+            return decline(DeclineReason::CardUnknown, Some(request));
+        };
+        if card.status == CardStatus::Blocked {
+            return decline(DeclineReason::CardBlocked, Some(request));
+        }
+        if card.public_key.as_slice() != token.body.card_public_key.as_slice() {
+            return decline(DeclineReason::CardKeyMismatch, Some(request));
+        }
+        // The card's signature over the stored request, never over what the agent sent.
+        if verify_payment(&token, &self.signed_fields(&request), &signature).is_err() {
+            return decline(DeclineReason::BadCardSignature, Some(request));
+        }
+        let not_after = DateTime::<Utc>::from_timestamp(token.body.not_after as i64, 0)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        if now > not_after || not_after > key.not_after {
+            return decline(DeclineReason::NumberExpired, Some(request));
+        }
+        let currency: [u8; 3] = request.currency.as_bytes().try_into().unwrap_or([0; 3]);
+        let amount = u64::try_from(request.amount_minor).unwrap_or(0);
+        if !token.body.restrictions.permit(
+            amount,
+            &currency,
+            request.owner_organization_id.as_bytes(),
+            Channel::ContactlessPresent,
+        ) {
+            return decline(DeclineReason::DomainRestriction, Some(request));
+        }
+        // The request itself, judged by the database clock.
+        match request.status {
+            PaymentRequestStatus::Cancelled => {
+                return decline(DeclineReason::RequestCancelled, Some(request));
+            }
+            PaymentRequestStatus::Paid => {
+                return decline(DeclineReason::RequestAlreadyPaid, Some(request));
+            }
+            PaymentRequestStatus::Open => {}
+        }
+        let late = now > request.tap_deadline;
+        if now > request.acceptance_deadline
+            || (late && request.amount_minor > self.limits.offline_floor_minor)
+        {
+            return decline(DeclineReason::PastDeadline, Some(request));
+        }
+        // Single use (the database enforces it again in the authorizing transaction).
+        if number_use::Entity::find_by_id(hash.hash.to_vec())
+            .one(&self.db)
+            .await?
+            .is_some()
+        {
+            return decline(DeclineReason::NumberAlreadyUsed, Some(request));
+        }
+        let reused = number_use::Entity::find()
+            .filter(number_use::Column::CardId.eq(card_id))
+            .filter(number_use::Column::Sequence.eq(i64::from(token.body.sequence)))
+            .count(&self.db)
+            .await?;
+        if reused > 0 {
+            return decline(DeclineReason::SequenceReused, Some(request));
+        }
+        if let Some(reason) = self.limit_breach(&request, card_id, device_id, now).await? {
+            return decline(reason, Some(request));
+        }
+        Ok(Ok(Verified {
+            request,
+            token,
+            signature,
+            hash,
+            issuer_organization: issuer,
+            card_id,
+        }))
+    }
+
+    /// Contactless limit and card velocity (CVM_REQUIRED), device cap (LIMIT_EXCEEDED).
+    async fn limit_breach(
+        &self,
+        request: &payment_request::Model,
+        card_id: Uuid,
+        device_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> ApiResult<Option<DeclineReason>> {
+        let limits = &self.limits;
+        if request.amount_minor > limits.contactless_limit_minor {
+            return Ok(Some(DeclineReason::CvmRequired));
+        }
+        let since = now - Duration::hours(24);
+        let recent = |column: payment::Column, id: Uuid| {
+            payment::Entity::find()
+                .filter(column.eq(id))
+                .filter(payment::Column::Status.eq(PaymentStatus::Authorized))
+                .filter(payment::Column::CreatedAt.gte(since))
+        };
+        let card_payments = recent(payment::Column::CardId, card_id)
+            .all(&self.db)
+            .await?;
+        let card_sum: i64 = card_payments.iter().map(|p| p.amount_minor).sum();
+        let mut terminals: Vec<Uuid> = card_payments.iter().filter_map(|p| p.device_id).collect();
+        terminals.push(device_id);
+        terminals.sort();
+        terminals.dedup();
+        if card_payments.len() as u64 >= limits.card_velocity_count
+            || card_sum + request.amount_minor > limits.card_velocity_sum_minor
+            || terminals.len() as u64 > limits.card_velocity_terminals
+        {
+            return Ok(Some(DeclineReason::CvmRequired));
+        }
+        let device_sum: i64 = recent(payment::Column::DeviceId, device_id)
+            .all(&self.db)
+            .await?
+            .iter()
+            .map(|p| p.amount_minor)
+            .sum();
+        if device_sum + request.amount_minor > limits.device_cap_minor {
+            return Ok(Some(DeclineReason::LimitExceeded));
+        }
+        Ok(None)
+    }
+
+    fn signed_fields(&self, request: &payment_request::Model) -> PaymentRequestFields {
+        PaymentRequestFields {
+            request_id: *request.id.as_bytes(),
+            challenge: request.challenge.as_slice().try_into().unwrap_or([0; 16]),
+            amount_minor: u64::try_from(request.amount_minor).unwrap_or(0),
+            currency: request.currency.as_bytes().try_into().unwrap_or([0; 3]),
+            merchant: *request.owner_organization_id.as_bytes(),
+            terminal: *request.device_id.as_bytes(),
+            hub_instance: self.hub_instance,
+        }
+    }
+
+    /// The authorizing transaction. If another submission won a race meanwhile, declines instead.
+    async fn authorize_payment(
+        &self,
+        principal: &Principal,
+        device_id: Uuid,
+        verified: Verified,
+        key: &IdempotencyKey,
+    ) -> ApiResult<Uuid> {
+        let lost = Arc::new(Mutex::new(None::<DeclineReason>));
+        let lost_in_txn = lost.clone();
+        let jwt_id = principal.token_id;
+        let key_in_txn = key.clone();
+        let request = verified.request.clone();
+        let (token, signature, hash, signed_fields) = (
+            verified.token,
+            verified.signature,
+            verified.hash,
+            self.signed_fields(&verified.request).encode().to_vec(),
+        );
+        let outcome = write_transaction(&self.db, move |txn| {
+            Box::pin(async move {
+                let lose = |reason: DeclineReason| {
+                    if let Ok(mut slot) = lost_in_txn.lock() {
+                        *slot = Some(reason);
+                    }
+                    ApiError::Conflict("lost the race for this payment".into())
+                };
+                let now = database_now(txn).await?;
+                let payment_id = Uuid::now_v7();
+                let request = &verified.request;
+                let paid = payment_request::Entity::update_many()
+                    .col_expr(
+                        payment_request::Column::Status,
+                        Expr::value(PaymentRequestStatus::Paid),
+                    )
+                    .col_expr(payment_request::Column::PaymentId, Expr::value(payment_id))
+                    .col_expr(payment_request::Column::UpdatedAt, Expr::value(now))
+                    .filter(payment_request::Column::Id.eq(request.id))
+                    .filter(payment_request::Column::Status.eq(PaymentRequestStatus::Open))
+                    .filter(payment_request::Column::AcceptanceDeadline.gte(now))
+                    .exec(txn)
+                    .await?;
+                if paid.rows_affected != 1 {
+                    return Err(lose(DeclineReason::RequestAlreadyPaid));
+                }
+                let used = number_use::Entity::insert(number_use::ActiveModel {
+                    number_hash: Set(verified.hash.hash.to_vec()),
+                    hash_key_id: Set(NUMBER_HASH_KEY_ID),
+                    card_id: Set(verified.card_id),
+                    sequence: Set(i64::from(verified.token.body.sequence)),
+                    payment_id: Set(payment_id),
+                    used_at: Set(now),
+                })
+                .exec_without_returning(txn)
+                .await;
+                if used.is_err() {
+                    return Err(lose(DeclineReason::NumberAlreadyUsed));
+                }
+                let balance = order::Entity::update_many()
+                    .col_expr(
+                        order::Column::PaidMinor,
+                        Expr::col(order::Column::PaidMinor).add(request.amount_minor),
+                    )
+                    .col_expr(
+                        order::Column::Version,
+                        Expr::col(order::Column::Version).add(1),
+                    )
+                    .filter(order::Column::Id.eq(request.order_id))
+                    .filter(
+                        Expr::col(order::Column::PaidMinor)
+                            .add(request.amount_minor)
+                            .lte(Expr::col(order::Column::TotalMinor)),
+                    )
+                    .exec(txn)
+                    .await?;
+                if balance.rows_affected != 1 {
+                    return Err(lose(DeclineReason::AmountAboveBalance));
+                }
+                payment::Entity::insert(payment::ActiveModel {
+                    id: Set(payment_id),
+                    owner_organization_id: Set(request.owner_organization_id),
+                    order_id: Set(request.order_id),
+                    invoice_id: Set(None),
+                    amount_minor: Set(request.amount_minor),
+                    currency: Set(request.currency.clone()),
+                    status: Set(PaymentStatus::Authorized),
+                    issuer_organization_id: Set(Some(verified.issuer_organization)),
+                    request_id: Set(Some(request.id)),
+                    card_id: Set(Some(verified.card_id)),
+                    device_id: Set(Some(device_id)),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                })
+                .exec_without_returning(txn)
+                .await?;
+                let evidence = insert_evidence(
+                    txn,
+                    EvidenceRow {
+                        request_id: request.id,
+                        owner: Some(request.owner_organization_id),
+                        payment_id: Some(payment_id),
+                        reason: None,
+                        token: &verified.token,
+                        signature: &verified.signature,
+                        hash: &verified.hash,
+                        signed_fields: &signed_fields,
+                        device_id,
+                        jwt_id,
+                        now,
+                    },
+                )
+                .await?;
+                record(
+                    txn,
+                    NewEvent {
+                        event_type: "payment.authorized",
+                        family: FINANCIAL,
+                        record_type: "Payment",
+                        record_id: payment_id,
+                        status: "AUTHORIZED",
+                        owner: request.owner_organization_id,
+                        parties: vec![verified.issuer_organization],
+                    },
+                )
+                .await?;
+                idempotency::complete(txn, &key_in_txn, evidence).await?;
+                Ok(evidence)
+            })
+        })
+        .await;
+        let reason = lost.lock().ok().and_then(|slot| *slot);
+        match (outcome, reason) {
+            (Ok(evidence), _) => Ok(evidence),
+            (Err(_), Some(reason)) => {
+                let judged = Judged {
+                    request: Some(request),
+                    token,
+                    signature,
+                    hash,
+                    signed_fields: Vec::new(),
+                };
+                // The winner has committed: tell a used number from a reused sequence or a paid request.
+                let reason = self.explain_lost_race(reason, &judged).await?;
+                self.record_decline(principal, device_id, reason, judged, key)
+                    .await
+            }
+            (Err(err), None) => Err(err),
+        }
+    }
+
+    async fn explain_lost_race(
+        &self,
+        reason: DeclineReason,
+        judged: &Judged,
+    ) -> ApiResult<DeclineReason> {
+        if reason != DeclineReason::NumberAlreadyUsed {
+            return Ok(reason);
+        }
+        let same_number = number_use::Entity::find_by_id(judged.hash.hash.to_vec())
+            .one(&self.db)
+            .await?
+            .is_some();
+        Ok(if same_number {
+            DeclineReason::NumberAlreadyUsed
+        } else {
+            DeclineReason::SequenceReused
+        })
+    }
+
+    /// Records a decline: its evidence and the idempotency outcome, nothing else.
+    async fn record_decline(
+        &self,
+        principal: &Principal,
+        device_id: Uuid,
+        reason: DeclineReason,
+        judged: Judged,
+        key: &IdempotencyKey,
+    ) -> ApiResult<Uuid> {
+        let key = key.clone();
+        let jwt_id = principal.token_id;
+        let signed_fields = match &judged.request {
+            Some(request) if judged.signed_fields.is_empty() => {
+                self.signed_fields(request).encode().to_vec()
+            }
+            _ => judged.signed_fields.clone(),
+        };
+        if reason.is_replay() {
+            tracing::warn!(reason = reason.code(), device = %device_id, "replayed payment submission declined");
+        }
+        write_transaction(&self.db, move |txn| {
+            Box::pin(async move {
+                let now = database_now(txn).await?;
+                let evidence = insert_evidence(
+                    txn,
+                    EvidenceRow {
+                        request_id: judged.request.as_ref().map_or(Uuid::nil(), |r| r.id),
+                        owner: judged.request.as_ref().map(|r| r.owner_organization_id),
+                        payment_id: None,
+                        reason: Some(reason),
+                        token: &judged.token,
+                        signature: &judged.signature,
+                        hash: &judged.hash,
+                        signed_fields: &signed_fields,
+                        device_id,
+                        jwt_id,
+                        now,
+                    },
+                )
+                .await?;
+                idempotency::complete(txn, &key, evidence).await?;
+                Ok(evidence)
+            })
+        })
+        .await
+    }
+
+    async fn outcome(&self, evidence_id: Uuid) -> ApiResult<PaymentOutcome> {
+        let evidence = payment_evidence::Entity::find_by_id(evidence_id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| {
+                ApiError::Internal(anyhow::anyhow!("evidence {evidence_id} is missing"))
+            })?;
+        let payment = match evidence.payment_id {
+            Some(id) => payment::Entity::find_by_id(id).one(&self.db).await?,
+            None => None,
+        };
+        Ok(PaymentOutcome { evidence, payment })
+    }
+}
+
+struct EvidenceRow<'a> {
+    request_id: Uuid,
+    owner: Option<Uuid>,
+    payment_id: Option<Uuid>,
+    reason: Option<DeclineReason>,
+    token: &'a Token,
+    signature: &'a [u8; 64],
+    hash: &'a NumberHash,
+    signed_fields: &'a [u8],
+    device_id: Uuid,
+    jwt_id: Option<Uuid>,
+    now: DateTime<Utc>,
+}
+
+/// Appends evidence. The token is kept with its 16 digits zeroed: the number lives only as its hash.
+async fn insert_evidence(txn: &DatabaseTransaction, row: EvidenceRow<'_>) -> ApiResult<Uuid> {
+    let mut redacted = row.token.encode().to_vec();
+    redacted[21..37].fill(0);
+    let id = Uuid::now_v7();
+    payment_evidence::Entity::insert(payment_evidence::ActiveModel {
+        id: Set(id),
+        request_id: Set(row.request_id),
+        owner_organization_id: Set(row.owner),
+        issuer_organization_id: Set(Some(Uuid::from_bytes(row.token.body.issuer))),
+        payment_id: Set(row.payment_id),
+        outcome: Set(if row.reason.is_some() {
+            "DECLINED"
+        } else {
+            "AUTHORIZED"
+        }
+        .to_owned()),
+        decline_reason: Set(row.reason.map(|r| r.code().to_owned())),
+        replay: Set(row.reason.is_some_and(DeclineReason::is_replay)),
+        redacted_token: Set(redacted),
+        number_hash: Set(row.hash.hash.to_vec()),
+        hash_key_id: Set(NUMBER_HASH_KEY_ID),
+        card_signature: Set(row.signature.to_vec()),
+        signed_fields: Set(row.signed_fields.to_vec()),
+        device_id: Set(row.device_id),
+        jwt_id: Set(row.jwt_id),
+        issuer_key_id: Set(i64::from(row.token.body.key_id)),
+        recorded_at: Set(row.now),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(id)
+}
+
+fn request_event(
+    id: Uuid,
+    owner: Uuid,
+    event_type: &'static str,
+    status: PaymentRequestStatus,
+) -> NewEvent {
+    NewEvent {
+        event_type,
+        family: FINANCIAL,
+        record_type: "PaymentRequest",
+        record_id: id,
+        status: request_status_name(status),
+        owner,
+        parties: Vec::new(),
+    }
+}

@@ -1,0 +1,395 @@
+//! The secure payment mode end to end: a card personalized by the issuer tooling answers through the
+//! card-protocol state machine; the terminal's device submits; the hub authorizes at most once.
+
+use api::auth::Role;
+use base64::{
+    Engine,
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+};
+use card_protocol::{
+    apdu::{self, Command, sw},
+    card::{CardApplication, CardFile},
+    card_signature::PaymentRequestFields,
+    issuer::{Issuance, IssuerFile},
+    number::PrefixRange,
+    token::{Channel, DomainRestrictions, TOKEN_LEN},
+};
+use ed25519_dalek::{SigningKey, pkcs8::EncodePrivateKey};
+use entities::organization::OrganizationKind;
+use hub_tests::{Backend, TestApp, decode_global_id, encode_global_id, on_both_backends};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use sea_orm::EntityTrait;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const PAY: &str =
+    "mutation($input: PayWithOneTimeNumberInput!) { payWithOneTimeNumber(input: $input) {
+    status declineReason evidenceId payment { id amountMinor status issuer { name } } } }";
+const REQUEST: &str = "mutation($input: RequestPaymentInput!) { requestPayment(input: $input) { paymentRequest {
+    id status amountMinor challenge signingFields { requestId merchantId terminalId hubInstanceId } } } }";
+
+struct Checkout {
+    app: TestApp,
+    member: String,
+    bank_admin: String,
+    device_key: SigningKey,
+    device: Uuid,
+    order: String,
+    card: CardApplication,
+    card_gid: String,
+    key_gid: String,
+    clock_ms: u64,
+}
+
+impl Checkout {
+    async fn new(backend: Backend) -> Self {
+        let app = TestApp::start(backend).await;
+        let admin = app.token(app.retailer_id, Role::Admin).await;
+        let member = app.token(app.retailer_id, Role::Member).await;
+        let bank = app
+            .create_organization("Card Bank", OrganizationKind::FinancialProvider)
+            .await;
+        let bank_admin = app.token(bank, Role::Admin).await;
+
+        // The bank's key and a card, made by the issuer tooling.
+        let key_not_after = chrono::Utc::now().timestamp() as u64 + 365 * 86_400;
+        let mut issuer = IssuerFile::new(
+            bank.into_bytes(),
+            1,
+            [0x61; 32],
+            PrefixRange::new("400012").expect("prefix"),
+            key_not_after,
+        );
+        let card_file: CardFile = issuer
+            .personalize(
+                [0x77; 16],
+                [0x62; 32],
+                &Issuance {
+                    count: 16,
+                    restrictions: DomainRestrictions {
+                        max_amount_minor: 5_000,
+                        currency: *b"EUR",
+                        merchant: None,
+                        channel: Channel::ContactlessPresent,
+                    },
+                    not_after: key_not_after - 86_400,
+                },
+            )
+            .expect("personalize");
+        let card = CardApplication::from_file(&card_file).expect("card");
+        let key = app
+            .graphql(Some(&bank_admin), "mutation($input: RegisterIssuerKeyInput!) { registerIssuerKey(input: $input) { issuerKey { id } } }",
+                json!({ "input": { "keyId": 1, "publicKey": STANDARD.encode(issuer.signing_key().expect("key").verifying_key().as_bytes()),
+                    "prefix": "400012", "notAfter": chrono::DateTime::from_timestamp(key_not_after as i64, 0).expect("time").to_rfc3339() } }))
+            .await;
+        let key_gid = key
+            .data("/registerIssuerKey/issuerKey/id")
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let registered = app
+            .graphql(Some(&bank_admin), "mutation($input: RegisterCardInput!) { registerCard(input: $input) { card { id } } }",
+                json!({ "input": { "cardId": card_file.card_id, "publicKey": STANDARD.encode(card.info().card_public_key), "lastFour": "1234" } }))
+            .await;
+        let card_gid = registered
+            .data("/registerCard/card/id")
+            .as_str()
+            .expect("id")
+            .to_owned();
+
+        // A shop with a terminal, a product and a placed order of 3000.
+        let device_key = SigningKey::from_bytes(&[0x63; 32]);
+        let location = app
+            .graphql(Some(&admin), "mutation { createLocation(input: { name: \"Shop\", kind: SHOP, street: \"s\", city: \"c\", postalCode: \"p\", countryCode: \"NL\" }) { location { id } } }", json!({}))
+            .await
+            .data("/createLocation/location/id")
+            .clone();
+        let device = app
+            .graphql(Some(&admin), "mutation($input: RegisterDeviceInput!) { registerDevice(input: $input) { device { id } } }",
+                json!({ "input": { "name": "Till", "locationId": location, "publicKey": STANDARD.encode(device_key.verifying_key().as_bytes()) } }))
+            .await
+            .data("/registerDevice/device/id")
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let product = app
+            .graphql(Some(&member), "mutation { createProduct(input: { sku: \"COFFEE\", name: \"Coffee\", priceMinor: 1000, currency: \"EUR\" }) { product { id } } }", json!({}))
+            .await
+            .data("/createProduct/product/id")
+            .clone();
+        let order = app
+            .graphql(Some(&member), "mutation($p: ID!) { createOrder(input: { lines: [{ productId: $p, quantity: 3 }] }) { order { id } } }", json!({ "p": product }))
+            .await
+            .data("/createOrder/order/id")
+            .as_str()
+            .expect("id")
+            .to_owned();
+        app.graphql(
+            Some(&member),
+            "mutation($id: ID!) { placeOrder(input: { id: $id }) { order { id } } }",
+            json!({ "id": order }),
+        )
+        .await
+        .data("/placeOrder");
+        Self {
+            app,
+            member,
+            bank_admin,
+            device_key,
+            device: decode_global_id(&device),
+            order,
+            card,
+            card_gid,
+            key_gid,
+            clock_ms: 0,
+        }
+    }
+
+    fn device_token(&self) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.device.to_string());
+        let claims = json!({ "iss": format!("device:{}", self.device), "sub": self.device, "aud": "iot-commerce-hub", "iat": now, "exp": now + 120, "jti": Uuid::new_v4() });
+        let der = self.device_key.to_pkcs8_der().expect("pkcs8");
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(der.as_bytes()))
+            .expect("device token")
+    }
+
+    async fn request(&self, amount: i64) -> Value {
+        let response = self
+            .app
+            .graphql(Some(&self.member), REQUEST, json!({ "input": {
+                "orderId": self.order, "terminalId": encode_global_id("Device", self.device), "amountMinor": amount, "currency": "EUR" } }))
+            .await;
+        response.data("/requestPayment/paymentRequest").clone()
+    }
+
+    /// The card answers GENERATE PAYMENT for a request, as a reader would drive it.
+    fn tap(&mut self, request: &Value) -> (String, String) {
+        let fields = &request["signingFields"];
+        let uuid = |name: &str| {
+            *Uuid::parse_str(fields[name].as_str().expect(name))
+                .expect("uuid")
+                .as_bytes()
+        };
+        let challenge: [u8; 16] = URL_SAFE_NO_PAD
+            .decode(request["challenge"].as_str().expect("challenge"))
+            .expect("b64")
+            .try_into()
+            .expect("16");
+        let amount: u64 = request["amountMinor"]
+            .as_str()
+            .expect("amount")
+            .parse()
+            .expect("int");
+        let request_fields = PaymentRequestFields {
+            request_id: uuid("requestId"),
+            challenge,
+            amount_minor: amount,
+            currency: *b"EUR",
+            merchant: uuid("merchantId"),
+            terminal: uuid("terminalId"),
+            hub_instance: uuid("hubInstanceId"),
+        };
+        self.clock_ms += 1_000;
+        assert_eq!(
+            self.card
+                .process(&Command::select().encode(), self.clock_ms)
+                .response
+                .sw,
+            sw::OK
+        );
+        let command = Command::new(
+            apdu::CLA_PROPRIETARY,
+            apdu::INS_GENERATE_PAYMENT,
+            0,
+            0,
+            &request_fields.encode(),
+            Some(256),
+        );
+        let first = self.card.process(&command.encode(), self.clock_ms);
+        let rest = self.card.process(
+            &Command::new(0, apdu::INS_GET_RESPONSE, 0, 0, &[], Some(256)).encode(),
+            self.clock_ms,
+        );
+        let mut answer = first.response.data;
+        answer.extend_from_slice(&rest.response.data);
+        (
+            URL_SAFE_NO_PAD.encode(&answer[..TOKEN_LEN]),
+            URL_SAFE_NO_PAD.encode(&answer[TOKEN_LEN..]),
+        )
+    }
+
+    async fn pay(&self, request: &Value, token: &str, signature: &str, key: &str) -> Value {
+        let device = self.device_token();
+        self.app
+            .graphql(Some(&device), PAY, json!({ "input": { "requestId": request["id"], "token": token, "cardSignature": signature, "idempotencyKey": key } }))
+            .await
+            .data("/payWithOneTimeNumber")
+            .clone()
+    }
+}
+
+async fn a_tap_pays_once(backend: Backend) {
+    let mut checkout = Checkout::new(backend).await;
+    let request = checkout.request(1_200).await;
+    let (token, signature) = checkout.tap(&request);
+    let paid = checkout.pay(&request, &token, &signature, "tap-1").await;
+    assert_eq!(paid["status"], "AUTHORIZED", "{paid}");
+    assert_eq!(paid["payment"]["amountMinor"], "1200");
+    assert_eq!(
+        paid["payment"]["issuer"]["name"], "Card Bank",
+        "the card's issuer, a party of the payment"
+    );
+
+    // The same bytes under the same key: the original outcome. Under another key: a replay, declined.
+    let again = checkout.pay(&request, &token, &signature, "tap-1").await;
+    assert_eq!(again["evidenceId"], paid["evidenceId"]);
+    assert_eq!(again["status"], "AUTHORIZED");
+    let replay = checkout
+        .pay(&request, &token, &signature, "tap-1-replay")
+        .await;
+    assert_eq!(replay["status"], "DECLINED");
+    assert_eq!(replay["declineReason"], "REQUEST_ALREADY_PAID");
+
+    let app = &checkout.app;
+    let order = app.graphql(Some(&checkout.member), "query($id: ID!) { node(id: $id) { ... on Order { balanceMinor paidMinor payments { status amountMinor } } } }", json!({ "id": checkout.order })).await;
+    assert_eq!(order.data("/node/balanceMinor"), "1800");
+    assert_eq!(order.data("/node/payments/0/status"), "AUTHORIZED");
+    // The number is stored as its keyed hash only; evidence keeps the token with the digits zeroed.
+    let digits = card_protocol::token::Token::from_base64url(&token)
+        .expect("token")
+        .body
+        .number;
+    let evidence = entities::payment_evidence::Entity::find()
+        .all(&app.hub.state.db)
+        .await
+        .expect("evidence");
+    assert_eq!(evidence.len(), 2, "one authorization, one declined replay");
+    assert!(evidence.iter().any(|e| e.replay), "the replay is audited");
+    for row in &evidence {
+        assert!(
+            !row.redacted_token.windows(16).any(|w| w == digits.digits()),
+            "the full number is not stored"
+        );
+    }
+    // The bank sees its card's payment; nobody else does.
+    let bank_view = app
+        .graphql(
+            Some(&checkout.bank_admin),
+            "query($id: ID!) { node(id: $id) { ... on Payment { amountMinor } } }",
+            json!({ "id": paid["payment"]["id"] }),
+        )
+        .await;
+    assert_eq!(bank_view.data("/node/amountMinor"), "1200");
+    checkout.app.stop().await;
+}
+on_both_backends!(tap_pays_once, a_tap_pays_once);
+
+async fn declines_consume_nothing_flow(backend: Backend) {
+    let mut checkout = Checkout::new(backend).await;
+    let request = checkout.request(500).await;
+    let (token, signature) = checkout.tap(&request);
+    // A tampered card signature is declined; the request and the number stay usable.
+    let mut bad = URL_SAFE_NO_PAD.decode(&signature).expect("b64");
+    bad[0] ^= 1;
+    let before = checkout.app.fingerprint().await;
+    let declined = checkout
+        .pay(&request, &token, &URL_SAFE_NO_PAD.encode(&bad), "bad-sig")
+        .await;
+    assert_eq!(
+        declined["declineReason"], "BAD_CARD_SIGNATURE",
+        "{declined}"
+    );
+    let after = checkout.app.fingerprint().await;
+    for (table, (rows, digest)) in &before.tables {
+        if table != "payment_evidence" && table != "idempotency_record" {
+            assert_eq!(
+                after.tables.get(table),
+                Some(&(*rows, digest.clone())),
+                "{table} changed on a decline"
+            );
+        }
+    }
+    assert_eq!(
+        after.rows("payment_evidence"),
+        before.rows("payment_evidence") + 1
+    );
+    let paid = checkout.pay(&request, &token, &signature, "good-sig").await;
+    assert_eq!(
+        paid["status"], "AUTHORIZED",
+        "the declined attempt consumed nothing: {paid}"
+    );
+
+    // A blocked card, a revoked issuer key, a cancelled request.
+    let next = checkout.request(300).await;
+    let (token, signature) = checkout.tap(&next);
+    checkout
+        .app
+        .graphql(
+            Some(&checkout.bank_admin),
+            "mutation($id: ID!) { blockCard(input: { id: $id }) { card { status } } }",
+            json!({ "id": checkout.card_gid }),
+        )
+        .await
+        .data("/blockCard");
+    assert_eq!(
+        checkout.pay(&next, &token, &signature, "blocked").await["declineReason"],
+        "CARD_BLOCKED"
+    );
+    checkout
+        .app
+        .graphql(
+            Some(&checkout.bank_admin),
+            "mutation($id: ID!) { unblockCard(input: { id: $id }) { card { status } } }",
+            json!({ "id": checkout.card_gid }),
+        )
+        .await
+        .data("/unblockCard");
+    let cancel = checkout
+        .app
+        .graphql(Some(&checkout.member), "mutation($id: ID!) { cancelPaymentRequest(input: { id: $id }) { paymentRequest { status } } }", json!({ "id": next["id"] }))
+        .await;
+    assert_eq!(
+        cancel.data("/cancelPaymentRequest/paymentRequest/status"),
+        "CANCELLED"
+    );
+    assert_eq!(
+        checkout.pay(&next, &token, &signature, "cancelled").await["declineReason"],
+        "REQUEST_CANCELLED"
+    );
+    let third = checkout.request(300).await;
+    let (token, signature) = checkout.tap(&third);
+    checkout
+        .app
+        .graphql(
+            Some(&checkout.bank_admin),
+            "mutation($id: ID!) { revokeIssuerKey(input: { id: $id }) { issuerKey { status } } }",
+            json!({ "id": checkout.key_gid }),
+        )
+        .await
+        .data("/revokeIssuerKey");
+    assert_eq!(
+        checkout.pay(&third, &token, &signature, "revoked").await["declineReason"],
+        "ISSUER_KEY_REVOKED"
+    );
+
+    // Refused requests are errors, not declines: above the balance, a second open request, a stranger.
+    let app = &checkout.app;
+    let request_input = |amount: i64| json!({ "input": { "orderId": checkout.order, "terminalId": encode_global_id("Device", checkout.device), "amountMinor": amount, "currency": "EUR" } });
+    app.graphql(Some(&checkout.member), REQUEST, request_input(10_000))
+        .await
+        .expect_error("VALIDATION");
+    app.graphql(Some(&checkout.member), REQUEST, request_input(100))
+        .await
+        .expect_error("CONFLICT");
+    app.graphql(Some(&checkout.bank_admin), REQUEST, request_input(100))
+        .await
+        .expect_error("NOT_FOUND");
+    // Only the terminal's device submits.
+    app.graphql(Some(&checkout.member), PAY, json!({ "input": { "requestId": third["id"], "token": token, "cardSignature": signature, "idempotencyKey": "member" } }))
+        .await
+        .expect_error("FORBIDDEN");
+    checkout.app.stop().await;
+}
+on_both_backends!(declines_consume_nothing, declines_consume_nothing_flow);
