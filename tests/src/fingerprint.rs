@@ -98,3 +98,28 @@ async fn row_texts(db: &DatabaseConnection, backend: DbBackend, table: &str) -> 
     texts.sort();
     texts
 }
+
+/// Waits (at most 30 s) until no committed event lacks its position.
+pub(crate) async fn wait_for_stamping(db: &DatabaseConnection) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS pending FROM event WHERE position IS NULL",
+            ))
+            .await
+            .expect("count unstamped events");
+        let pending: i64 = row
+            .and_then(|row| row.try_get("", "pending").ok())
+            .unwrap_or(0);
+        if pending == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events stayed unstamped for 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -211,8 +211,10 @@ impl TestApp {
             .expect("request reaches the hub")
     }
 
-    /// Row counts and checksums of every table.
+    /// Row counts and checksums of every table, once the outbox has stamped every committed event
+    /// (stamping happens after commit, in the background, and would otherwise show up as a change).
     pub async fn fingerprint(&self) -> Fingerprint {
+        fingerprint::wait_for_stamping(&self.hub.state.db).await;
         Fingerprint::take(&self.hub.state.db).await
     }
 

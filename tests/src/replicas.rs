@@ -113,6 +113,7 @@ impl Replicas {
     }
 
     pub async fn fingerprint(&self) -> Fingerprint {
+        crate::fingerprint::wait_for_stamping(&self.state.db).await;
         Fingerprint::take(&self.state.db).await
     }
 

@@ -9,16 +9,16 @@ use base64::{
 use card_protocol::{
     apdu::{self, Command, sw},
     card::{CardApplication, CardFile},
-    card_signature::PaymentRequestFields,
+    card_signature::{PaymentRequestFields, sign_payment},
     issuer::{Issuance, IssuerFile},
     number::PrefixRange,
-    token::{Channel, DomainRestrictions, TOKEN_LEN},
+    token::{Channel, DomainRestrictions, TOKEN_LEN, Token, TokenBody},
 };
 use ed25519_dalek::{SigningKey, pkcs8::EncodePrivateKey};
 use entities::organization::OrganizationKind;
 use hub_tests::{Backend, TestApp, decode_global_id, encode_global_id, on_both_backends};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use sea_orm::EntityTrait;
+use sea_orm::{EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -30,6 +30,7 @@ const REQUEST: &str = "mutation($input: RequestPaymentInput!) { requestPayment(i
 
 struct Checkout {
     app: TestApp,
+    bank: Uuid,
     member: String,
     bank_admin: String,
     device_key: SigningKey,
@@ -43,7 +44,16 @@ struct Checkout {
 
 impl Checkout {
     async fn new(backend: Backend) -> Self {
-        let app = TestApp::start(backend).await;
+        Self::new_with(backend, 3, |_| {}).await
+    }
+
+    /// A checkout whose order holds `quantity` coffees at 10.00, on a hub configured by `configure`.
+    async fn new_with(
+        backend: Backend,
+        quantity: i64,
+        configure: impl FnOnce(&mut api::config::HubConfig),
+    ) -> Self {
+        let app = TestApp::start_with(backend, configure).await;
         let admin = app.token(app.retailer_id, Role::Admin).await;
         let member = app.token(app.retailer_id, Role::Member).await;
         let bank = app
@@ -118,7 +128,7 @@ impl Checkout {
             .data("/createProduct/product/id")
             .clone();
         let order = app
-            .graphql(Some(&member), "mutation($p: ID!) { createOrder(input: { lines: [{ productId: $p, quantity: 3 }] }) { order { id } } }", json!({ "p": product }))
+            .graphql(Some(&member), "mutation($p: ID!, $q: Int!) { createOrder(input: { lines: [{ productId: $p, quantity: $q }] }) { order { id } } }", json!({ "p": product, "q": quantity }))
             .await
             .data("/createOrder/order/id")
             .as_str()
@@ -132,6 +142,7 @@ impl Checkout {
         .await
         .data("/placeOrder");
         Self {
+            bank,
             app,
             member,
             bank_admin,
@@ -166,39 +177,12 @@ impl Checkout {
 
     /// The card answers GENERATE PAYMENT for a request, as a reader would drive it.
     fn tap(&mut self, request: &Value) -> (String, String) {
-        let fields = &request["signingFields"];
-        let uuid = |name: &str| {
-            *Uuid::parse_str(fields[name].as_str().expect(name))
-                .expect("uuid")
-                .as_bytes()
-        };
-        let challenge: [u8; 16] = URL_SAFE_NO_PAD
-            .decode(request["challenge"].as_str().expect("challenge"))
-            .expect("b64")
-            .try_into()
-            .expect("16");
-        let amount: u64 = request["amountMinor"]
-            .as_str()
-            .expect("amount")
-            .parse()
-            .expect("int");
-        let request_fields = PaymentRequestFields {
-            request_id: uuid("requestId"),
-            challenge,
-            amount_minor: amount,
-            currency: *b"EUR",
-            merchant: uuid("merchantId"),
-            terminal: uuid("terminalId"),
-            hub_instance: uuid("hubInstanceId"),
-        };
+        let request_fields = signed_fields(request);
         self.clock_ms += 1_000;
-        assert_eq!(
-            self.card
-                .process(&Command::select().encode(), self.clock_ms)
-                .response
-                .sw,
-            sw::OK
-        );
+        let select = self
+            .card
+            .process(&Command::select().encode(), self.clock_ms);
+        assert_eq!(select.response.sw, sw::OK);
         let command = Command::new(
             apdu::CLA_PROPRIETARY,
             apdu::INS_GENERATE_PAYMENT,
@@ -208,16 +192,49 @@ impl Checkout {
             Some(256),
         );
         let first = self.card.process(&command.encode(), self.clock_ms);
-        let rest = self.card.process(
-            &Command::new(0, apdu::INS_GET_RESPONSE, 0, 0, &[], Some(256)).encode(),
-            self.clock_ms,
-        );
+        let get_response = Command::new(0, apdu::INS_GET_RESPONSE, 0, 0, &[], Some(256));
+        let rest = self.card.process(&get_response.encode(), self.clock_ms);
         let mut answer = first.response.data;
         answer.extend_from_slice(&rest.response.data);
         (
             URL_SAFE_NO_PAD.encode(&answer[..TOKEN_LEN]),
             URL_SAFE_NO_PAD.encode(&answer[TOKEN_LEN..]),
         )
+    }
+
+    /// A token and card signature made by hand: the bank's key and the card's key, `edit` applied.
+    fn forge(
+        &self,
+        request: &Value,
+        n: u64,
+        edit: impl FnOnce(&mut TokenBody, &mut [SigningKey; 2]),
+    ) -> (String, String) {
+        let mut keys = [
+            SigningKey::from_bytes(&ISSUER_SEED),
+            SigningKey::from_bytes(&CARD_SEED),
+        ];
+        let mut body = TokenBody {
+            issuer: self.bank.into_bytes(),
+            key_id: 1,
+            number: PrefixRange::new("400012")
+                .expect("prefix")
+                .number(900_000 + n)
+                .expect("number"),
+            card_id: CARD_ID,
+            sequence: 10_000 + n as u32,
+            not_after: chrono::Utc::now().timestamp() as u64 + 86_400,
+            restrictions: DomainRestrictions {
+                max_amount_minor: 5_000,
+                currency: *b"EUR",
+                merchant: None,
+                channel: Channel::ContactlessPresent,
+            },
+            card_public_key: keys[1].verifying_key().to_bytes(),
+        };
+        edit(&mut body, &mut keys);
+        let token = Token::sign(body, &keys[0]);
+        let signature = sign_payment(&keys[1], &token, &signed_fields(request));
+        (token.to_base64url(), URL_SAFE_NO_PAD.encode(signature))
     }
 
     async fn pay(&self, request: &Value, token: &str, signature: &str, key: &str) -> Value {
@@ -227,6 +244,36 @@ impl Checkout {
             .await
             .data("/payWithOneTimeNumber")
             .clone()
+    }
+}
+
+const ISSUER_SEED: [u8; 32] = [0x61; 32];
+const CARD_SEED: [u8; 32] = [0x62; 32];
+const CARD_ID: [u8; 16] = [0x77; 16];
+
+/// The request fields a card signs, from a payment request as the hub shows it.
+fn signed_fields(request: &Value) -> PaymentRequestFields {
+    let fields = &request["signingFields"];
+    let uuid = |name: &str| {
+        *Uuid::parse_str(fields[name].as_str().expect(name))
+            .expect("uuid")
+            .as_bytes()
+    };
+    let challenge = URL_SAFE_NO_PAD
+        .decode(request["challenge"].as_str().expect("challenge"))
+        .expect("b64");
+    PaymentRequestFields {
+        request_id: uuid("requestId"),
+        challenge: challenge.try_into().expect("16 bytes"),
+        amount_minor: request["amountMinor"]
+            .as_str()
+            .expect("amount")
+            .parse()
+            .expect("int"),
+        currency: *b"EUR",
+        merchant: uuid("merchantId"),
+        terminal: uuid("terminalId"),
+        hub_instance: uuid("hubInstanceId"),
     }
 }
 
@@ -393,3 +440,326 @@ async fn declines_consume_nothing_flow(backend: Backend) {
     checkout.app.stop().await;
 }
 on_both_backends!(declines_consume_nothing, declines_consume_nothing_flow);
+
+/// A submission declined with `reason`, that left everything but its own evidence as it was.
+async fn expect_decline(
+    checkout: &Checkout,
+    request: &Value,
+    submission: (String, String),
+    reason: &str,
+    key: &str,
+) {
+    let before = checkout.app.fingerprint().await;
+    let outcome = checkout
+        .pay(request, &submission.0, &submission.1, key)
+        .await;
+    assert_eq!(outcome["status"], "DECLINED", "{reason}: {outcome}");
+    assert_eq!(outcome["declineReason"], reason, "{outcome}");
+    let after = checkout.app.fingerprint().await;
+    for (table, state) in &before.tables {
+        if table != "payment_evidence" && table != "idempotency_record" {
+            assert_eq!(
+                after.tables.get(table),
+                Some(state),
+                "{reason}: {table} changed"
+            );
+        }
+    }
+    assert_eq!(
+        after.rows("payment_evidence"),
+        before.rows("payment_evidence") + 1,
+        "{reason}: evidence recorded"
+    );
+}
+
+async fn authorized(checkout: &Checkout, request: &Value, submission: (String, String), key: &str) {
+    let outcome = checkout
+        .pay(request, &submission.0, &submission.1, key)
+        .await;
+    assert_eq!(outcome["status"], "AUTHORIZED", "{key}: {outcome}");
+}
+
+async fn every_decline_reason_consumes_nothing(backend: Backend) {
+    let mut checkout = Checkout::new_with(backend, 60, |config| {
+        let limits = &mut config.payment_limits;
+        limits.card_velocity_count = 1_000;
+        limits.card_velocity_sum_minor = 10_000_000;
+        limits.device_cap_minor = 10_000_000;
+    })
+    .await;
+    let other_key = SigningKey::from_bytes(&[0x99; 32]);
+    type Edit = Box<dyn FnOnce(&mut TokenBody, &mut [SigningKey; 2])>;
+    let cases: Vec<(&str, Edit)> = vec![
+        ("UNKNOWN_ISSUER_KEY", Box::new(|body, _| body.key_id = 2)),
+        ("BAD_ISSUER_SIGNATURE", {
+            let k = other_key.clone();
+            Box::new(move |_, keys| keys[0] = k)
+        }),
+        (
+            "NUMBER_OUT_OF_RANGE",
+            Box::new(|body, _| {
+                body.number = PrefixRange::new("510000").expect("p").number(5).expect("n")
+            }),
+        ),
+        (
+            "NUMBER_EXPIRED",
+            Box::new(|body, _| body.not_after = chrono::Utc::now().timestamp() as u64 - 60),
+        ),
+        (
+            "DOMAIN_RESTRICTION",
+            Box::new(|body, _| body.restrictions.currency = *b"USD"),
+        ),
+        (
+            "DOMAIN_RESTRICTION",
+            Box::new(|body, _| body.restrictions.merchant = Some([0x42; 16])),
+        ),
+        (
+            "CARD_UNKNOWN",
+            Box::new(|body, _| body.card_id = [0x99; 16]),
+        ),
+        ("CARD_KEY_MISMATCH", {
+            let k = other_key.clone();
+            Box::new(move |body, keys| {
+                body.card_public_key = k.verifying_key().to_bytes();
+                keys[1] = k;
+            })
+        }),
+    ];
+    for (n, (reason, edit)) in cases.into_iter().enumerate() {
+        let request = checkout.request(100).await;
+        let forged = checkout.forge(&request, n as u64, edit);
+        expect_decline(&checkout, &request, forged, reason, &format!("decline-{n}")).await;
+        // Nothing was consumed: the right card pays the same request.
+        let genuine = checkout.tap(&request);
+        authorized(&checkout, &request, genuine, &format!("genuine-{n}")).await;
+    }
+
+    // A bad card signature, and an unknown request.
+    let request = checkout.request(100).await;
+    let (token, signature) = checkout.forge(&request, 20, |_, _| {});
+    let mut bad = URL_SAFE_NO_PAD.decode(&signature).expect("b64");
+    bad[10] ^= 0x40;
+    expect_decline(
+        &checkout,
+        &request,
+        (token.clone(), URL_SAFE_NO_PAD.encode(bad)),
+        "BAD_CARD_SIGNATURE",
+        "bad-sig",
+    )
+    .await;
+    let mut unknown = request.clone();
+    unknown["id"] = json!(encode_global_id("PaymentRequest", Uuid::new_v4()));
+    expect_decline(
+        &checkout,
+        &unknown,
+        (token.clone(), signature.clone()),
+        "REQUEST_UNKNOWN",
+        "unknown",
+    )
+    .await;
+    authorized(
+        &checkout,
+        &request,
+        (token.clone(), signature),
+        "forged-but-valid",
+    )
+    .await;
+
+    // The same number on another request; another number with the same card sequence.
+    let request = checkout.request(100).await;
+    let reused = {
+        let parsed = Token::from_base64url(&token).expect("token");
+        URL_SAFE_NO_PAD.encode(sign_payment(
+            &SigningKey::from_bytes(&CARD_SEED),
+            &parsed,
+            &signed_fields(&request),
+        ))
+    };
+    expect_decline(
+        &checkout,
+        &request,
+        (token.clone(), reused),
+        "NUMBER_ALREADY_USED",
+        "reused-number",
+    )
+    .await;
+    let same_sequence = checkout.forge(&request, 21, |body, _| body.sequence = 10_020);
+    expect_decline(
+        &checkout,
+        &request,
+        same_sequence,
+        "SEQUENCE_REUSED",
+        "reused-sequence",
+    )
+    .await;
+    let genuine = checkout.tap(&request);
+    authorized(&checkout, &request, genuine, "after-replays").await;
+
+    // Deadlines are judged by the database clock; a late tap passes only under the offline floor.
+    let db = checkout.app.hub.state.db.clone();
+    let set_deadlines = |request: &Value, tap_offset: i64, acceptance_offset: i64| {
+        let id = decode_global_id(request["id"].as_str().expect("id"));
+        let now = chrono::Utc::now();
+        let db = db.clone();
+        async move {
+            entities::payment_request::Entity::update_many()
+                .col_expr(
+                    entities::payment_request::Column::TapDeadline,
+                    sea_orm::sea_query::Expr::value(now + chrono::Duration::seconds(tap_offset)),
+                )
+                .col_expr(
+                    entities::payment_request::Column::AcceptanceDeadline,
+                    sea_orm::sea_query::Expr::value(
+                        now + chrono::Duration::seconds(acceptance_offset),
+                    ),
+                )
+                .filter(sea_orm::ColumnTrait::eq(
+                    &entities::payment_request::Column::Id,
+                    id,
+                ))
+                .exec(&db)
+                .await
+                .expect("move the deadlines");
+        }
+    };
+    let request = checkout.request(3_000).await;
+    set_deadlines(&request, -3_600, -60).await;
+    let tap = checkout.forge(&request, 30, |_, _| {});
+    expect_decline(
+        &checkout,
+        &request,
+        tap.clone(),
+        "PAST_DEADLINE",
+        "past-acceptance",
+    )
+    .await;
+    set_deadlines(&request, -60, 600).await;
+    expect_decline(
+        &checkout,
+        &request,
+        tap.clone(),
+        "PAST_DEADLINE",
+        "late-above-floor",
+    )
+    .await;
+    set_deadlines(&request, 60, 600).await;
+    authorized(&checkout, &request, tap, "in-time").await;
+    let request = checkout.request(300).await;
+    set_deadlines(&request, -60, 600).await;
+    let late = checkout.forge(&request, 31, |_, _| {});
+    authorized(&checkout, &request, late, "late-under-floor").await;
+
+    // Above the contactless limit: cardholder verification required.
+    let request = checkout.request(6_000).await;
+    let big = checkout.forge(&request, 32, |body, _| {
+        body.restrictions.max_amount_minor = 10_000
+    });
+    expect_decline(
+        &checkout,
+        &request,
+        big,
+        "CVM_REQUIRED",
+        "above-contactless-limit",
+    )
+    .await;
+    checkout
+        .app
+        .graphql(Some(&checkout.member), "mutation($id: ID!) { cancelPaymentRequest(input: { id: $id }) { paymentRequest { status } } }", json!({ "id": request["id"] }))
+        .await
+        .data("/cancelPaymentRequest");
+
+    // The balance dropped below the request meanwhile (an invoice was paid in full).
+    let request = checkout.request(500).await;
+    let member = checkout.member.clone();
+    let invoice = checkout
+        .app
+        .graphql(
+            Some(&member),
+            "mutation($id: ID!) { raiseInvoice(input: { orderId: $id }) { invoice { id } } }",
+            json!({ "id": checkout.order }),
+        )
+        .await
+        .data("/raiseInvoice/invoice/id")
+        .clone();
+    checkout
+        .app
+        .graphql(
+            Some(&member),
+            "mutation($id: ID!) { payInvoice(input: { id: $id }) { invoice { status } } }",
+            json!({ "id": invoice }),
+        )
+        .await
+        .data("/payInvoice");
+    let tap = checkout.forge(&request, 33, |_, _| {});
+    expect_decline(
+        &checkout,
+        &request,
+        tap,
+        "AMOUNT_ABOVE_BALANCE",
+        "balance-gone",
+    )
+    .await;
+    checkout.app.stop().await;
+}
+on_both_backends!(every_decline_reason, every_decline_reason_consumes_nothing);
+
+async fn limits_and_retired_keys(backend: Backend) {
+    // A device cap of 10.00: the second payment of 8.00 on this device is over it.
+    let mut checkout = Checkout::new_with(backend, 30, |config| {
+        config.payment_limits.device_cap_minor = 1_000
+    })
+    .await;
+    let request = checkout.request(800).await;
+    let tap = checkout.tap(&request);
+    authorized(&checkout, &request, tap, "first").await;
+    let request = checkout.request(800).await;
+    let tap = checkout.tap(&request);
+    expect_decline(&checkout, &request, tap, "LIMIT_EXCEEDED", "over-cap").await;
+
+    // A retired key whose validity has passed: its numbers are refused.
+    let retired_seed = [0x64u8; 32];
+    let not_after = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let key = checkout
+        .app
+        .graphql(Some(&checkout.bank_admin), "mutation($input: RegisterIssuerKeyInput!) { registerIssuerKey(input: $input) { issuerKey { id } } }",
+            json!({ "input": { "keyId": 2, "publicKey": STANDARD.encode(SigningKey::from_bytes(&retired_seed).verifying_key().as_bytes()), "prefix": "400012", "notAfter": not_after.to_rfc3339() } }))
+        .await
+        .data("/registerIssuerKey/issuerKey/id")
+        .clone();
+    checkout
+        .app
+        .graphql(
+            Some(&checkout.bank_admin),
+            "mutation($id: ID!) { retireIssuerKey(input: { id: $id }) { issuerKey { status } } }",
+            json!({ "id": key }),
+        )
+        .await
+        .data("/retireIssuerKey");
+    // Wait (bounded) until the database clock has passed the key's validity.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while api::db::database_now(&checkout.app.hub.state.db)
+        .await
+        .expect("db time")
+        <= not_after
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database clock did not move"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let retired = checkout.forge(&request, 40, |body, keys| {
+        body.key_id = 2;
+        keys[0] = SigningKey::from_bytes(&retired_seed);
+    });
+    expect_decline(
+        &checkout,
+        &request,
+        retired,
+        "ISSUER_KEY_RETIRED",
+        "retired",
+    )
+    .await;
+    checkout.app.stop().await;
+}
+on_both_backends!(limits_and_retired, limits_and_retired_keys);
