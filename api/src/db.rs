@@ -142,6 +142,17 @@ async fn migration_lock(db: &DatabaseConnection) -> anyhow::Result<DatabaseTrans
     Ok(lock)
 }
 
+/// Begins a write transaction: IMMEDIATE on SQLite (the write lock is taken at BEGIN, so concurrent
+/// writers queue on the busy timeout instead of failing when a read transaction tries to upgrade).
+pub async fn begin_write(db: &DatabaseConnection) -> ApiResult<DatabaseTransaction> {
+    let options = TransactionOptions {
+        sqlite_transaction_mode: (db.get_database_backend() == DbBackend::Sqlite)
+            .then_some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    };
+    Ok(db.begin_with_options(options).await?)
+}
+
 /// Runs `work` in a write transaction, committing on `Ok` and rolling back on `Err`.
 ///
 /// On SQLite the transaction is IMMEDIATE: it takes the write lock at BEGIN, so concurrent writers queue
@@ -154,12 +165,7 @@ where
         + Send,
     T: Send,
 {
-    let options = TransactionOptions {
-        sqlite_transaction_mode: (db.get_database_backend() == DbBackend::Sqlite)
-            .then_some(SqliteTransactionMode::Immediate),
-        ..Default::default()
-    };
-    let txn = db.begin_with_options(options).await?;
+    let txn = begin_write(db).await?;
     match work(&txn).await {
         Ok(value) => {
             txn.commit().await?;

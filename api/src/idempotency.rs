@@ -1,32 +1,31 @@
 //! Idempotency keys for create mutations, stored in the database so every replica honours them.
 //!
-//! A request first claims `(scope, operation, key)` with the fingerprint of its input (a short insert that
-//! the primary key makes exclusive). The claim is completed with the created record's id in the same
-//! transaction as the record itself, so a record never exists without its key or the other way round.
-//! A later request with the same key and input gets that record again; with another input,
-//! IDEMPOTENCY_MISMATCH; while the first is still in flight, a retryable CONFLICT.
+//! A keyed request runs in one write transaction that first takes a lock on its key (a PostgreSQL
+//! transaction-scoped advisory lock; SQLite's single writer serializes anyway), then looks the key up:
+//! a stored outcome is returned again (same input) or refused (IDEMPOTENCY_MISMATCH); otherwise the work
+//! runs and the key is stored with its outcome in the same transaction. A duplicate arriving while the
+//! first holds the lock gets a retryable CONFLICT. A request that dies mid-way rolls back with its lock,
+//! so a retry runs afresh at once: no half-claimed keys are ever left behind.
 
 use std::{future::Future, pin::Pin, time::Duration};
 
 use chrono::Utc;
 use entities::idempotency_record as record;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, EntityTrait, QueryFilter, Statement,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{
-    db::write_transaction,
+    db::{begin_write, write_transaction},
     error::{ApiError, ApiResult},
 };
 
 /// How long a completed key is remembered.
 pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
-/// An unfinished claim older than this belongs to a request that died: it may be taken over.
-const ABANDONED_AFTER: Duration = Duration::from_secs(120);
 
 /// One idempotency key, bound to its scope, operation and input.
 #[derive(Debug, Clone)]
@@ -67,8 +66,92 @@ impl IdempotencyKey {
     }
 }
 
-/// Runs `work` in a transaction, once per key: returns the id it created, or the id that an earlier
-/// request with the same key and input created. Without a key it simply runs `work`.
+impl IdempotencyKey {
+    /// The advisory-lock id of this key (the first 8 bytes of a hash of scope, operation and key).
+    fn lock_id(&self) -> i64 {
+        let digest = Sha256::digest(format!("{}/{}/{}", self.scope, self.operation, self.key));
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&digest[..8]);
+        i64::from_be_bytes(bytes)
+    }
+}
+
+/// What a key allows.
+pub enum Claim {
+    /// An earlier request with this key and input produced this id.
+    Replay(Uuid),
+    /// Go ahead inside this transaction, then [`complete`] and commit it.
+    Fresh(DatabaseTransaction),
+}
+
+/// Opens the keyed transaction: replay, mismatch, in progress, or fresh.
+pub async fn claim(db: &DatabaseConnection, key: &IdempotencyKey) -> ApiResult<Claim> {
+    let txn = begin_write(db).await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        let locked = txn
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!(
+                    "SELECT pg_try_advisory_xact_lock({}) AS locked",
+                    key.lock_id()
+                ),
+            ))
+            .await?
+            .and_then(|row| row.try_get::<bool>("", "locked").ok())
+            .unwrap_or(false);
+        if !locked {
+            txn.rollback().await?;
+            return Err(ApiError::InProgress);
+        }
+    }
+    let existing = record::Entity::find()
+        .filter(primary_key(key))
+        .one(&txn)
+        .await?;
+    let Some(existing) = existing else {
+        return Ok(Claim::Fresh(txn));
+    };
+    if existing.expires_at < Utc::now() {
+        record::Entity::delete_many()
+            .filter(primary_key(key))
+            .exec(&txn)
+            .await?;
+        return Ok(Claim::Fresh(txn));
+    }
+    txn.rollback().await?;
+    if existing.fingerprint != key.fingerprint {
+        return Err(ApiError::IdempotencyMismatch);
+    }
+    existing
+        .result
+        .as_ref()
+        .and_then(|value| value.get("id"))
+        .and_then(|id| id.as_str())
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .map(Claim::Replay)
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("idempotency record without an outcome")))
+}
+
+/// Stores the key with its outcome, inside the keyed transaction.
+pub async fn complete(txn: &DatabaseTransaction, key: &IdempotencyKey, id: Uuid) -> ApiResult<()> {
+    let now = Utc::now();
+    record::Entity::insert(record::ActiveModel {
+        scope_id: Set(key.scope),
+        operation: Set(key.operation.to_owned()),
+        key: Set(key.key.clone()),
+        fingerprint: Set(key.fingerprint.clone()),
+        result: Set(Some(serde_json::json!({ "id": id }))),
+        created_at: Set(now),
+        expires_at: Set(now
+            + chrono::Duration::from_std(RETENTION).unwrap_or_else(|_| chrono::Duration::days(1))),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// Runs `work` in a write transaction, once per key: returns the id it created, or the id that an
+/// earlier request with the same key and input created. Without a key it simply runs `work`.
 pub async fn run_once<F>(
     db: &DatabaseConnection,
     key: Option<&IdempotencyKey>,
@@ -81,160 +164,29 @@ where
         + Send
         + 'static,
 {
-    if let Some(key) = key
-        && let Some(existing) = claim(db, key).await?
-    {
-        return Ok(existing);
-    }
-    let completion = key.cloned();
-    let result = write_transaction(db, move |txn| {
-        Box::pin(async move {
-            let id = work(txn).await?;
-            if let Some(key) = &completion {
-                complete(txn, key, id).await?;
-            }
+    let Some(key) = key else {
+        return write_transaction(db, work).await;
+    };
+    let txn = match claim(db, key).await? {
+        Claim::Replay(id) => return Ok(id),
+        Claim::Fresh(txn) => txn,
+    };
+    let outcome = match work(&txn).await {
+        Ok(id) => complete(&txn, key, id).await.map(|()| id),
+        Err(err) => Err(err),
+    };
+    match outcome {
+        Ok(id) => {
+            txn.commit().await?;
             Ok(id)
-        })
-    })
-    .await;
-    if let (Err(_), Some(key)) = (&result, key) {
-        // Nothing was created: free the key so a corrected retry may use it.
-        release(db, key).await;
-    }
-    result
-}
-
-/// Claims the key. `None`: the caller goes ahead. `Some(id)`: an earlier request with this key and
-/// input created `id`.
-pub(crate) async fn claim(
-    db: &DatabaseConnection,
-    key: &IdempotencyKey,
-) -> ApiResult<Option<Uuid>> {
-    let now = Utc::now();
-    let row = record::ActiveModel {
-        scope_id: Set(key.scope),
-        operation: Set(key.operation.to_owned()),
-        key: Set(key.key.clone()),
-        fingerprint: Set(key.fingerprint.clone()),
-        result: Set(None),
-        created_at: Set(now),
-        expires_at: Set(now
-            + chrono::Duration::from_std(RETENTION).unwrap_or_else(|_| chrono::Duration::days(1))),
-    };
-    let inserted = record::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([
-                record::Column::ScopeId,
-                record::Column::Operation,
-                record::Column::Key,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await;
-    match inserted {
-        Ok(1) => return Ok(None),
-        Ok(_) | Err(DbErr::RecordNotInserted) => {}
-        Err(err) => return Err(err.into()),
-    }
-    let existing =
-        record::Entity::find_by_id((key.scope, key.operation.to_owned(), key.key.clone()))
-            .one(db)
-            .await?;
-    let Some(existing) = existing else {
-        // Released by a failed first attempt between our insert and read: try once more later.
-        return Err(ApiError::InProgress);
-    };
-    if existing.expires_at < now {
-        return take_over(db, key, &existing).await;
-    }
-    if existing.fingerprint != key.fingerprint {
-        return Err(ApiError::IdempotencyMismatch);
-    }
-    match existing
-        .result
-        .as_ref()
-        .and_then(|value| value.get("id"))
-        .and_then(|id| id.as_str())
-    {
-        Some(id) => Uuid::parse_str(id)
-            .map(Some)
-            .map_err(|err| ApiError::Internal(err.into())),
-        None if now - existing.created_at
-            > chrono::Duration::from_std(ABANDONED_AFTER).unwrap_or_default() =>
-        {
-            take_over(db, key, &existing).await
         }
-        None => Err(ApiError::InProgress),
-    }
-}
-
-/// Re-claims an expired key or the abandoned claim of a request that died; exactly one taker wins.
-async fn take_over(
-    db: &DatabaseConnection,
-    key: &IdempotencyKey,
-    existing: &record::Model,
-) -> ApiResult<Option<Uuid>> {
-    let now = Utc::now();
-    let taken = record::Entity::update_many()
-        .col_expr(record::Column::Fingerprint, key.fingerprint.clone().into())
-        .col_expr(
-            record::Column::Result,
-            Option::<serde_json::Value>::None.into(),
-        )
-        .col_expr(record::Column::CreatedAt, now.into())
-        .col_expr(
-            record::Column::ExpiresAt,
-            (now + chrono::Duration::from_std(RETENTION)
-                .unwrap_or_else(|_| chrono::Duration::days(1)))
-            .into(),
-        )
-        .filter(primary_key(key))
-        .filter(record::Column::CreatedAt.eq(existing.created_at))
-        .exec(db)
-        .await?;
-    if taken.rows_affected == 1 {
-        Ok(None)
-    } else {
-        Err(ApiError::InProgress)
-    }
-}
-
-/// Records the outcome, inside the transaction that created the record.
-pub(crate) async fn complete(
-    txn: &DatabaseTransaction,
-    key: &IdempotencyKey,
-    id: Uuid,
-) -> ApiResult<()> {
-    let done = record::Entity::update_many()
-        .col_expr(
-            record::Column::Result,
-            Some(serde_json::json!({ "id": id })).into(),
-        )
-        .filter(primary_key(key))
-        .filter(record::Column::Fingerprint.eq(key.fingerprint.clone()))
-        .filter(record::Column::Result.is_null())
-        .exec(txn)
-        .await?;
-    if done.rows_affected == 1 {
-        Ok(())
-    } else {
-        // Our claim was taken over (we ran past the abandonment window): let the transaction roll back.
-        Err(ApiError::InProgress)
-    }
-}
-
-pub(crate) async fn release(db: &DatabaseConnection, key: &IdempotencyKey) {
-    let released = record::Entity::delete_many()
-        .filter(primary_key(key))
-        .filter(record::Column::Fingerprint.eq(key.fingerprint.clone()))
-        .filter(record::Column::Result.is_null())
-        .exec(db)
-        .await;
-    if let Err(err) = released {
-        // The claim expires on its own after the abandonment window.
-        tracing::warn!(error = %err, operation = key.operation, "could not release an idempotency claim");
+        Err(err) => {
+            // Nothing was created: the key stays free for a corrected retry.
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed; the connection discards the transaction");
+            }
+            Err(err)
+        }
     }
 }
 

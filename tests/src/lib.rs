@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub use postgres::TestDatabase;
-pub use replicas::Replicas;
+pub use replicas::{ReplicaProcess, Replicas};
 
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +216,22 @@ impl TestApp {
     pub async fn fingerprint(&self) -> Fingerprint {
         fingerprint::wait_for_stamping(&self.hub.state.db).await;
         Fingerprint::take(&self.hub.state.db).await
+    }
+
+    /// Starts a second replica of this hub as a real process on the same PostgreSQL database.
+    pub async fn spawn_replica(&self) -> ReplicaProcess {
+        let config = &self.hub.state.config;
+        let url = config
+            .database_url
+            .clone()
+            .expect("replicas need PostgreSQL");
+        ReplicaProcess::start(
+            &url,
+            &config.signing_key_path(),
+            &config.number_hash_key_path(),
+            self.data_dir.path(),
+        )
+        .await
     }
 
     /// Stops the hub and drops its database.

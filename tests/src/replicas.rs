@@ -41,28 +41,9 @@ impl Replicas {
         let mut children = Vec::new();
         let mut urls = Vec::new();
         for index in 0..count {
-            let port = free_port();
-            let log = std::fs::File::create(dir.path().join(format!("replica-{index}.log")))
-                .expect("log file");
-            let mut command = Command::new(hub_binary());
-            for (name, _) in std::env::vars() {
-                if name == "DATABASE_URL" || name == "REDIS_URL" || name.starts_with("HUB_") {
-                    command.env_remove(name);
-                }
-            }
-            let child = command
-                .env("DATABASE_URL", database.url())
-                .env("HUB_SIGNING_KEY_FILE", &key)
-                .env("HUB_NUMBER_HASH_KEY_FILE", &hash_key)
-                .env("HUB_DATA_DIR", dir.path())
-                .env("HUB_LISTEN", format!("127.0.0.1:{port}"))
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("hub replica starts");
+            let (child, url) = spawn_hub(database.url(), &key, &hash_key, dir.path(), index);
             children.push(child);
-            urls.push(format!("http://127.0.0.1:{port}"));
+            urls.push(url);
         }
         let retailer_id = state
             .services
@@ -84,21 +65,8 @@ impl Replicas {
     }
 
     async fn wait_until_healthy(&self) {
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
         for url in &self.urls {
-            loop {
-                if let Ok(response) = client.get(format!("{url}/healthz")).send().await
-                    && response.status() == 200
-                {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "replica {url} did not become healthy within 60 s"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            wait_until_healthy(url).await;
         }
     }
 
@@ -137,5 +105,85 @@ impl Drop for Replicas {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Starts one `hub` process on `database_url` with the given keys, logging to `dir`. Returns it and its
+/// base URL.
+pub(crate) fn spawn_hub(
+    database_url: &str,
+    key: &std::path::Path,
+    hash_key: &std::path::Path,
+    dir: &std::path::Path,
+    index: usize,
+) -> (Child, String) {
+    let port = free_port();
+    let log = std::fs::File::create(dir.join(format!("replica-{index}.log"))).expect("log file");
+    let mut command = Command::new(hub_binary());
+    for (name, _) in std::env::vars() {
+        if name == "DATABASE_URL" || name == "REDIS_URL" || name.starts_with("HUB_") {
+            command.env_remove(name);
+        }
+    }
+    let child = command
+        .env("DATABASE_URL", database_url)
+        .env("HUB_SIGNING_KEY_FILE", key)
+        .env("HUB_NUMBER_HASH_KEY_FILE", hash_key)
+        .env("HUB_DATA_DIR", dir)
+        .env("HUB_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("hub replica starts");
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// Waits (at most 60 s) until `url` answers `/healthz`.
+pub(crate) async fn wait_until_healthy(url: &str) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = client.get(format!("{url}/healthz")).send().await
+            && response.status() == 200
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica {url} did not become healthy within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A second replica, as a real process, next to an in-process [`crate::TestApp`] on PostgreSQL.
+pub struct ReplicaProcess {
+    pub url: String,
+    child: Child,
+}
+
+impl ReplicaProcess {
+    pub(crate) async fn start(
+        database_url: &str,
+        key: &std::path::Path,
+        hash_key: &std::path::Path,
+        dir: &std::path::Path,
+    ) -> Self {
+        let (child, url) = spawn_hub(database_url, key, hash_key, dir, 99);
+        wait_until_healthy(&url).await;
+        Self { url, child }
+    }
+
+    /// `kill -9`: the process gets no chance to finish anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ReplicaProcess {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -6,8 +6,6 @@
 //! row, the UNIQUE keyed number hash and UNIQUE (card, sequence), the payment, its evidence, its outbox
 //! event and the order's balance.
 
-use std::sync::{Arc, Mutex};
-
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use card_protocol::{
     card_signature::{PaymentRequestFields, verify_payment},
@@ -29,7 +27,7 @@ use entities::{
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait,
-    QueryFilter,
+    QueryFilter, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -41,7 +39,7 @@ use crate::{
     error::{ApiError, ApiResult},
     events::{NewEvent, Outbox, record},
     graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
-    idempotency::{self, IdempotencyKey},
+    idempotency::{self, Claim, IdempotencyKey},
     policy::{Action, authorize},
 };
 
@@ -469,43 +467,53 @@ impl AuthorizationService {
             idempotency_key,
             &submission,
         )?;
-        if let Some(evidence) = idempotency::claim(&self.db, &key).await? {
-            return self.outcome(evidence).await;
-        }
+        // The keyed transaction: a byte-identical resubmission gets the first outcome, a concurrent
+        // duplicate a retryable CONFLICT, and a crash leaves nothing half-done.
+        let txn = match idempotency::claim(&self.db, &key).await? {
+            Claim::Replay(evidence) => return self.outcome(evidence).await,
+            Claim::Fresh(txn) => txn,
+        };
         let hash = number_hash(
             &self.number_hash_key,
             NUMBER_HASH_KEY_ID as u32,
             &token.body.issuer,
             &token.body.number,
         );
-        let judged = self
-            .judge(
-                principal,
-                device_id,
-                submission.request_id,
-                token,
-                signature,
-                hash,
-            )
-            .await;
-        let evidence = match judged {
-            Ok(Ok(verified)) => {
-                self.authorize_payment(principal, device_id, verified, &key)
-                    .await
-            }
-            Ok(Err((reason, judged))) => {
-                self.record_decline(principal, device_id, reason, judged, &key)
-                    .await
-            }
-            Err(err) => Err(err),
-        };
-        match evidence {
+        let decided = async {
+            let evidence = match self
+                .judge(
+                    principal,
+                    device_id,
+                    submission.request_id,
+                    token,
+                    signature,
+                    hash,
+                )
+                .await?
+            {
+                Ok(verified) => {
+                    self.authorize_or_decline(&txn, principal, device_id, verified)
+                        .await?
+                }
+                Err((reason, judged)) => {
+                    self.insert_decline(&txn, principal, device_id, reason, &judged)
+                        .await?
+                }
+            };
+            idempotency::complete(&txn, &key, evidence).await?;
+            Ok::<_, ApiError>(evidence)
+        }
+        .await;
+        match decided {
             Ok(evidence) => {
+                txn.commit().await?;
                 self.outbox.committed();
                 self.outcome(evidence).await
             }
             Err(err) => {
-                idempotency::release(&self.db, &key).await;
+                if let Err(rollback) = txn.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback failed; the connection discards the transaction");
+                }
                 Err(err)
             }
         }
@@ -730,153 +738,153 @@ impl AuthorizationService {
     }
 
     /// The authorizing transaction. If another submission won a race meanwhile, declines instead.
-    async fn authorize_payment(
+    /// Authorizes inside a savepoint of the keyed transaction; if another submission won a race
+    /// meanwhile (the request is paid, the number or sequence used), rolls the savepoint back and
+    /// records a decline instead.
+    async fn authorize_or_decline(
         &self,
+        txn: &DatabaseTransaction,
         principal: &Principal,
         device_id: Uuid,
         verified: Verified,
-        key: &IdempotencyKey,
     ) -> ApiResult<Uuid> {
-        let lost = Arc::new(Mutex::new(None::<DeclineReason>));
-        let lost_in_txn = lost.clone();
-        let jwt_id = principal.token_id;
-        let key_in_txn = key.clone();
-        let request = verified.request.clone();
-        let (token, signature, hash, signed_fields) = (
-            verified.token,
-            verified.signature,
-            verified.hash,
-            self.signed_fields(&verified.request).encode().to_vec(),
-        );
-        let outcome = write_transaction(&self.db, move |txn| {
-            Box::pin(async move {
-                let lose = |reason: DeclineReason| {
-                    if let Ok(mut slot) = lost_in_txn.lock() {
-                        *slot = Some(reason);
-                    }
-                    ApiError::Conflict("lost the race for this payment".into())
-                };
-                let now = database_now(txn).await?;
-                let payment_id = Uuid::now_v7();
-                let request = &verified.request;
-                let paid = payment_request::Entity::update_many()
-                    .col_expr(
-                        payment_request::Column::Status,
-                        Expr::value(PaymentRequestStatus::Paid),
-                    )
-                    .col_expr(payment_request::Column::PaymentId, Expr::value(payment_id))
-                    .col_expr(payment_request::Column::UpdatedAt, Expr::value(now))
-                    .filter(payment_request::Column::Id.eq(request.id))
-                    .filter(payment_request::Column::Status.eq(PaymentRequestStatus::Open))
-                    .filter(payment_request::Column::AcceptanceDeadline.gte(now))
-                    .exec(txn)
-                    .await?;
-                if paid.rows_affected != 1 {
-                    return Err(lose(DeclineReason::RequestAlreadyPaid));
-                }
-                let used = number_use::Entity::insert(number_use::ActiveModel {
-                    number_hash: Set(verified.hash.hash.to_vec()),
-                    hash_key_id: Set(NUMBER_HASH_KEY_ID),
-                    card_id: Set(verified.card_id),
-                    sequence: Set(i64::from(verified.token.body.sequence)),
-                    payment_id: Set(payment_id),
-                    used_at: Set(now),
-                })
-                .exec_without_returning(txn)
-                .await;
-                if used.is_err() {
-                    return Err(lose(DeclineReason::NumberAlreadyUsed));
-                }
-                let balance = order::Entity::update_many()
-                    .col_expr(
-                        order::Column::PaidMinor,
-                        Expr::col(order::Column::PaidMinor).add(request.amount_minor),
-                    )
-                    .col_expr(
-                        order::Column::Version,
-                        Expr::col(order::Column::Version).add(1),
-                    )
-                    .filter(order::Column::Id.eq(request.order_id))
-                    .filter(
-                        Expr::col(order::Column::PaidMinor)
-                            .add(request.amount_minor)
-                            .lte(Expr::col(order::Column::TotalMinor)),
-                    )
-                    .exec(txn)
-                    .await?;
-                if balance.rows_affected != 1 {
-                    return Err(lose(DeclineReason::AmountAboveBalance));
-                }
-                payment::Entity::insert(payment::ActiveModel {
-                    id: Set(payment_id),
-                    owner_organization_id: Set(request.owner_organization_id),
-                    order_id: Set(request.order_id),
-                    invoice_id: Set(None),
-                    amount_minor: Set(request.amount_minor),
-                    currency: Set(request.currency.clone()),
-                    status: Set(PaymentStatus::Authorized),
-                    issuer_organization_id: Set(Some(verified.issuer_organization)),
-                    request_id: Set(Some(request.id)),
-                    card_id: Set(Some(verified.card_id)),
-                    device_id: Set(Some(device_id)),
-                    created_at: Set(now),
-                    updated_at: Set(now),
-                })
-                .exec_without_returning(txn)
-                .await?;
-                let evidence = insert_evidence(
-                    txn,
-                    EvidenceRow {
-                        request_id: request.id,
-                        owner: Some(request.owner_organization_id),
-                        payment_id: Some(payment_id),
-                        reason: None,
-                        token: &verified.token,
-                        signature: &verified.signature,
-                        hash: &verified.hash,
-                        signed_fields: &signed_fields,
-                        device_id,
-                        jwt_id,
-                        now,
-                    },
-                )
-                .await?;
-                record(
-                    txn,
-                    NewEvent {
-                        event_type: "payment.authorized",
-                        family: FINANCIAL,
-                        record_type: "Payment",
-                        record_id: payment_id,
-                        status: "AUTHORIZED",
-                        owner: request.owner_organization_id,
-                        parties: vec![verified.issuer_organization],
-                    },
-                )
-                .await?;
-                idempotency::complete(txn, &key_in_txn, evidence).await?;
-                Ok(evidence)
-            })
-        })
-        .await;
-        let reason = lost.lock().ok().and_then(|slot| *slot);
-        match (outcome, reason) {
-            (Ok(evidence), _) => Ok(evidence),
-            (Err(_), Some(reason)) => {
-                let judged = Judged {
-                    request: Some(request),
-                    token,
-                    signature,
-                    hash,
-                    signed_fields: Vec::new(),
-                };
-                // The winner has committed: tell a used number from a reused sequence or a paid request.
-                let reason = self.explain_lost_race(reason, &judged).await?;
-                self.record_decline(principal, device_id, reason, judged, key)
-                    .await
+        let savepoint = txn.begin().await?;
+        let lost = match self
+            .authorize_writes(&savepoint, principal, device_id, &verified)
+            .await
+        {
+            Ok(Ok(evidence)) => {
+                savepoint.commit().await?;
+                return Ok(evidence);
             }
-            (Err(err), None) => Err(err),
+            Ok(Err(reason)) => reason,
+            Err(err) => {
+                savepoint.rollback().await?;
+                return Err(err);
+            }
+        };
+        savepoint.rollback().await?;
+        let judged = Judged {
+            request: Some(verified.request),
+            token: verified.token,
+            signature: verified.signature,
+            hash: verified.hash,
+            signed_fields: Vec::new(),
+        };
+        // The winner has committed: tell a used number from a reused sequence or a paid request.
+        let reason = self.explain_lost_race(lost, &judged).await?;
+        self.insert_decline(txn, principal, device_id, reason, &judged)
+            .await
+    }
+
+    /// The authorization's writes. `Ok(Err(reason))`: a concurrent submission got there first.
+    async fn authorize_writes(
+        &self,
+        txn: &DatabaseTransaction,
+        principal: &Principal,
+        device_id: Uuid,
+        verified: &Verified,
+    ) -> ApiResult<Result<Uuid, DeclineReason>> {
+        let now = database_now(txn).await?;
+        let payment_id = Uuid::now_v7();
+        let request = &verified.request;
+        let paid = payment_request::Entity::update_many()
+            .col_expr(
+                payment_request::Column::Status,
+                Expr::value(PaymentRequestStatus::Paid),
+            )
+            .col_expr(payment_request::Column::PaymentId, Expr::value(payment_id))
+            .col_expr(payment_request::Column::UpdatedAt, Expr::value(now))
+            .filter(payment_request::Column::Id.eq(request.id))
+            .filter(payment_request::Column::Status.eq(PaymentRequestStatus::Open))
+            .filter(payment_request::Column::AcceptanceDeadline.gte(now))
+            .exec(txn)
+            .await?;
+        if paid.rows_affected != 1 {
+            return Ok(Err(DeclineReason::RequestAlreadyPaid));
         }
+        let used = number_use::Entity::insert(number_use::ActiveModel {
+            number_hash: Set(verified.hash.hash.to_vec()),
+            hash_key_id: Set(NUMBER_HASH_KEY_ID),
+            card_id: Set(verified.card_id),
+            sequence: Set(i64::from(verified.token.body.sequence)),
+            payment_id: Set(payment_id),
+            used_at: Set(now),
+        })
+        .exec_without_returning(txn)
+        .await;
+        if used.is_err() {
+            return Ok(Err(DeclineReason::NumberAlreadyUsed));
+        }
+        let balance = order::Entity::update_many()
+            .col_expr(
+                order::Column::PaidMinor,
+                Expr::col(order::Column::PaidMinor).add(request.amount_minor),
+            )
+            .col_expr(
+                order::Column::Version,
+                Expr::col(order::Column::Version).add(1),
+            )
+            .filter(order::Column::Id.eq(request.order_id))
+            .filter(
+                Expr::col(order::Column::PaidMinor)
+                    .add(request.amount_minor)
+                    .lte(Expr::col(order::Column::TotalMinor)),
+            )
+            .exec(txn)
+            .await?;
+        if balance.rows_affected != 1 {
+            return Ok(Err(DeclineReason::AmountAboveBalance));
+        }
+        payment::Entity::insert(payment::ActiveModel {
+            id: Set(payment_id),
+            owner_organization_id: Set(request.owner_organization_id),
+            order_id: Set(request.order_id),
+            invoice_id: Set(None),
+            amount_minor: Set(request.amount_minor),
+            currency: Set(request.currency.clone()),
+            status: Set(PaymentStatus::Authorized),
+            issuer_organization_id: Set(Some(verified.issuer_organization)),
+            request_id: Set(Some(request.id)),
+            card_id: Set(Some(verified.card_id)),
+            device_id: Set(Some(device_id)),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .exec_without_returning(txn)
+        .await?;
+        let signed_fields = self.signed_fields(request).encode().to_vec();
+        let evidence = insert_evidence(
+            txn,
+            EvidenceRow {
+                request_id: request.id,
+                owner: Some(request.owner_organization_id),
+                payment_id: Some(payment_id),
+                reason: None,
+                token: &verified.token,
+                signature: &verified.signature,
+                hash: &verified.hash,
+                signed_fields: &signed_fields,
+                device_id,
+                jwt_id: principal.token_id,
+                now,
+            },
+        )
+        .await?;
+        record(
+            txn,
+            NewEvent {
+                event_type: "payment.authorized",
+                family: FINANCIAL,
+                record_type: "Payment",
+                record_id: payment_id,
+                status: "AUTHORIZED",
+                owner: request.owner_organization_id,
+                parties: vec![verified.issuer_organization],
+            },
+        )
+        .await?;
+        Ok(Ok(evidence))
     }
 
     async fn explain_lost_race(
@@ -898,50 +906,41 @@ impl AuthorizationService {
         })
     }
 
-    /// Records a decline: its evidence and the idempotency outcome, nothing else.
-    async fn record_decline(
+    /// Records a decline in the keyed transaction: its evidence, nothing else.
+    async fn insert_decline(
         &self,
+        txn: &DatabaseTransaction,
         principal: &Principal,
         device_id: Uuid,
         reason: DeclineReason,
-        judged: Judged,
-        key: &IdempotencyKey,
+        judged: &Judged,
     ) -> ApiResult<Uuid> {
-        let key = key.clone();
-        let jwt_id = principal.token_id;
+        if reason.is_replay() {
+            tracing::warn!(reason = reason.code(), device = %device_id, "replayed payment submission declined");
+        }
         let signed_fields = match &judged.request {
             Some(request) if judged.signed_fields.is_empty() => {
                 self.signed_fields(request).encode().to_vec()
             }
             _ => judged.signed_fields.clone(),
         };
-        if reason.is_replay() {
-            tracing::warn!(reason = reason.code(), device = %device_id, "replayed payment submission declined");
-        }
-        write_transaction(&self.db, move |txn| {
-            Box::pin(async move {
-                let now = database_now(txn).await?;
-                let evidence = insert_evidence(
-                    txn,
-                    EvidenceRow {
-                        request_id: judged.request.as_ref().map_or(Uuid::nil(), |r| r.id),
-                        owner: judged.request.as_ref().map(|r| r.owner_organization_id),
-                        payment_id: None,
-                        reason: Some(reason),
-                        token: &judged.token,
-                        signature: &judged.signature,
-                        hash: &judged.hash,
-                        signed_fields: &signed_fields,
-                        device_id,
-                        jwt_id,
-                        now,
-                    },
-                )
-                .await?;
-                idempotency::complete(txn, &key, evidence).await?;
-                Ok(evidence)
-            })
-        })
+        let now = database_now(txn).await?;
+        insert_evidence(
+            txn,
+            EvidenceRow {
+                request_id: judged.request.as_ref().map_or(Uuid::nil(), |r| r.id),
+                owner: judged.request.as_ref().map(|r| r.owner_organization_id),
+                payment_id: None,
+                reason: Some(reason),
+                token: &judged.token,
+                signature: &judged.signature,
+                hash: &judged.hash,
+                signed_fields: &signed_fields,
+                device_id,
+                jwt_id: principal.token_id,
+                now,
+            },
+        )
         .await
     }
 

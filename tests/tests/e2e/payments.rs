@@ -16,7 +16,9 @@ use card_protocol::{
 };
 use ed25519_dalek::{SigningKey, pkcs8::EncodePrivateKey};
 use entities::organization::OrganizationKind;
-use hub_tests::{Backend, TestApp, decode_global_id, encode_global_id, on_both_backends};
+use hub_tests::{
+    Backend, TestApp, decode_global_id, encode_global_id, on_both_backends, on_postgres,
+};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use sea_orm::{EntityTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -763,3 +765,160 @@ async fn limits_and_retired_keys(backend: Backend) {
     checkout.app.stop().await;
 }
 on_both_backends!(limits_and_retired, limits_and_retired_keys);
+
+/// Sends `submission` from many tasks over both replicas; returns every final answer (retrying a
+/// retryable CONFLICT, as a reader agent does).
+async fn storm(
+    checkout: &Checkout,
+    urls: &[String],
+    request: &Value,
+    submissions: Vec<((String, String), String)>,
+) -> Vec<Value> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client");
+    let submissions = std::sync::Arc::new(std::sync::Mutex::new(submissions));
+    let mut tasks = Vec::new();
+    for task in 0..32 {
+        let (client, url, token, request, submissions) = (
+            client.clone(),
+            urls[task % urls.len()].clone(),
+            checkout.device_token(),
+            request.clone(),
+            submissions.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            loop {
+                let next = submissions.lock().expect("lock").pop();
+                let Some(((tap_token, signature), key)) = next else { break };
+                let variables = json!({ "input": { "requestId": request["id"], "token": tap_token, "cardSignature": signature, "idempotencyKey": key } });
+                let answer = loop {
+                    let response = hub_tests::post_graphql(&client, &url, &token, PAY, variables.clone()).await;
+                    if response.body.pointer("/errors/0/extensions/retryable").and_then(Value::as_bool) == Some(true) {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
+                    break response.data("/payWithOneTimeNumber").clone();
+                };
+                answers.push(answer);
+            }
+            answers
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.extend(task.await.expect("task"));
+    }
+    answers
+}
+
+async fn payments_for(checkout: &Checkout, request: &Value) -> usize {
+    let id = decode_global_id(request["id"].as_str().expect("id"));
+    entities::payment::Entity::find()
+        .filter(sea_orm::ColumnTrait::eq(
+            &entities::payment::Column::RequestId,
+            id,
+        ))
+        .all(&checkout.app.hub.state.db)
+        .await
+        .expect("payments")
+        .len()
+}
+
+async fn replay_storms_on_two_replicas(backend: Backend) {
+    let mut checkout = Checkout::new_with(backend, 10, |config| {
+        config.payment_limits.card_velocity_count = 1_000
+    })
+    .await;
+    let replica = checkout.app.spawn_replica().await;
+    let urls = [checkout.app.base_url.clone(), replica.url.clone()];
+
+    // One valid submission, 1,000 times, each with its own idempotency key: exactly one payment.
+    let request = checkout.request(500).await;
+    let tap = checkout.tap(&request);
+    let answers = storm(
+        &checkout,
+        &urls,
+        &request,
+        (0..1_000)
+            .map(|i| (tap.clone(), format!("storm-{i}")))
+            .collect(),
+    )
+    .await;
+    assert_eq!(answers.len(), 1_000);
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| a["status"] == "AUTHORIZED")
+            .count(),
+        1,
+        "exactly one authorization"
+    );
+    assert!(
+        answers
+            .iter()
+            .filter(|a| a["status"] == "DECLINED")
+            .all(|a| a["declineReason"] == "REQUEST_ALREADY_PAID"
+                || a["declineReason"] == "NUMBER_ALREADY_USED")
+    );
+    assert_eq!(payments_for(&checkout, &request).await, 1);
+
+    // The same submission under one key, 1,000 times: one payment, every caller the same answer.
+    let request = checkout.request(500).await;
+    let tap = checkout.tap(&request);
+    let answers = storm(
+        &checkout,
+        &urls,
+        &request,
+        (0..1_000)
+            .map(|_| (tap.clone(), "one-key".to_owned()))
+            .collect(),
+    )
+    .await;
+    let first = &answers[0];
+    assert_eq!(first["status"], "AUTHORIZED");
+    assert!(
+        answers.iter().all(|a| a == first),
+        "every caller got the original answer"
+    );
+    assert_eq!(payments_for(&checkout, &request).await, 1);
+
+    // A double tap (two numbers of one card) and a second card on the same request: one payment.
+    let second_card = [0x65u8; 32];
+    checkout
+        .app
+        .graphql(Some(&checkout.bank_admin), "mutation($input: RegisterCardInput!) { registerCard(input: $input) { card { id } } }",
+            json!({ "input": { "cardId": Uuid::from_bytes([0x78; 16]).to_string(), "publicKey": STANDARD.encode(SigningKey::from_bytes(&second_card).verifying_key().as_bytes()), "lastFour": "5678" } }))
+        .await
+        .data("/registerCard");
+    let request = checkout.request(500).await;
+    let first_tap = checkout.tap(&request);
+    let second_tap = checkout.tap(&request);
+    let other_card = checkout.forge(&request, 60, |body, keys| {
+        body.card_id = [0x78; 16];
+        keys[1] = SigningKey::from_bytes(&second_card);
+        body.card_public_key = keys[1].verifying_key().to_bytes();
+    });
+    let submissions = (0..300)
+        .map(|i| match i % 3 {
+            0 => (first_tap.clone(), format!("tap-a-{i}")),
+            1 => (second_tap.clone(), format!("tap-b-{i}")),
+            _ => (other_card.clone(), format!("card-b-{i}")),
+        })
+        .collect();
+    let answers = storm(&checkout, &urls, &request, submissions).await;
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| a["status"] == "AUTHORIZED")
+            .count(),
+        1,
+        "one payment for the request"
+    );
+    assert_eq!(payments_for(&checkout, &request).await, 1);
+    drop(replica);
+    checkout.app.stop().await;
+}
+on_postgres!(replay_storm, replay_storms_on_two_replicas);
