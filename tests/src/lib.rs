@@ -225,11 +225,40 @@ impl TestApp {
             .database_url
             .clone()
             .expect("replicas need PostgreSQL");
+        // The replica shares this hub's payment limits (a process reads them from its environment).
+        let limits = &config.payment_limits;
+        let env: Vec<(String, String)> = [
+            (
+                "HUB_CONTACTLESS_LIMIT_MINOR",
+                limits.contactless_limit_minor.to_string(),
+            ),
+            (
+                "HUB_CARD_VELOCITY_COUNT",
+                limits.card_velocity_count.to_string(),
+            ),
+            (
+                "HUB_CARD_VELOCITY_SUM_MINOR",
+                limits.card_velocity_sum_minor.to_string(),
+            ),
+            (
+                "HUB_CARD_VELOCITY_TERMINALS",
+                limits.card_velocity_terminals.to_string(),
+            ),
+            ("HUB_DEVICE_CAP_MINOR", limits.device_cap_minor.to_string()),
+            (
+                "HUB_OFFLINE_FLOOR_MINOR",
+                limits.offline_floor_minor.to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
         ReplicaProcess::start(
             &url,
             &config.signing_key_path(),
             &config.number_hash_key_path(),
             self.data_dir.path(),
+            &env,
         )
         .await
     }

@@ -41,7 +41,7 @@ impl Replicas {
         let mut children = Vec::new();
         let mut urls = Vec::new();
         for index in 0..count {
-            let (child, url) = spawn_hub(database.url(), &key, &hash_key, dir.path(), index);
+            let (child, url) = spawn_hub(database.url(), &key, &hash_key, dir.path(), index, &[]);
             children.push(child);
             urls.push(url);
         }
@@ -116,6 +116,7 @@ pub(crate) fn spawn_hub(
     hash_key: &std::path::Path,
     dir: &std::path::Path,
     index: usize,
+    extra_env: &[(String, String)],
 ) -> (Child, String) {
     let port = free_port();
     let log = std::fs::File::create(dir.join(format!("replica-{index}.log"))).expect("log file");
@@ -132,6 +133,7 @@ pub(crate) fn spawn_hub(
         .env("HUB_DATA_DIR", dir)
         .env("HUB_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
+        .envs(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -169,8 +171,9 @@ impl ReplicaProcess {
         key: &std::path::Path,
         hash_key: &std::path::Path,
         dir: &std::path::Path,
+        env: &[(String, String)],
     ) -> Self {
-        let (child, url) = spawn_hub(database_url, key, hash_key, dir, 99);
+        let (child, url) = spawn_hub(database_url, key, hash_key, dir, 99, env);
         wait_until_healthy(&url).await;
         Self { url, child }
     }

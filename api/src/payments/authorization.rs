@@ -26,8 +26,8 @@ use entities::{
 };
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait,
-    QueryFilter, TransactionTrait,
+    ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
+    TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -652,20 +652,11 @@ impl AuthorizationService {
             return decline(DeclineReason::PastDeadline, Some(request));
         }
         // Single use (the database enforces it again in the authorizing transaction).
-        if number_use::Entity::find_by_id(hash.hash.to_vec())
-            .one(&self.db)
+        if let Some(reason) = self
+            .earlier_use(&hash, card_id, token.body.sequence)
             .await?
-            .is_some()
         {
-            return decline(DeclineReason::NumberAlreadyUsed, Some(request));
-        }
-        let reused = number_use::Entity::find()
-            .filter(number_use::Column::CardId.eq(card_id))
-            .filter(number_use::Column::Sequence.eq(i64::from(token.body.sequence)))
-            .count(&self.db)
-            .await?;
-        if reused > 0 {
-            return decline(DeclineReason::SequenceReused, Some(request));
+            return decline(reason, Some(request));
         }
         if let Some(reason) = self.limit_breach(&request, card_id, device_id, now).await? {
             return decline(reason, Some(request));
@@ -887,6 +878,36 @@ impl AuthorizationService {
         Ok(Ok(evidence))
     }
 
+    /// Why a number cannot be used: it was used (same hash), or another number took its card sequence.
+    /// One query, so a concurrent commit cannot make the two checks disagree.
+    async fn earlier_use(
+        &self,
+        hash: &NumberHash,
+        card_id: Uuid,
+        sequence: u32,
+    ) -> ApiResult<Option<DeclineReason>> {
+        let uses = number_use::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(number_use::Column::NumberHash.eq(hash.hash.to_vec()))
+                    .add(
+                        Condition::all()
+                            .add(number_use::Column::CardId.eq(card_id))
+                            .add(number_use::Column::Sequence.eq(i64::from(sequence))),
+                    ),
+            )
+            .all(&self.db)
+            .await?;
+        Ok(if uses.iter().any(|used| used.number_hash == hash.hash) {
+            Some(DeclineReason::NumberAlreadyUsed)
+        } else if uses.is_empty() {
+            None
+        } else {
+            Some(DeclineReason::SequenceReused)
+        })
+    }
+
+    /// After a lost race the winner has committed: say what it took.
     async fn explain_lost_race(
         &self,
         reason: DeclineReason,
@@ -895,15 +916,11 @@ impl AuthorizationService {
         if reason != DeclineReason::NumberAlreadyUsed {
             return Ok(reason);
         }
-        let same_number = number_use::Entity::find_by_id(judged.hash.hash.to_vec())
-            .one(&self.db)
+        let card_id = Uuid::from_bytes(judged.token.body.card_id);
+        Ok(self
+            .earlier_use(&judged.hash, card_id, judged.token.body.sequence)
             .await?
-            .is_some();
-        Ok(if same_number {
-            DeclineReason::NumberAlreadyUsed
-        } else {
-            DeclineReason::SequenceReused
-        })
+            .unwrap_or(reason))
     }
 
     /// Records a decline in the keyed transaction: its evidence, nothing else.
