@@ -23,6 +23,14 @@ impl Hub {
         })
     }
 
+    /// The same hub, authenticated with another token.
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            token: token.to_owned(),
+            ..self.clone()
+        }
+    }
+
     /// Sends one operation; any GraphQL error is an error here.
     pub async fn graphql(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
         let response = self

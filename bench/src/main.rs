@@ -7,6 +7,7 @@
 //! ```
 
 mod client;
+mod payments;
 mod report;
 mod scenarios;
 
@@ -48,6 +49,20 @@ struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// payments: virtual cards per client (64 numbers each).
+    #[arg(long, default_value_t = 8)]
+    cards_per_client: usize,
+    /// payments: a token of the bench bank's ADMIN; default: mint one with `hub token create` (the hub's
+    /// DATABASE_URL and HUB_SIGNING_KEY_FILE must be in the environment).
+    #[arg(long)]
+    bank_token_file: Option<PathBuf>,
+    /// payments: the `hub` binary used to mint the bank's token.
+    #[arg(long, default_value = "target/release/hub")]
+    hub_bin: PathBuf,
+    /// payments: also measure the database's ceiling (pgbench, one-row insert transactions, same
+    /// client count and duration) and print the ratio.
+    #[arg(long)]
+    pgbench_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -58,6 +73,9 @@ pub enum Scenario {
     ProductsPage,
     /// Create an order with 3 lines (with an idempotency key) and place it: two requests per operation.
     PlaceOrder,
+    /// Request a payment at a terminal and pay it with a virtual card's one-time number (full
+    /// verification): two requests per operation, one payment.
+    Payments,
 }
 
 /// When a scenario stops.
@@ -80,15 +98,60 @@ async fn main() -> anyhow::Result<()> {
         None => Budget::Duration(args.duration),
     };
     let mut reports: Vec<Report> = Vec::new();
+    let mut ceiling = None;
     for scenario in &args.scenario {
-        let report = scenarios::run(*scenario, &hub, args.clients, args.warmup, budget).await?;
+        let report = if *scenario == Scenario::Payments {
+            let fixture = std::sync::Arc::new(
+                payments::PaymentFixture::seed(
+                    &hub,
+                    args.clients,
+                    args.cards_per_client,
+                    args.bank_token_file.as_deref(),
+                    &args.hub_bin,
+                )
+                .await?,
+            );
+            scenarios::drive(
+                "payments",
+                args.clients,
+                args.warmup,
+                budget,
+                move |client, n| {
+                    let fixture = fixture.clone();
+                    async move { fixture.pay_once(client, n).await }
+                },
+            )
+            .await?
+        } else {
+            scenarios::run(*scenario, &hub, args.clients, args.warmup, budget).await?
+        };
         if !args.json {
             eprintln!("{}", report.line());
+        }
+        if *scenario == Scenario::Payments
+            && let Some(url) = &args.pgbench_url
+        {
+            let seconds = match budget {
+                Budget::Duration(duration) => duration.as_secs().max(1),
+                Budget::Requests(_) => report.seconds.ceil() as u64,
+            };
+            let tps = payments::pgbench_ceiling(url, args.clients, seconds)?;
+            let ratio = report.throughput_per_second / tps;
+            if !args.json {
+                eprintln!(
+                    "pgbench ceiling  clients={:<3} one-row insert: {tps:.1} tps; payments/ceiling = {ratio:.3}",
+                    args.clients
+                );
+            }
+            ceiling = Some(
+                serde_json::json!({ "clients": args.clients, "seconds": seconds, "tps": tps, "paymentsToCeilingRatio": ratio }),
+            );
         }
         reports.push(report);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        let output = serde_json::json!({ "scenarios": reports, "pgbenchCeiling": ceiling });
+        println!("{}", serde_json::to_string_pretty(&output)?);
     }
     Ok(())
 }

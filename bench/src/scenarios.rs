@@ -33,6 +33,9 @@ pub async fn run(
     budget: Budget,
 ) -> anyhow::Result<Report> {
     match scenario {
+        Scenario::Payments => {
+            anyhow::bail!("the payments scenario is driven from main with its fixture")
+        }
         Scenario::Me => {
             let hub = hub.clone();
             drive("me", clients, warmup, budget, move |_client, _n| {
@@ -132,7 +135,7 @@ async fn seed_catalogue(hub: &Hub) -> anyhow::Result<Vec<String>> {
 
 /// Runs `operation` from `clients` concurrent loops: first `warmup` unmeasured calls each, then measured
 /// calls until the budget is spent. The operation gets the client index and its call number.
-async fn drive<F, Fut>(
+pub async fn drive<F, Fut>(
     name: &str,
     clients: usize,
     warmup: u64,

@@ -1,0 +1,355 @@
+//! The payments scenario: virtual cards personalized with the issuer tooling, a terminal device signing
+//! its own tokens, and per operation one payment request and one `payWithOneTimeNumber` with full
+//! verification.
+
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use base64::{
+    Engine,
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+};
+use card_protocol::{
+    apdu::{self, Command, sw},
+    card::CardApplication,
+    card_signature::PaymentRequestFields,
+    issuer::{Issuance, IssuerFile},
+    number::PrefixRange,
+    token::{Channel, DomainRestrictions, TOKEN_LEN},
+};
+use ed25519_dalek::{SigningKey, pkcs8::EncodePrivateKey};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::client::Hub;
+
+const REQUEST: &str = "mutation RequestPayment($input: RequestPaymentInput!) { requestPayment(input: $input) { paymentRequest {
+    id amountMinor challenge signingFields { requestId merchantId terminalId hubInstanceId } } } }";
+const PAY: &str = "mutation PayWithOneTimeNumber($input: PayWithOneTimeNumberInput!) { payWithOneTimeNumber(input: $input) { status declineReason } }";
+
+/// One client's cards and order.
+struct ClientState {
+    order: String,
+    cards: Vec<CardApplication>,
+    clock_ms: u64,
+}
+
+pub struct PaymentFixture {
+    hub: Hub,
+    terminal: String,
+    device: Uuid,
+    device_key: SigningKey,
+    clients: Vec<Mutex<ClientState>>,
+}
+
+fn random<const N: usize>() -> anyhow::Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|err| anyhow::anyhow!("random: {err}"))?;
+    Ok(bytes)
+}
+
+fn id_at(value: &Value, pointer: &str) -> anyhow::Result<String> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| format!("no {pointer} in {value}"))
+}
+
+/// A token for the bank's ADMIN: given as a file, or minted with `hub token create` (which needs the
+/// hub's database and key settings in the environment, as for the hub itself).
+fn bank_token(
+    bank_name: &str,
+    token_file: Option<&Path>,
+    hub_bin: &Path,
+) -> anyhow::Result<String> {
+    if let Some(file) = token_file {
+        return Ok(std::fs::read_to_string(file)?.trim().to_owned());
+    }
+    let output = std::process::Command::new(hub_bin)
+        .args(["token", "create", "--org", bank_name, "--role", "ADMIN"])
+        .output()
+        .with_context(|| format!("running {}", hub_bin.display()))?;
+    if !output.status.success() {
+        bail!(
+            "hub token create failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}
+
+impl PaymentFixture {
+    pub async fn seed(
+        hub: &Hub,
+        clients: usize,
+        cards_per_client: usize,
+        bank_token_file: Option<&Path>,
+        hub_bin: &Path,
+    ) -> anyhow::Result<Self> {
+        let run = Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let bank_name = format!("bench-bank-{run}");
+        let bank = hub
+            .graphql(
+                "mutation($input: CreateOrganizationInput!) { createOrganization(input: $input) { organization { id } } }",
+                json!({ "input": { "name": bank_name, "kind": "FINANCIAL_PROVIDER", "adminName": "admin" } }),
+            )
+            .await
+            .context("creating the bank (the token must be the retailer's ADMIN)")?;
+        let bank_gid = id_at(&bank, "/createOrganization/organization/id")?;
+        let bank_id = Uuid::parse_str(
+            String::from_utf8(URL_SAFE_NO_PAD.decode(&bank_gid)?)?
+                .split_once(':')
+                .map(|(_, id)| id)
+                .context("global id")?,
+        )?;
+        let bank_hub = hub.with_token(&bank_token(&bank_name, bank_token_file, hub_bin)?);
+
+        // The bank's key with a prefix of its own, and the virtual cards.
+        let digits: [u8; 7] = random()?;
+        let prefix = format!(
+            "4{}",
+            digits
+                .iter()
+                .map(|d| char::from(b'0' + d % 10))
+                .collect::<String>()
+        );
+        let not_after = chrono::Utc::now().timestamp() as u64 + 30 * 86_400;
+        let mut issuer = IssuerFile::new(
+            bank_id.into_bytes(),
+            1,
+            random()?,
+            PrefixRange::new(&prefix)?,
+            not_after,
+        );
+        bank_hub
+            .graphql(
+                "mutation($input: RegisterIssuerKeyInput!) { registerIssuerKey(input: $input) { issuerKey { id } } }",
+                json!({ "input": { "keyId": 1, "publicKey": STANDARD.encode(issuer.signing_key()?.verifying_key().as_bytes()),
+                    "prefix": prefix, "notAfter": chrono::DateTime::from_timestamp(not_after as i64, 0).context("time")?.to_rfc3339() } }),
+            )
+            .await?;
+        let issuance = Issuance {
+            count: 64,
+            restrictions: DomainRestrictions {
+                max_amount_minor: 5_000,
+                currency: *b"EUR",
+                merchant: None,
+                channel: Channel::ContactlessPresent,
+            },
+            not_after: not_after - 86_400,
+        };
+
+        // A shop, its terminal, a product.
+        let location = hub
+            .graphql("mutation { createLocation(input: { name: \"Bench shop\", kind: SHOP, street: \"s\", city: \"c\", postalCode: \"p\", countryCode: \"NL\" }) { location { id } } }", json!({}))
+            .await?;
+        let device_key = SigningKey::from_bytes(&random()?);
+        let device = hub
+            .graphql(
+                "mutation($input: RegisterDeviceInput!) { registerDevice(input: $input) { device { id } } }",
+                json!({ "input": { "name": format!("bench-till-{run}"), "locationId": id_at(&location, "/createLocation/location/id")?,
+                    "publicKey": STANDARD.encode(device_key.verifying_key().as_bytes()) } }),
+            )
+            .await?;
+        let terminal = id_at(&device, "/registerDevice/device/id")?;
+        let device_id = Uuid::parse_str(
+            String::from_utf8(URL_SAFE_NO_PAD.decode(&terminal)?)?
+                .split_once(':')
+                .map(|(_, id)| id)
+                .context("id")?,
+        )?;
+        let product = hub
+            .graphql(
+                "mutation($input: CreateProductInput!) { createProduct(input: $input) { product { id } } }",
+                json!({ "input": { "sku": format!("BENCH-PAY-{run}"), "name": "Bench coffee", "priceMinor": 100, "currency": "EUR" } }),
+            )
+            .await?;
+        let product = id_at(&product, "/createProduct/product/id")?;
+
+        let mut states = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            let mut cards = Vec::with_capacity(cards_per_client);
+            for _ in 0..cards_per_client {
+                let card_file = issuer.personalize(random()?, random()?, &issuance)?;
+                let card = CardApplication::from_file(&card_file)?;
+                bank_hub
+                    .graphql(
+                        "mutation($input: RegisterCardInput!) { registerCard(input: $input) { card { id } } }",
+                        json!({ "input": { "cardId": card_file.card_id, "publicKey": STANDARD.encode(card.info().card_public_key), "lastFour": "0000" } }),
+                    )
+                    .await?;
+                cards.push(card);
+            }
+            let order = hub
+                .graphql(
+                    "mutation($p: ID!) { createOrder(input: { lines: [{ productId: $p, quantity: 1000000 }] }) { order { id } } }",
+                    json!({ "p": product }),
+                )
+                .await?;
+            let order = id_at(&order, "/createOrder/order/id")?;
+            hub.graphql(
+                "mutation($id: ID!) { placeOrder(input: { id: $id }) { order { id } } }",
+                json!({ "id": order }),
+            )
+            .await?;
+            states.push(Mutex::new(ClientState {
+                order,
+                cards,
+                clock_ms: 0,
+            }));
+        }
+        Ok(Self {
+            hub: hub.clone(),
+            terminal,
+            device: device_id,
+            device_key,
+            clients: states,
+        })
+    }
+
+    fn device_token(&self) -> anyhow::Result<String> {
+        let now = chrono::Utc::now().timestamp();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.device.to_string());
+        let claims = json!({ "iss": format!("device:{}", self.device), "sub": self.device, "aud": "iot-commerce-hub", "iat": now, "exp": now + 120 });
+        let der = self
+            .device_key
+            .to_pkcs8_der()
+            .map_err(|err| anyhow::anyhow!("device key: {err}"))?;
+        Ok(jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_ed_der(der.as_bytes()),
+        )?)
+    }
+
+    /// One payment: a request at the terminal, a tap of the client's card, the device's submission.
+    pub async fn pay_once(&self, client: usize, n: u64) -> anyhow::Result<()> {
+        let mut state = self.clients[client].lock().await;
+        let request = self
+            .hub
+            .graphql(REQUEST, json!({ "input": { "orderId": state.order, "terminalId": self.terminal, "amountMinor": 100, "currency": "EUR" } }))
+            .await?;
+        let request = request
+            .pointer("/requestPayment/paymentRequest")
+            .cloned()
+            .context("no request")?;
+        let fields = &request["signingFields"];
+        let uuid = |name: &str| -> anyhow::Result<[u8; 16]> {
+            Ok(*Uuid::parse_str(fields[name].as_str().context("field")?)?.as_bytes())
+        };
+        let challenge: [u8; 16] = URL_SAFE_NO_PAD
+            .decode(request["challenge"].as_str().context("challenge")?)?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("challenge length"))?;
+        let signed = PaymentRequestFields {
+            request_id: uuid("requestId")?,
+            challenge,
+            amount_minor: 100,
+            currency: *b"EUR",
+            merchant: uuid("merchantId")?,
+            terminal: uuid("terminalId")?,
+            hub_instance: uuid("hubInstanceId")?,
+        };
+        // The card is driven as a reader would: SELECT, GENERATE PAYMENT, GET RESPONSE; a card without
+        // numbers left is put aside.
+        let answer = loop {
+            let now = state_clock(&mut state.clock_ms);
+            let Some(card) = state.cards.last_mut() else {
+                bail!("the virtual cards have no numbers left")
+            };
+            card.process(&Command::select().encode(), now);
+            let command = Command::new(
+                apdu::CLA_PROPRIETARY,
+                apdu::INS_GENERATE_PAYMENT,
+                0,
+                0,
+                &signed.encode(),
+                Some(256),
+            );
+            let first = card.process(&command.encode(), now).response;
+            if first.sw == sw::NO_NUMBERS_LEFT {
+                state.cards.pop();
+                continue;
+            }
+            let rest = card
+                .process(
+                    &Command::new(0, apdu::INS_GET_RESPONSE, 0, 0, &[], Some(256)).encode(),
+                    now,
+                )
+                .response;
+            let mut answer = first.data;
+            answer.extend_from_slice(&rest.data);
+            break answer;
+        };
+        if answer.len() != TOKEN_LEN + 64 {
+            bail!("the card answered {} bytes", answer.len());
+        }
+        let outcome = self
+            .hub
+            .with_token(&self.device_token()?)
+            .graphql(PAY, json!({ "input": { "requestId": request["id"], "token": URL_SAFE_NO_PAD.encode(&answer[..TOKEN_LEN]),
+                "cardSignature": URL_SAFE_NO_PAD.encode(&answer[TOKEN_LEN..]), "idempotencyKey": format!("bench-{client}-{n}") } }))
+            .await?;
+        let status = &outcome["payWithOneTimeNumber"];
+        if status["status"] != "AUTHORIZED" {
+            bail!("payment {}: {}", status["status"], status["declineReason"]);
+        }
+        Ok(())
+    }
+}
+
+/// The card's rate limit wants time between taps; a virtual card gets a virtual clock.
+fn state_clock(clock_ms: &mut u64) -> u64 {
+    *clock_ms += 1_000;
+    *clock_ms
+}
+
+/// The database's own ceiling: pgbench running a one-row insert transaction with `clients` clients.
+pub fn pgbench_ceiling(url: &str, clients: usize, seconds: u64) -> anyhow::Result<f64> {
+    let created = std::process::Command::new("psql")
+        .args([url, "-XAtqc", "CREATE TABLE IF NOT EXISTS bench_ceiling (id bigserial PRIMARY KEY, payload text NOT NULL)"])
+        .status()
+        .context("running psql")?;
+    if !created.success() {
+        bail!("psql could not create bench_ceiling");
+    }
+    let script = std::env::temp_dir().join(format!("hub-bench-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        "INSERT INTO bench_ceiling (payload) VALUES ('one row');\n",
+    )?;
+    let output = std::process::Command::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+            "-f",
+        ])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .context("running pgbench (Debian package postgresql-contrib or postgresql-client)")?;
+    let _ = std::fs::remove_file(&script);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("tps = ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|tps| tps.parse().ok())
+        })
+        .with_context(|| {
+            format!(
+                "no tps in pgbench output: {stdout} {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+}
