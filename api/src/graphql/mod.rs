@@ -31,7 +31,8 @@ use crate::{
     payments::{
         AuthorizationService, PaymentKeysService,
         graphql::{
-            AuthorizationMutation, AuthorizationQuery, PaymentKeysMutation, PaymentKeysQuery,
+            AuthorizationDeclinesQuery, AuthorizationMutation, AuthorizationQuery,
+            PaymentKeysMutation, PaymentKeysQuery,
         },
     },
 };
@@ -45,6 +46,7 @@ pub struct QueryRoot(
     EventQuery,
     PaymentKeysQuery,
     AuthorizationQuery,
+    AuthorizationDeclinesQuery,
 );
 
 #[derive(MergedObject, Default)]

@@ -435,6 +435,44 @@ impl AuthorizationService {
         .await
     }
 
+    /// Declines the caller may see: at its terminals (merchant) or of numbers naming it as issuer.
+    pub async fn declines(
+        &self,
+        principal: &Principal,
+        args: PageArgs,
+        with_total: bool,
+    ) -> ApiResult<Page<payment_evidence::Model>> {
+        authorize(principal, Action::ReadOwnOrganization)?;
+        let select = payment_evidence::Entity::find()
+            .filter(payment_evidence::Column::Outcome.eq("DECLINED"))
+            .filter(
+                Condition::any()
+                    .add(
+                        payment_evidence::Column::OwnerOrganizationId.eq(principal.organization_id),
+                    )
+                    .add(
+                        payment_evidence::Column::IssuerOrganizationId
+                            .eq(principal.organization_id),
+                    ),
+            );
+        let ordering = Ordering {
+            name: "recordedAt",
+            column: payment_evidence::Column::RecordedAt,
+            descending: false,
+            key: |e: &payment_evidence::Model| SortKey::Time(e.recorded_at),
+        };
+        paginate(
+            &self.db,
+            select,
+            payment_evidence::Column::Id,
+            |e| e.id,
+            ordering,
+            args,
+            with_total,
+        )
+        .await
+    }
+
     // ---- authorization ----
 
     /// Judges a submission from the terminal's device. Malformed input is an error; everything else is

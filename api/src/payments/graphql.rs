@@ -466,6 +466,36 @@ impl PayPayload {
     }
 }
 
+/// A recorded decline (its evidence): seen by the merchant and by the issuer the number names.
+pub struct PaymentDecline(entities::payment_evidence::Model);
+
+#[Object]
+impl PaymentDecline {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn request_id(&self) -> ID {
+        encode_id(PAYMENT_REQUEST, self.0.request_id)
+    }
+    async fn reason(&self) -> Option<DeclineReason> {
+        self.0
+            .decline_reason
+            .as_deref()
+            .and_then(super::authorization::DeclineReason::from_code)
+            .map(Into::into)
+    }
+    /// A resubmission of something already used (audited).
+    async fn replay(&self) -> bool {
+        self.0.replay
+    }
+    async fn issuer_key_id(&self) -> i64 {
+        self.0.issuer_key_id
+    }
+    async fn recorded_at(&self) -> DateTime<Utc> {
+        self.0.recorded_at
+    }
+}
+
 #[derive(InputObject, Default)]
 pub struct PaymentRequestFilter {
     status: Option<PaymentRequestStatus>,
@@ -503,6 +533,36 @@ impl AuthorizationQuery {
         Ok(page.into_connection(PaymentRequest))
     }
 }
+
+#[Object]
+impl AuthorizationDeclinesQuery {
+    /// Declined payments at the caller's terminals, or of numbers naming the caller as issuer.
+    async fn payment_declines(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<HubConnection<PaymentDecline>> {
+        let page = authorization(ctx)
+            .declines(
+                ctx.principal()?,
+                PageArgs {
+                    first,
+                    after,
+                    last,
+                    before,
+                },
+                wants_total(ctx),
+            )
+            .await?;
+        Ok(page.into_connection(PaymentDecline))
+    }
+}
+
+#[derive(Default)]
+pub struct AuthorizationDeclinesQuery;
 
 #[derive(Default)]
 pub struct AuthorizationMutation;

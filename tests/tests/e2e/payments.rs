@@ -337,7 +337,79 @@ async fn a_tap_pays_once(backend: Backend) {
         )
         .await;
     assert_eq!(bank_view.data("/node/amountMinor"), "1200");
-    checkout.app.stop().await;
+    // Declines: the merchant and the card's issuer see them; strangers and devices do not.
+    let declines = "{ paymentDeclines { totalCount edges { node { reason replay } } } }";
+    for token in [&checkout.member, &checkout.bank_admin] {
+        let seen = app.graphql(Some(token), declines, json!({})).await;
+        assert_eq!(seen.data("/paymentDeclines/totalCount"), 1);
+        assert_eq!(seen.data("/paymentDeclines/edges/0/node/replay"), true);
+    }
+    let stranger = app
+        .create_organization("Stranger Bank", OrganizationKind::FinancialProvider)
+        .await;
+    let stranger = app.token(stranger, Role::Admin).await;
+    assert_eq!(
+        app.graphql(Some(&stranger), declines, json!({}))
+            .await
+            .data("/paymentDeclines/totalCount"),
+        0
+    );
+    assert_eq!(
+        app.graphql(
+            Some(&stranger),
+            "{ paymentRequests { totalCount } }",
+            json!({})
+        )
+        .await
+        .data("/paymentRequests/totalCount"),
+        0
+    );
+    app.graphql(Some(&checkout.device_token()), declines, json!({}))
+        .await
+        .expect_error("FORBIDDEN");
+    // A device sees its own terminal's requests only.
+    let mine = app
+        .graphql(
+            Some(&checkout.device_token()),
+            "{ paymentRequests { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(mine.data("/paymentRequests/totalCount"), 1);
+    let admin = app.token(app.retailer_id, Role::Admin).await;
+    let location = app
+        .graphql(Some(&admin), "mutation { createLocation(input: { name: \"Other\", kind: SHOP, street: \"s\", city: \"c\", postalCode: \"p\", countryCode: \"NL\" }) { location { id } } }", json!({}))
+        .await
+        .data("/createLocation/location/id")
+        .clone();
+    let other_key = SigningKey::from_bytes(&[0x66; 32]);
+    let other = app
+        .graphql(Some(&admin), "mutation($input: RegisterDeviceInput!) { registerDevice(input: $input) { device { id } } }",
+            json!({ "input": { "name": "Other till", "locationId": location, "publicKey": STANDARD.encode(other_key.verifying_key().as_bytes()) } }))
+        .await
+        .data("/registerDevice/device/id")
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let other_device = Checkout {
+        device: decode_global_id(&other),
+        device_key: other_key,
+        ..checkout
+    };
+    let theirs = other_device
+        .app
+        .graphql(
+            Some(&other_device.device_token()),
+            "{ paymentRequests { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        theirs.data("/paymentRequests/totalCount"),
+        0,
+        "another terminal's requests are invisible"
+    );
+    other_device.app.stop().await;
 }
 on_both_backends!(tap_pays_once, a_tap_pays_once);
 
