@@ -63,6 +63,7 @@ enum Payment {
     RequestId,
     CardId,
     DeviceId,
+    Flag,
 }
 
 #[derive(DeriveIden)]
@@ -296,6 +297,16 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
+        // Set when something learned later casts doubt on an authorized payment (its issuer key was
+        // revoked): flagged for review, never silently voided.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Payment::Table)
+                    .add_column(ColumnDef::new(Payment::Flag).string_len(32).null())
+                    .to_owned(),
+            )
+            .await?;
         Ok(())
     }
 

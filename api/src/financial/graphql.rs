@@ -252,6 +252,10 @@ impl Payment {
     async fn status(&self) -> PaymentStatus {
         self.0.status.into()
     }
+    /// Why the payment needs review (e.g. ISSUER_KEY_REVOKED), or null.
+    async fn flag(&self) -> Option<&str> {
+        self.0.flag.as_deref()
+    }
     async fn issuer(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Organization>> {
         match self.0.issuer_organization_id {
             Some(id) => Ok(ctx.scope().organization(id).await?.map(Organization)),

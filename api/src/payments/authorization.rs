@@ -877,6 +877,7 @@ impl AuthorizationService {
             request_id: Set(Some(request.id)),
             card_id: Set(Some(verified.card_id)),
             device_id: Set(Some(device_id)),
+            flag: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
         })

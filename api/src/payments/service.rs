@@ -8,6 +8,7 @@ use entities::{
     card::{self, CardStatus},
     issuer_key::{self, IssuerKeyStatus},
     organization::OrganizationKind,
+    payment, payment_evidence,
 };
 use sea_orm::{
     ActiveValue::Set,
@@ -167,7 +168,27 @@ impl PaymentKeysService {
             });
         }
         if to == IssuerKeyStatus::Revoked {
-            tracing::warn!(issuer_key = %id, "issuer key revoked: every number under it is refused from now on");
+            // Payments authorized earlier under the key are flagged for review, not silently voided.
+            let mut authorized_under_key = sea_orm::sea_query::Query::select();
+            authorized_under_key
+                .column(payment_evidence::Column::PaymentId)
+                .from(payment_evidence::Entity)
+                .and_where(
+                    Expr::col(payment_evidence::Column::IssuerOrganizationId)
+                        .eq(key.owner_organization_id),
+                )
+                .and_where(Expr::col(payment_evidence::Column::IssuerKeyId).eq(key.key_id))
+                .and_where(Expr::col(payment_evidence::Column::Outcome).eq("AUTHORIZED"));
+            let flagged = payment::Entity::update_many()
+                .col_expr(payment::Column::Flag, Expr::value("ISSUER_KEY_REVOKED"))
+                .filter(payment::Column::Id.in_subquery(authorized_under_key.to_owned()))
+                .exec(&self.db)
+                .await?;
+            tracing::warn!(
+                issuer_key = %id,
+                flagged_payments = flagged.rows_affected,
+                "issuer key revoked: every number under it is refused from now on"
+            );
         }
         Ok(key)
     }

@@ -500,6 +500,17 @@ async fn declines_consume_nothing_flow(backend: Backend) {
         checkout.pay(&third, &token, &signature, "revoked").await["declineReason"],
         "ISSUER_KEY_REVOKED"
     );
+    // The payment authorized earlier under the revoked key is flagged, not voided.
+    let flagged = checkout
+        .app
+        .graphql(
+            Some(&checkout.member),
+            "query($id: ID!) { node(id: $id) { ... on Order { payments { status flag } } } }",
+            json!({ "id": checkout.order }),
+        )
+        .await;
+    assert_eq!(flagged.data("/node/payments/0/status"), "AUTHORIZED");
+    assert_eq!(flagged.data("/node/payments/0/flag"), "ISSUER_KEY_REVOKED");
 
     // Refused requests are errors, not declines: above the balance, a second open request, a stranger.
     let app = &checkout.app;
