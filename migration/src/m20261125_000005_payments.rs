@@ -64,6 +64,7 @@ enum Payment {
     CardId,
     DeviceId,
     Flag,
+    CreatedAt,
 }
 
 #[derive(DeriveIden)]
@@ -293,6 +294,22 @@ impl MigrationTrait for Migration {
                     Table::alter()
                         .table(Payment::Table)
                         .add_column(ColumnDef::new(column).uuid().null())
+                        .to_owned(),
+                )
+                .await?;
+        }
+        // Velocity and device-cap checks aggregate a card's and a device's recent payments.
+        for (name, column) in [
+            ("ix_payment_card_time", Payment::CardId),
+            ("ix_payment_device_time", Payment::DeviceId),
+        ] {
+            manager
+                .create_index(
+                    Index::create()
+                        .name(name)
+                        .table(Payment::Table)
+                        .col(column)
+                        .col(Payment::CreatedAt)
                         .to_owned(),
                 )
                 .await?;

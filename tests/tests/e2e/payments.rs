@@ -855,6 +855,38 @@ async fn limits_and_retired_keys(backend: Backend) {
 }
 on_both_backends!(limits_and_retired, limits_and_retired_keys);
 
+async fn card_velocity_requires_verification(backend: Backend) {
+    // Two payments per card per day, at most 25.00: the third tap needs cardholder verification.
+    let mut checkout = Checkout::new_with(backend, 30, |config| {
+        config.payment_limits.card_velocity_count = 2;
+        config.payment_limits.card_velocity_sum_minor = 2_500;
+    })
+    .await;
+    for (i, amount) in [1_000, 1_000].into_iter().enumerate() {
+        let request = checkout.request(amount).await;
+        let tap = checkout.tap(&request);
+        authorized(&checkout, &request, tap, &format!("velocity-{i}")).await;
+    }
+    let request = checkout.request(100).await;
+    let tap = checkout.tap(&request);
+    expect_decline(&checkout, &request, tap, "CVM_REQUIRED", "velocity-count").await;
+    checkout.app.stop().await;
+
+    // The sum alone, and distinct terminals alone, trip the same rule.
+    let mut checkout = Checkout::new_with(backend, 30, |config| {
+        config.payment_limits.card_velocity_sum_minor = 1_500
+    })
+    .await;
+    let request = checkout.request(1_000).await;
+    let tap = checkout.tap(&request);
+    authorized(&checkout, &request, tap, "sum-first").await;
+    let request = checkout.request(600).await;
+    let tap = checkout.tap(&request);
+    expect_decline(&checkout, &request, tap, "CVM_REQUIRED", "velocity-sum").await;
+    checkout.app.stop().await;
+}
+on_both_backends!(card_velocity, card_velocity_requires_verification);
+
 /// Sends `submission` from many tasks over both replicas; returns every final answer (retrying a
 /// retryable CONFLICT, as a reader agent does).
 async fn storm(
