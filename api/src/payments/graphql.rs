@@ -1,21 +1,26 @@
-//! GraphQL for issuer keys and cards: thin over [`PaymentKeysService`].
+//! GraphQL for the payment mode: issuer keys and cards over [`PaymentKeysService`], payment requests and
+//! one-time-number authorization over [`AuthorizationService`]. Thin: decode, call, wrap.
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
-use entities::{card, issuer_key};
+use entities::{card, issuer_key, payment_request};
 use uuid::Uuid;
 
 use super::{
     PaymentKeysService,
+    authorization::{AuthorizationService, NewPaymentRequest, PaymentOutcome, Submission},
     service::{KeyStep, NewCard, NewIssuerKey},
 };
 use crate::{
     error::ApiError,
+    financial::graphql::{ORDER, Payment},
     graphql::{
         ContextExt,
         relay::{HubConnection, PageArgs, decode_id, encode_id, wants_total},
+        scalars::Int64,
     },
+    master_data::graphql::DEVICE,
 };
 
 pub const ISSUER_KEY: &str = "IssuerKey";
@@ -279,14 +284,6 @@ impl PaymentKeysMutation {
 }
 
 // ---- payment requests and authorization ----
-
-use super::authorization::{AuthorizationService, NewPaymentRequest, PaymentOutcome, Submission};
-use crate::{
-    financial::graphql::{ORDER, Payment},
-    graphql::scalars::Int64,
-    master_data::graphql::DEVICE,
-};
-use entities::payment_request;
 
 fn authorization<'a>(ctx: &Context<'a>) -> &'a AuthorizationService {
     ctx.data_unchecked::<AuthorizationService>()
