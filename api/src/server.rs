@@ -1,6 +1,6 @@
 //! Starting the hub: keys, database, migrations and bootstrap, then the HTTP server.
 
-use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -153,10 +153,6 @@ impl RunningHub {
         }
         self.state.db.clone().close().await.ok();
         Ok(())
-    }
-
-    pub fn admin_token_path(&self) -> PathBuf {
-        self.state.config.admin_token_path()
     }
 }
 

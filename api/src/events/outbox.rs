@@ -36,7 +36,7 @@ pub struct NewEvent {
     pub family: &'static str,
     pub record_type: &'static str,
     pub record_id: Uuid,
-    pub status: &'static str,
+    pub status: String,
     pub owner: Uuid,
     /// Organizations besides the owner that may see the event.
     pub parties: Vec<Uuid>,
@@ -52,7 +52,7 @@ pub async fn record<C: ConnectionTrait>(txn: &C, event: NewEvent) -> ApiResult<(
         family: Set(event.family.to_owned()),
         record_type: Set(event.record_type.to_owned()),
         record_id: Set(event.record_id),
-        status: Set(event.status.to_owned()),
+        status: Set(event.status),
         owner_organization_id: Set(event.owner),
         occurred_at: Set(Utc::now()),
         ..Default::default()

@@ -10,6 +10,7 @@ use entities::{
     order_line, order_party, payment, product,
 };
 use sea_orm::{
+    ActiveEnum,
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
     QueryFilter, QueryOrder,
@@ -93,24 +94,6 @@ impl OrderAction {
                 "order.cancelled",
             ),
         }
-    }
-}
-
-pub fn status_name(status: OrderStatus) -> &'static str {
-    match status {
-        OrderStatus::Draft => "DRAFT",
-        OrderStatus::Placed => "PLACED",
-        OrderStatus::Fulfilled => "FULFILLED",
-        OrderStatus::Closed => "CLOSED",
-        OrderStatus::Cancelled => "CANCELLED",
-    }
-}
-
-fn invoice_status_name(status: InvoiceStatus) -> &'static str {
-    match status {
-        InvoiceStatus::Issued => "ISSUED",
-        InvoiceStatus::Paid => "PAID",
-        InvoiceStatus::Void => "VOID",
     }
 }
 
@@ -330,7 +313,7 @@ impl FinancialService {
                 if !matches!(order.status, OrderStatus::Placed | OrderStatus::Fulfilled) {
                     return Err(ApiError::InvalidTransition {
                         action: "raise an invoice",
-                        reason: format!("the order is {}", status_name(order.status)),
+                        reason: format!("the order is {}", order.status.to_value()),
                     });
                 }
                 let balance = order.total_minor - order.paid_minor;
@@ -443,7 +426,7 @@ impl FinancialService {
                 if changed.rows_affected != 1 {
                     return Err(ApiError::InvalidTransition {
                         action,
-                        reason: format!("the invoice is {}", invoice_status_name(invoice.status)),
+                        reason: format!("the invoice is {}", invoice.status.to_value()),
                     });
                 }
                 if to == InvoiceStatus::Paid {
@@ -571,7 +554,7 @@ async fn explain_refusal(
     }
     let (from, ..) = action.rule();
     let reason = if !from.contains(&order.status) {
-        format!("the order is {}", status_name(order.status))
+        format!("the order is {}", order.status.to_value())
     } else if action == OrderAction::Cancel {
         "money was received for it; refund it first".to_owned()
     } else {
@@ -757,7 +740,7 @@ fn order_event(
         family: FINANCIAL,
         record_type: "Order",
         record_id: id,
-        status: status_name(status),
+        status: status.to_value(),
         owner,
         parties,
     }
@@ -774,7 +757,7 @@ fn invoice_event(
         family: FINANCIAL,
         record_type: "Invoice",
         record_id: id,
-        status: invoice_status_name(status),
+        status: status.to_value(),
         owner,
         parties: Vec::new(),
     }

@@ -180,10 +180,6 @@ impl MasterDataService {
         Self { db }
     }
 
-    pub fn db(&self) -> &DatabaseConnection {
-        &self.db
-    }
-
     /// Inserts a new row of `E` once per idempotency key and returns it as the caller sees it.
     async fn create_once<E>(
         &self,

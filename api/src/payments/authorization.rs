@@ -25,6 +25,7 @@ use entities::{
     payment_request::{self, PaymentRequestStatus},
 };
 use sea_orm::{
+    ActiveEnum,
     ActiveValue::Set,
     ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
     QuerySelect, TransactionTrait,
@@ -207,14 +208,6 @@ pub struct AuthorizationService {
     number_hash_key: [u8; 32],
 }
 
-fn request_status_name(status: PaymentRequestStatus) -> &'static str {
-    match status {
-        PaymentRequestStatus::Open => "OPEN",
-        PaymentRequestStatus::Paid => "PAID",
-        PaymentRequestStatus::Cancelled => "CANCELLED",
-    }
-}
-
 impl AuthorizationService {
     pub fn new(
         db: DatabaseConnection,
@@ -262,10 +255,7 @@ impl AuthorizationService {
         if !matches!(order.status, OrderStatus::Placed | OrderStatus::Fulfilled) {
             return Err(ApiError::InvalidTransition {
                 action: "request a payment",
-                reason: format!(
-                    "the order is {}",
-                    crate::financial::service::status_name(order.status)
-                ),
+                reason: format!("the order is {}", order.status.to_value()),
             });
         }
         let balance = order.total_minor - order.paid_minor;
@@ -368,7 +358,7 @@ impl AuthorizationService {
                 if changed.rows_affected != 1 {
                     return Err(ApiError::InvalidTransition {
                         action: "cancel the payment request",
-                        reason: format!("it is {}", request_status_name(request.status)),
+                        reason: format!("it is {}", request.status.to_value()),
                     });
                 }
                 record(
@@ -929,7 +919,7 @@ impl AuthorizationService {
                 family: FINANCIAL,
                 record_type: "Payment",
                 record_id: payment_id,
-                status: "AUTHORIZED",
+                status: PaymentStatus::Authorized.to_value(),
                 owner: request.owner_organization_id,
                 parties: vec![verified.issuer_organization],
             },
@@ -1095,7 +1085,7 @@ fn request_event(
         family: FINANCIAL,
         record_type: "PaymentRequest",
         record_id: id,
-        status: request_status_name(status),
+        status: status.to_value(),
         owner,
         parties: Vec::new(),
     }
