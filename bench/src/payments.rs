@@ -29,8 +29,16 @@ const REQUEST: &str = "mutation RequestPayment($input: RequestPaymentInput!) { r
     id amountMinor challenge signingFields { requestId merchantId terminalId hubInstanceId } } } }";
 const PAY: &str = "mutation PayWithOneTimeNumber($input: PayWithOneTimeNumberInput!) { payWithOneTimeNumber(input: $input) { status declineReason } }";
 
-/// One client's cards and order.
+/// One checkout lane: a registered device with its own key.
+struct Terminal {
+    global_id: String,
+    id: Uuid,
+    key: SigningKey,
+}
+
+/// One client's lane, cards and order.
 struct ClientState {
+    terminal: Terminal,
     order: String,
     cards: Vec<CardApplication>,
     clock_ms: u64,
@@ -38,9 +46,6 @@ struct ClientState {
 
 pub struct PaymentFixture {
     hub: Hub,
-    terminal: String,
-    device: Uuid,
-    device_key: SigningKey,
     clients: Vec<Mutex<ClientState>>,
 }
 
@@ -142,25 +147,11 @@ impl PaymentFixture {
             not_after: not_after - 86_400,
         };
 
-        // A shop, its terminal, a product.
+        // A shop with one checkout lane (terminal) per client, and a product.
         let location = hub
             .graphql("mutation { createLocation(input: { name: \"Bench shop\", kind: SHOP, street: \"s\", city: \"c\", postalCode: \"p\", countryCode: \"NL\" }) { location { id } } }", json!({}))
             .await?;
-        let device_key = SigningKey::from_bytes(&random()?);
-        let device = hub
-            .graphql(
-                "mutation($input: RegisterDeviceInput!) { registerDevice(input: $input) { device { id } } }",
-                json!({ "input": { "name": format!("bench-till-{run}"), "locationId": id_at(&location, "/createLocation/location/id")?,
-                    "publicKey": STANDARD.encode(device_key.verifying_key().as_bytes()) } }),
-            )
-            .await?;
-        let terminal = id_at(&device, "/registerDevice/device/id")?;
-        let device_id = Uuid::parse_str(
-            String::from_utf8(URL_SAFE_NO_PAD.decode(&terminal)?)?
-                .split_once(':')
-                .map(|(_, id)| id)
-                .context("id")?,
-        )?;
+        let location = id_at(&location, "/createLocation/location/id")?;
         let product = hub
             .graphql(
                 "mutation($input: CreateProductInput!) { createProduct(input: $input) { product { id } } }",
@@ -170,7 +161,9 @@ impl PaymentFixture {
         let product = id_at(&product, "/createProduct/product/id")?;
 
         let mut states = Vec::with_capacity(clients);
-        for _ in 0..clients {
+        for lane in 0..clients {
+            let terminal =
+                Terminal::register(hub, &location, &format!("bench-till-{run}-{lane}")).await?;
             let mut cards = Vec::with_capacity(cards_per_client);
             for _ in 0..cards_per_client {
                 let card_file = issuer.personalize(random()?, random()?, &issuance)?;
@@ -196,6 +189,7 @@ impl PaymentFixture {
             )
             .await?;
             states.push(Mutex::new(ClientState {
+                terminal,
                 order,
                 cards,
                 clock_ms: 0,
@@ -203,20 +197,39 @@ impl PaymentFixture {
         }
         Ok(Self {
             hub: hub.clone(),
-            terminal,
-            device: device_id,
-            device_key,
             clients: states,
         })
     }
+}
 
-    fn device_token(&self) -> anyhow::Result<String> {
+impl Terminal {
+    async fn register(hub: &Hub, location: &str, name: &str) -> anyhow::Result<Self> {
+        let key = SigningKey::from_bytes(&random()?);
+        let device = hub
+            .graphql(
+                "mutation($input: RegisterDeviceInput!) { registerDevice(input: $input) { device { id } } }",
+                json!({ "input": { "name": name, "locationId": location,
+                    "publicKey": STANDARD.encode(key.verifying_key().as_bytes()) } }),
+            )
+            .await?;
+        let global_id = id_at(&device, "/registerDevice/device/id")?;
+        let id = Uuid::parse_str(
+            String::from_utf8(URL_SAFE_NO_PAD.decode(&global_id)?)?
+                .split_once(':')
+                .map(|(_, id)| id)
+                .context("id")?,
+        )?;
+        Ok(Self { global_id, id, key })
+    }
+
+    /// The device's self-signed token (DESIGN section 4).
+    fn token(&self) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp();
         let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.device.to_string());
-        let claims = json!({ "iss": format!("device:{}", self.device), "sub": self.device, "aud": "iot-commerce-hub", "iat": now, "exp": now + 120 });
+        header.kid = Some(self.id.to_string());
+        let claims = json!({ "iss": format!("device:{}", self.id), "sub": self.id, "aud": "iot-commerce-hub", "iat": now, "exp": now + 120 });
         let der = self
-            .device_key
+            .key
             .to_pkcs8_der()
             .map_err(|err| anyhow::anyhow!("device key: {err}"))?;
         Ok(jsonwebtoken::encode(
@@ -225,13 +238,15 @@ impl PaymentFixture {
             &EncodingKey::from_ed_der(der.as_bytes()),
         )?)
     }
+}
 
+impl PaymentFixture {
     /// One payment: a request at the terminal, a tap of the client's card, the device's submission.
     pub async fn pay_once(&self, client: usize, n: u64) -> anyhow::Result<()> {
         let mut state = self.clients[client].lock().await;
         let request = self
             .hub
-            .graphql(REQUEST, json!({ "input": { "orderId": state.order, "terminalId": self.terminal, "amountMinor": 100, "currency": "EUR" } }))
+            .graphql(REQUEST, json!({ "input": { "orderId": state.order, "terminalId": state.terminal.global_id, "amountMinor": 100, "currency": "EUR" } }))
             .await?;
         let request = request
             .pointer("/requestPayment/paymentRequest")
@@ -290,7 +305,7 @@ impl PaymentFixture {
         }
         let outcome = self
             .hub
-            .with_token(&self.device_token()?)
+            .with_token(&state.terminal.token()?)
             .graphql(PAY, json!({ "input": { "requestId": request["id"], "token": URL_SAFE_NO_PAD.encode(&answer[..TOKEN_LEN]),
                 "cardSignature": URL_SAFE_NO_PAD.encode(&answer[TOKEN_LEN..]), "idempotencyKey": format!("bench-{client}-{n}") } }))
             .await?;

@@ -76,7 +76,8 @@ impl Authenticator {
         };
         let device_id =
             device_tokens::named_device(token).ok_or_else(|| refuse("no device id in kid"))?;
-        let device = entities::device::Entity::find_by_id(device_id)
+        let (device, organization) = entities::device::Entity::find_by_id(device_id)
+            .find_also_related(entities::organization::Entity)
             .one(db)
             .await?
             .ok_or_else(|| refuse("unknown device"))?;
@@ -86,10 +87,7 @@ impl Authenticator {
         let claims =
             device_tokens::verify(token, device.id, &device.public_key, self.issuer.audience())
                 .map_err(|reason| refuse(&reason))?;
-        let organization = entities::organization::Entity::find_by_id(device.owner_organization_id)
-            .one(db)
-            .await?
-            .ok_or_else(|| refuse("owner missing"))?;
+        let organization = organization.ok_or_else(|| refuse("owner missing"))?;
         Ok(Principal {
             actor: Actor::Device(device.id),
             organization_id: organization.id,

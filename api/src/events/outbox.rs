@@ -26,6 +26,9 @@ use crate::{
 const STAMPER_LOCK_KEY: i64 = 0x4943_485f_5354_4d50; // "ICH_STMP"
 /// The stamper also wakes on this period, to pick up what another replica committed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// After a wake-up the stamper waits this long, so that under load one round stamps the events of many
+/// commits instead of one transaction per commit.
+const GATHER: Duration = Duration::from_millis(5);
 /// Rows stamped per round.
 const BATCH: i64 = 1000;
 
@@ -109,7 +112,12 @@ impl Outbox {
         let outbox = self.clone();
         tokio::spawn(async move {
             loop {
-                let _ = tokio::time::timeout(POLL_INTERVAL, outbox.wake.notified()).await;
+                if tokio::time::timeout(POLL_INTERVAL, outbox.wake.notified())
+                    .await
+                    .is_ok()
+                {
+                    tokio::time::sleep(GATHER).await;
+                }
                 loop {
                     match outbox.stamp().await {
                         Ok(n) if n >= BATCH as u64 => continue,

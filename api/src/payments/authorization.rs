@@ -25,11 +25,11 @@ use entities::{
     payment_request::{self, PaymentRequestStatus},
 };
 use sea_orm::{
-    ActiveEnum,
+    ActiveEnum, ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    QuerySelect, TransactionTrait,
-    sea_query::{Expr, ExprTrait},
+    ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, IntoActiveModel,
+    QueryFilter, QuerySelect, TransactionTrait,
+    sea_query::{Expr, ExprTrait, Func},
 };
 use uuid::Uuid;
 
@@ -179,12 +179,64 @@ struct Verified {
     card_id: Uuid,
 }
 
-/// Authorized payments of a card or a device within the velocity window.
+/// Authorized payments of a card and of a device within the velocity window.
 #[derive(Debug, Default, sea_orm::FromQueryResult)]
 struct RecentPayments {
-    count: i64,
-    sum: i64,
-    terminals: i64,
+    card_count: i64,
+    card_sum: i64,
+    /// Distinct terminals other than the submitting one where the card paid.
+    card_other_terminals: i64,
+    device_sum: i64,
+}
+
+impl RecentPayments {
+    /// One aggregate over the card's and the device's payments (both indexed by time), so the work
+    /// per payment stays flat however many payments a card has made.
+    async fn of(
+        txn: &DatabaseTransaction,
+        card_id: Uuid,
+        device_id: Uuid,
+        since: DateTime<Utc>,
+    ) -> ApiResult<Self> {
+        let of_card = || Expr::col(payment::Column::CardId).eq(card_id);
+        let of_device = || Expr::col(payment::Column::DeviceId).eq(device_id);
+        let total = |when: Expr, value: Expr| -> Expr {
+            Func::cast_as(
+                Func::coalesce([
+                    Func::sum(Expr::case(when, value).finally(0)).into(),
+                    Expr::val(0),
+                ]),
+                "BIGINT",
+            )
+            .into()
+        };
+        let other_terminal = Expr::case(
+            of_card().and(Expr::col(payment::Column::DeviceId).ne(device_id)),
+            Expr::col(payment::Column::DeviceId),
+        );
+        Ok(payment::Entity::find()
+            .select_only()
+            .column_as(total(of_card(), Expr::val(1)), "card_count")
+            .column_as(
+                total(of_card(), Expr::col(payment::Column::AmountMinor)),
+                "card_sum",
+            )
+            .column_as(
+                Expr::from(Func::count_distinct(other_terminal)),
+                "card_other_terminals",
+            )
+            .column_as(
+                total(of_device(), Expr::col(payment::Column::AmountMinor)),
+                "device_sum",
+            )
+            .filter(Condition::any().add(of_card()).add(of_device()))
+            .filter(payment::Column::Status.eq(PaymentStatus::Authorized))
+            .filter(payment::Column::CreatedAt.gte(since))
+            .into_model::<Self>()
+            .one(txn)
+            .await?
+            .unwrap_or_default())
+    }
 }
 
 /// What a decline records.
@@ -288,35 +340,35 @@ impl AuthorizationService {
         let limits = self.limits.clone();
         let owner = principal.organization_id;
         let id = Uuid::now_v7();
-        write_transaction(&self.db, move |txn| {
+        let opened = write_transaction(&self.db, move |txn| {
             Box::pin(async move {
                 let now = database_now(txn).await?;
                 let tap_deadline = now + Duration::seconds(limits.tap_deadline_secs);
-                payment_request::Entity::insert(payment_request::ActiveModel {
-                    id: Set(id),
-                    owner_organization_id: Set(owner),
-                    order_id: Set(input.order_id),
-                    device_id: Set(input.terminal_id),
-                    amount_minor: Set(input.amount_minor),
-                    currency: Set(input.currency),
-                    challenge: Set(challenge.to_vec()),
-                    status: Set(PaymentRequestStatus::Open),
-                    tap_deadline: Set(tap_deadline),
-                    acceptance_deadline: Set(
-                        tap_deadline + Duration::seconds(limits.offline_grace_secs)
-                    ),
-                    payment_id: Set(None),
-                    created_at: Set(now),
-                    updated_at: Set(now),
-                })
-                .exec_without_returning(txn)
-                .await
-                .map_err(|err| match ApiError::from(err) {
-                    ApiError::Conflict(_) => {
-                        ApiError::Conflict("the order already has an open payment request".into())
-                    }
-                    other => other,
-                })?;
+                let request = payment_request::Model {
+                    id,
+                    owner_organization_id: owner,
+                    order_id: input.order_id,
+                    device_id: input.terminal_id,
+                    amount_minor: input.amount_minor,
+                    currency: input.currency,
+                    challenge: challenge.to_vec(),
+                    status: PaymentRequestStatus::Open,
+                    tap_deadline,
+                    acceptance_deadline: tap_deadline
+                        + Duration::seconds(limits.offline_grace_secs),
+                    payment_id: None,
+                    created_at: now,
+                    updated_at: now,
+                };
+                payment_request::Entity::insert(request.clone().into_active_model().reset_all())
+                    .exec_without_returning(txn)
+                    .await
+                    .map_err(|err| match ApiError::from(err) {
+                        ApiError::Conflict(_) => ApiError::Conflict(
+                            "the order already has an open payment request".into(),
+                        ),
+                        other => other,
+                    })?;
                 record(
                     txn,
                     request_event(
@@ -326,12 +378,13 @@ impl AuthorizationService {
                         PaymentRequestStatus::Open,
                     ),
                 )
-                .await
+                .await?;
+                Ok(request)
             })
         })
         .await?;
         self.outbox.committed();
-        self.payment_request(principal, id).await
+        Ok(opened)
     }
 
     /// OPEN -> CANCELLED; late submissions for it are declined.
@@ -516,35 +569,41 @@ impl AuthorizationService {
             &token.body.number,
         );
         let decided = async {
-            let evidence = match self
+            // One database clock for the whole judgement: the keyed transaction's.
+            let now = database_now(&txn).await?;
+            let outcome = match self
                 .judge(
+                    &txn,
                     principal,
                     device_id,
                     submission.request_id,
                     token,
                     signature,
                     hash,
+                    now,
                 )
                 .await?
             {
                 Ok(verified) => {
-                    self.authorize_or_decline(&txn, principal, device_id, verified)
+                    self.authorize_or_decline(&txn, principal, device_id, verified, now)
                         .await?
                 }
-                Err((reason, judged)) => {
-                    self.insert_decline(&txn, principal, device_id, reason, &judged)
-                        .await?
-                }
+                Err((reason, judged)) => PaymentOutcome {
+                    evidence: self
+                        .insert_decline(&txn, principal, device_id, reason, &judged, now)
+                        .await?,
+                    payment: None,
+                },
             };
-            idempotency::complete(&txn, &key, evidence).await?;
-            Ok::<_, ApiError>(evidence)
+            idempotency::complete(&txn, &key, outcome.evidence.id).await?;
+            Ok::<_, ApiError>(outcome)
         }
         .await;
         match decided {
-            Ok(evidence) => {
+            Ok(outcome) => {
                 txn.commit().await?;
                 self.outbox.committed();
-                self.outcome(evidence).await
+                Ok(outcome)
             }
             Err(err) => {
                 if let Err(rollback) = txn.rollback().await {
@@ -555,21 +614,24 @@ impl AuthorizationService {
         }
     }
 
-    /// Every check, in the order of DESIGN section 8, reading only. `Err` on the inner result is a
-    /// decline with what it must record.
+    /// Every check, in the order of DESIGN section 8, reading only (inside the keyed transaction, at
+    /// its database time `now`). `Err` on the inner result is a decline with what it must record.
+    #[allow(clippy::too_many_arguments)]
     async fn judge(
         &self,
+        txn: &DatabaseTransaction,
         principal: &Principal,
         device_id: Uuid,
         request_id: Uuid,
         token: Token,
         signature: [u8; 64],
         hash: NumberHash,
+        now: DateTime<Utc>,
     ) -> ApiResult<Result<Verified, (DeclineReason, Judged)>> {
         let request = payment_request::Entity::find_by_id(request_id)
             .filter(payment_request::Column::DeviceId.eq(device_id))
             .filter(payment_request::Column::OwnerOrganizationId.eq(principal.organization_id))
-            .one(&self.db)
+            .one(txn)
             .await?;
         let signed_fields = request
             .as_ref()
@@ -595,9 +657,8 @@ impl AuthorizationService {
         let key = issuer_key::Entity::find()
             .filter(issuer_key::Column::OwnerOrganizationId.eq(issuer))
             .filter(issuer_key::Column::KeyId.eq(i64::from(token.body.key_id)))
-            .one(&self.db)
+            .one(txn)
             .await?;
-        let now = database_now(&self.db).await?;
         let Some(key) = key else {
             return decline(DeclineReason::UnknownIssuerKey, Some(request));
         };
@@ -641,7 +702,7 @@ impl AuthorizationService {
         let card_id = Uuid::from_bytes(token.body.card_id);
         let card = card::Entity::find_by_id(card_id)
             .filter(card::Column::IssuerOrganizationId.eq(issuer))
-            .one(&self.db)
+            .one(txn)
             .await?;
         let Some(card) = card else {
             return decline(DeclineReason::CardUnknown, Some(request));
@@ -688,13 +749,13 @@ impl AuthorizationService {
             return decline(DeclineReason::PastDeadline, Some(request));
         }
         // Single use (the database enforces it again in the authorizing transaction).
-        if let Some(reason) = self
-            .earlier_use(&hash, card_id, token.body.sequence)
-            .await?
-        {
+        if let Some(reason) = earlier_use(txn, &hash, card_id, token.body.sequence).await? {
             return decline(reason, Some(request));
         }
-        if let Some(reason) = self.limit_breach(&request, card_id, device_id, now).await? {
+        if let Some(reason) = self
+            .limit_breach(txn, &request, card_id, device_id, now)
+            .await?
+        {
             return decline(reason, Some(request));
         }
         Ok(Ok(Verified {
@@ -710,6 +771,7 @@ impl AuthorizationService {
     /// Contactless limit and card velocity (CVM_REQUIRED), device cap (LIMIT_EXCEEDED).
     async fn limit_breach(
         &self,
+        txn: &DatabaseTransaction,
         request: &payment_request::Model,
         card_id: Uuid,
         device_id: Uuid,
@@ -719,47 +781,15 @@ impl AuthorizationService {
         if request.amount_minor > limits.contactless_limit_minor {
             return Ok(Some(DeclineReason::CvmRequired));
         }
-        let since = now - Duration::hours(24);
-        // Aggregated in SQL: the work per payment stays flat however many payments a card has made.
-        let recent = |condition: Condition| {
-            payment::Entity::find()
-                .select_only()
-                .column_as(Expr::cust("COUNT(*)"), "count")
-                .column_as(
-                    Expr::cust("CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT)"),
-                    "sum",
-                )
-                .column_as(Expr::cust("COUNT(DISTINCT device_id)"), "terminals")
-                .filter(condition)
-                .filter(payment::Column::Status.eq(PaymentStatus::Authorized))
-                .filter(payment::Column::CreatedAt.gte(since))
-                .into_model::<RecentPayments>()
-        };
-        let card = recent(Condition::all().add(payment::Column::CardId.eq(card_id)))
-            .one(&self.db)
-            .await?
-            .unwrap_or_default();
+        let recent = RecentPayments::of(txn, card_id, device_id, now - Duration::hours(24)).await?;
         // Terminals other than this one, plus this one.
-        let other_terminals = recent(
-            Condition::all()
-                .add(payment::Column::CardId.eq(card_id))
-                .add(payment::Column::DeviceId.ne(device_id)),
-        )
-        .one(&self.db)
-        .await?
-        .unwrap_or_default()
-        .terminals;
-        if card.count as u64 >= limits.card_velocity_count
-            || card.sum + request.amount_minor > limits.card_velocity_sum_minor
-            || other_terminals as u64 + 1 > limits.card_velocity_terminals
+        if recent.card_count as u64 >= limits.card_velocity_count
+            || recent.card_sum + request.amount_minor > limits.card_velocity_sum_minor
+            || recent.card_other_terminals as u64 + 1 > limits.card_velocity_terminals
         {
             return Ok(Some(DeclineReason::CvmRequired));
         }
-        let device = recent(Condition::all().add(payment::Column::DeviceId.eq(device_id)))
-            .one(&self.db)
-            .await?
-            .unwrap_or_default();
-        if device.sum + request.amount_minor > limits.device_cap_minor {
+        if recent.device_sum + request.amount_minor > limits.device_cap_minor {
             return Ok(Some(DeclineReason::LimitExceeded));
         }
         Ok(None)
@@ -777,7 +807,6 @@ impl AuthorizationService {
         }
     }
 
-    /// The authorizing transaction. If another submission won a race meanwhile, declines instead.
     /// Authorizes inside a savepoint of the keyed transaction; if another submission won a race
     /// meanwhile (the request is paid, the number or sequence used), rolls the savepoint back and
     /// records a decline instead.
@@ -787,15 +816,16 @@ impl AuthorizationService {
         principal: &Principal,
         device_id: Uuid,
         verified: Verified,
-    ) -> ApiResult<Uuid> {
+        now: DateTime<Utc>,
+    ) -> ApiResult<PaymentOutcome> {
         let savepoint = txn.begin().await?;
         let lost = match self
-            .authorize_writes(&savepoint, principal, device_id, &verified)
+            .authorize_writes(&savepoint, principal, device_id, &verified, now)
             .await
         {
-            Ok(Ok(evidence)) => {
+            Ok(Ok(outcome)) => {
                 savepoint.commit().await?;
-                return Ok(evidence);
+                return Ok(outcome);
             }
             Ok(Err(reason)) => reason,
             Err(err) => {
@@ -812,9 +842,13 @@ impl AuthorizationService {
             signed_fields: Vec::new(),
         };
         // The winner has committed: tell a used number from a reused sequence or a paid request.
-        let reason = self.explain_lost_race(lost, &judged).await?;
-        self.insert_decline(txn, principal, device_id, reason, &judged)
-            .await
+        let reason = explain_lost_race(txn, lost, &judged).await?;
+        Ok(PaymentOutcome {
+            evidence: self
+                .insert_decline(txn, principal, device_id, reason, &judged, now)
+                .await?,
+            payment: None,
+        })
     }
 
     /// The authorization's writes. `Ok(Err(reason))`: a concurrent submission got there first.
@@ -824,8 +858,8 @@ impl AuthorizationService {
         principal: &Principal,
         device_id: Uuid,
         verified: &Verified,
-    ) -> ApiResult<Result<Uuid, DeclineReason>> {
-        let now = database_now(txn).await?;
+        now: DateTime<Utc>,
+    ) -> ApiResult<Result<PaymentOutcome, DeclineReason>> {
         let payment_id = Uuid::now_v7();
         let request = &verified.request;
         let paid = payment_request::Entity::update_many()
@@ -876,24 +910,25 @@ impl AuthorizationService {
         if balance.rows_affected != 1 {
             return Ok(Err(DeclineReason::AmountAboveBalance));
         }
-        payment::Entity::insert(payment::ActiveModel {
-            id: Set(payment_id),
-            owner_organization_id: Set(request.owner_organization_id),
-            order_id: Set(request.order_id),
-            invoice_id: Set(None),
-            amount_minor: Set(request.amount_minor),
-            currency: Set(request.currency.clone()),
-            status: Set(PaymentStatus::Authorized),
-            issuer_organization_id: Set(Some(verified.issuer_organization)),
-            request_id: Set(Some(request.id)),
-            card_id: Set(Some(verified.card_id)),
-            device_id: Set(Some(device_id)),
-            flag: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        })
-        .exec_without_returning(txn)
-        .await?;
+        let payment = payment::Model {
+            id: payment_id,
+            owner_organization_id: request.owner_organization_id,
+            order_id: request.order_id,
+            invoice_id: None,
+            amount_minor: request.amount_minor,
+            currency: request.currency.clone(),
+            status: PaymentStatus::Authorized,
+            issuer_organization_id: Some(verified.issuer_organization),
+            request_id: Some(request.id),
+            card_id: Some(verified.card_id),
+            device_id: Some(device_id),
+            flag: None,
+            created_at: now,
+            updated_at: now,
+        };
+        payment::Entity::insert(payment.clone().into_active_model().reset_all())
+            .exec_without_returning(txn)
+            .await?;
         let signed_fields = self.signed_fields(request).encode().to_vec();
         let evidence = insert_evidence(
             txn,
@@ -925,52 +960,10 @@ impl AuthorizationService {
             },
         )
         .await?;
-        Ok(Ok(evidence))
-    }
-
-    /// Why a number cannot be used: it was used (same hash), or another number took its card sequence.
-    /// One query, so a concurrent commit cannot make the two checks disagree.
-    async fn earlier_use(
-        &self,
-        hash: &NumberHash,
-        card_id: Uuid,
-        sequence: u32,
-    ) -> ApiResult<Option<DeclineReason>> {
-        let uses = number_use::Entity::find()
-            .filter(
-                Condition::any()
-                    .add(number_use::Column::NumberHash.eq(hash.hash.to_vec()))
-                    .add(
-                        Condition::all()
-                            .add(number_use::Column::CardId.eq(card_id))
-                            .add(number_use::Column::Sequence.eq(i64::from(sequence))),
-                    ),
-            )
-            .all(&self.db)
-            .await?;
-        Ok(if uses.iter().any(|used| used.number_hash == hash.hash) {
-            Some(DeclineReason::NumberAlreadyUsed)
-        } else if uses.is_empty() {
-            None
-        } else {
-            Some(DeclineReason::SequenceReused)
-        })
-    }
-
-    /// After a lost race the winner has committed: say what it took.
-    async fn explain_lost_race(
-        &self,
-        reason: DeclineReason,
-        judged: &Judged,
-    ) -> ApiResult<DeclineReason> {
-        if reason != DeclineReason::NumberAlreadyUsed {
-            return Ok(reason);
-        }
-        let card_id = Uuid::from_bytes(judged.token.body.card_id);
-        Ok(self
-            .earlier_use(&judged.hash, card_id, judged.token.body.sequence)
-            .await?
-            .unwrap_or(reason))
+        Ok(Ok(PaymentOutcome {
+            evidence,
+            payment: Some(payment),
+        }))
     }
 
     /// Records a decline in the keyed transaction: its evidence, nothing else.
@@ -981,7 +974,8 @@ impl AuthorizationService {
         device_id: Uuid,
         reason: DeclineReason,
         judged: &Judged,
-    ) -> ApiResult<Uuid> {
+        now: DateTime<Utc>,
+    ) -> ApiResult<payment_evidence::Model> {
         if reason.is_replay() {
             tracing::warn!(reason = reason.code(), device = %device_id, "replayed payment submission declined");
         }
@@ -991,7 +985,6 @@ impl AuthorizationService {
             }
             _ => judged.signed_fields.clone(),
         };
-        let now = database_now(txn).await?;
         insert_evidence(
             txn,
             EvidenceRow {
@@ -1011,6 +1004,7 @@ impl AuthorizationService {
         .await
     }
 
+    /// A recorded outcome, read back for a replayed submission.
     async fn outcome(&self, evidence_id: Uuid) -> ApiResult<PaymentOutcome> {
         let evidence = payment_evidence::Entity::find_by_id(evidence_id)
             .one(&self.db)
@@ -1024,6 +1018,52 @@ impl AuthorizationService {
         };
         Ok(PaymentOutcome { evidence, payment })
     }
+}
+
+/// Why a number cannot be used: it was used (same hash), or another number took its card sequence.
+/// One query, so a concurrent commit cannot make the two checks disagree.
+async fn earlier_use(
+    txn: &DatabaseTransaction,
+    hash: &NumberHash,
+    card_id: Uuid,
+    sequence: u32,
+) -> ApiResult<Option<DeclineReason>> {
+    let uses = number_use::Entity::find()
+        .filter(
+            Condition::any()
+                .add(number_use::Column::NumberHash.eq(hash.hash.to_vec()))
+                .add(
+                    Condition::all()
+                        .add(number_use::Column::CardId.eq(card_id))
+                        .add(number_use::Column::Sequence.eq(i64::from(sequence))),
+                ),
+        )
+        .all(txn)
+        .await?;
+    Ok(if uses.iter().any(|used| used.number_hash == hash.hash) {
+        Some(DeclineReason::NumberAlreadyUsed)
+    } else if uses.is_empty() {
+        None
+    } else {
+        Some(DeclineReason::SequenceReused)
+    })
+}
+
+/// After a lost race the winner has committed: say what it took.
+async fn explain_lost_race(
+    txn: &DatabaseTransaction,
+    reason: DeclineReason,
+    judged: &Judged,
+) -> ApiResult<DeclineReason> {
+    if reason != DeclineReason::NumberAlreadyUsed {
+        return Ok(reason);
+    }
+    let card_id = Uuid::from_bytes(judged.token.body.card_id);
+    Ok(
+        earlier_use(txn, &judged.hash, card_id, judged.token.body.sequence)
+            .await?
+            .unwrap_or(reason),
+    )
 }
 
 struct EvidenceRow<'a> {
@@ -1041,37 +1081,40 @@ struct EvidenceRow<'a> {
 }
 
 /// Appends evidence. The token is kept with its 16 digits zeroed: the number lives only as its hash.
-async fn insert_evidence(txn: &DatabaseTransaction, row: EvidenceRow<'_>) -> ApiResult<Uuid> {
+async fn insert_evidence(
+    txn: &DatabaseTransaction,
+    row: EvidenceRow<'_>,
+) -> ApiResult<payment_evidence::Model> {
     let mut redacted = row.token.encode().to_vec();
     redacted[21..37].fill(0);
-    let id = Uuid::now_v7();
-    payment_evidence::Entity::insert(payment_evidence::ActiveModel {
-        id: Set(id),
-        request_id: Set(row.request_id),
-        owner_organization_id: Set(row.owner),
-        issuer_organization_id: Set(Some(Uuid::from_bytes(row.token.body.issuer))),
-        payment_id: Set(row.payment_id),
-        outcome: Set(if row.reason.is_some() {
+    let evidence = payment_evidence::Model {
+        id: Uuid::now_v7(),
+        request_id: row.request_id,
+        owner_organization_id: row.owner,
+        issuer_organization_id: Some(Uuid::from_bytes(row.token.body.issuer)),
+        payment_id: row.payment_id,
+        outcome: if row.reason.is_some() {
             "DECLINED"
         } else {
             "AUTHORIZED"
         }
-        .to_owned()),
-        decline_reason: Set(row.reason.map(|r| r.code().to_owned())),
-        replay: Set(row.reason.is_some_and(DeclineReason::is_replay)),
-        redacted_token: Set(redacted),
-        number_hash: Set(row.hash.hash.to_vec()),
-        hash_key_id: Set(NUMBER_HASH_KEY_ID),
-        card_signature: Set(row.signature.to_vec()),
-        signed_fields: Set(row.signed_fields.to_vec()),
-        device_id: Set(row.device_id),
-        jwt_id: Set(row.jwt_id),
-        issuer_key_id: Set(i64::from(row.token.body.key_id)),
-        recorded_at: Set(row.now),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    Ok(id)
+        .to_owned(),
+        decline_reason: row.reason.map(|r| r.code().to_owned()),
+        replay: row.reason.is_some_and(DeclineReason::is_replay),
+        redacted_token: redacted,
+        number_hash: row.hash.hash.to_vec(),
+        hash_key_id: NUMBER_HASH_KEY_ID,
+        card_signature: row.signature.to_vec(),
+        signed_fields: row.signed_fields.to_vec(),
+        device_id: row.device_id,
+        jwt_id: row.jwt_id,
+        issuer_key_id: i64::from(row.token.body.key_id),
+        recorded_at: row.now,
+    };
+    payment_evidence::Entity::insert(evidence.clone().into_active_model().reset_all())
+        .exec_without_returning(txn)
+        .await?;
+    Ok(evidence)
 }
 
 fn request_event(
