@@ -41,6 +41,10 @@ pub enum Command {
         /// Create a 32-byte secret (the number-hash key) instead of a signing key.
         #[arg(long)]
         secret: bool,
+        /// Add a new current key to an existing number-hash key ring (the older keys stay, so numbers
+        /// used under them stay checked); give every replica the new file.
+        #[arg(long, requires = "secret")]
+        rotate: bool,
     },
 }
 
@@ -93,7 +97,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Some(Command::Keygen { out, secret }) => {
+        Some(Command::Keygen {
+            out,
+            secret,
+            rotate,
+        }) => {
+            if rotate {
+                let key_id = crate::payments::number_keys::rotate_file(&out)?;
+                eprintln!(
+                    "number-hash key {key_id} is now current in {}",
+                    out.display()
+                );
+                return Ok(());
+            }
             if secret {
                 crate::auth::generate_secret_file(&out)?;
             } else {

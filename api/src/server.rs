@@ -13,7 +13,7 @@ use crate::{
     graphql::{Services, build_schema},
     identity::IdentityService,
     master_data::MasterDataService,
-    payments::{AuthorizationService, PaymentKeysService},
+    payments::{AuthorizationService, NumberHashKeys, PaymentKeysService},
     state::AppState,
     telemetry,
 };
@@ -39,14 +39,15 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
     let (_retailer, admin) = crate::db::migrate_and_bootstrap(&db, &config.retailer_name).await?;
 
     let hash_key_path = config.number_hash_key_path();
-    let (number_hash_key, generated) =
-        crate::auth::load_secret(&hash_key_path, mode == Mode::Embedded)?;
+    let (number_hash_keys, generated) =
+        NumberHashKeys::load(&hash_key_path, mode == Mode::Embedded)?;
     if generated {
         tracing::warn!(
             path = %hash_key_path.display(),
             "generated a new number-hash key; production must supply its own (HUB_NUMBER_HASH_KEY_FILE)"
         );
     }
+    number_hash_keys.check_coverage(&db).await?;
     let issuer = TokenIssuer::new(&key, &config.token_audience);
     let background_db = crate::db::connect_background(&config).await?;
     let outbox = Outbox::new(background_db.clone());
@@ -62,7 +63,7 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
             outbox.clone(),
             config.payment_limits.clone(),
             config.hub_instance_id(),
-            number_hash_key,
+            number_hash_keys,
         ),
     };
     if mode == Mode::Embedded {

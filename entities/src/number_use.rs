@@ -12,6 +12,9 @@ pub struct Model {
     pub sequence: i64,
     pub payment_id: Uuid,
     pub used_at: DateTimeUtc,
+    /// The number's not-after: until then its hash key must stay checked. None for numbers used before
+    /// it was recorded.
+    pub not_after: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,6 +7,7 @@ mod m20261125_000002_master_data;
 mod m20261125_000003_transactions;
 mod m20261125_000004_payment_keys;
 mod m20261125_000005_payments;
+mod m20261126_000006_number_hash_rotation;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_transactions::Migration),
             Box::new(m20261125_000004_payment_keys::Migration),
             Box::new(m20261125_000005_payments::Migration),
+            Box::new(m20261126_000006_number_hash_rotation::Migration),
         ]
     }
 }

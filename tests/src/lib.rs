@@ -220,14 +220,49 @@ impl TestApp {
 
     /// Starts a second replica of this hub as a real process on the same PostgreSQL database.
     pub async fn spawn_replica(&self) -> ReplicaProcess {
+        let hash_key = self.hub.state.config.number_hash_key_path();
+        self.spawn_replica_with_hash_key(&hash_key).await
+    }
+
+    /// Starts a second replica with another number-hash key file (a rotated ring, say).
+    pub async fn spawn_replica_with_hash_key(&self, hash_key: &std::path::Path) -> ReplicaProcess {
         let config = &self.hub.state.config;
-        let url = config
+        ReplicaProcess::start(
+            &self.replica_database_url(),
+            &config.signing_key_path(),
+            hash_key,
+            self.data_dir.path(),
+            &self.replica_env(),
+        )
+        .await
+    }
+
+    /// Starts a replica that must refuse to start (within 60 s); returns what it logged.
+    pub async fn replica_refuses_to_start(&self, hash_key: &std::path::Path) -> String {
+        let config = &self.hub.state.config;
+        ReplicaProcess::refused(
+            &self.replica_database_url(),
+            &config.signing_key_path(),
+            hash_key,
+            self.data_dir.path(),
+            &self.replica_env(),
+        )
+        .await
+    }
+
+    fn replica_database_url(&self) -> String {
+        self.hub
+            .state
+            .config
             .database_url
             .clone()
-            .expect("replicas need PostgreSQL");
-        // The replica shares this hub's payment limits (a process reads them from its environment).
-        let limits = &config.payment_limits;
-        let env: Vec<(String, String)> = [
+            .expect("replicas need PostgreSQL")
+    }
+
+    /// The replica shares this hub's payment limits (a process reads them from its environment).
+    fn replica_env(&self) -> Vec<(String, String)> {
+        let limits = &self.hub.state.config.payment_limits;
+        [
             (
                 "HUB_CONTACTLESS_LIMIT_MINOR",
                 limits.contactless_limit_minor.to_string(),
@@ -252,15 +287,7 @@ impl TestApp {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        ReplicaProcess::start(
-            &url,
-            &config.signing_key_path(),
-            &config.number_hash_key_path(),
-            self.data_dir.path(),
-            &env,
-        )
-        .await
+        .collect()
     }
 
     /// Stops the hub and drops its database.

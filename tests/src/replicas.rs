@@ -178,6 +178,32 @@ impl ReplicaProcess {
         Self { url, child }
     }
 
+    /// Starts a hub that must exit with an error within 60 s; returns its log.
+    pub(crate) async fn refused(
+        database_url: &str,
+        key: &std::path::Path,
+        hash_key: &std::path::Path,
+        dir: &std::path::Path,
+        env: &[(String, String)],
+    ) -> String {
+        const INDEX: usize = 98;
+        let (mut child, url) = spawn_hub(database_url, key, hash_key, dir, INDEX, env);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("hub process status") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the hub at {url} did not refuse to start within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(!status.success(), "the hub was expected to refuse to start");
+        std::fs::read_to_string(dir.join(format!("replica-{INDEX}.log"))).expect("replica log")
+    }
+
     /// `kill -9`: the process gets no chance to finish anything.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

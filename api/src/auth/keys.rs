@@ -132,32 +132,6 @@ pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Resul
     file.sync_all()
 }
 
-/// A 32-byte secret (the number-hash key), kept as standard base64 in a 0600 file. Generated when
-/// missing only if `generate_if_missing` (embedded mode); production supplies it.
-pub fn load_secret(path: &Path, generate_if_missing: bool) -> Result<([u8; 32], bool), KeyError> {
-    use base64::{Engine, engine::general_purpose::STANDARD};
-    let mut generated = false;
-    if !path.exists() {
-        if !generate_if_missing {
-            return Err(KeyError::Missing(path.to_owned()));
-        }
-        generate_secret_file(path)?;
-        generated = true;
-    }
-    let text = fs::read_to_string(path).map_err(|source| KeyError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let secret = STANDARD
-        .decode(text.trim())
-        .ok()
-        .and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok())
-        .ok_or_else(|| KeyError::Malformed {
-            path: path.to_owned(),
-        })?;
-    Ok((secret, generated))
-}
-
 /// Creates a new random 32-byte secret file (0600); never overwrites.
 pub fn generate_secret_file(path: &Path) -> Result<(), KeyError> {
     use base64::{Engine, engine::general_purpose::STANDARD};

@@ -5,9 +5,7 @@ pub(crate) mod keys;
 mod principal;
 mod tokens;
 
-pub use keys::{
-    KeyError, SigningKey, generate_secret_file, generate_signing_key_file, load_secret,
-};
+pub use keys::{KeyError, SigningKey, generate_secret_file, generate_signing_key_file};
 pub use principal::{Actor, Principal, Role};
 pub use tokens::{MAX_TOKEN_TTL, MintedToken, PartnerClaims, TokenIssuer};
 

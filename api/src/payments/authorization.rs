@@ -10,7 +10,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use card_protocol::{
     card_signature::{PaymentRequestFields, verify_payment},
     keys::parse_public_key,
-    number::{NumberHash, PrefixRange, number_hash},
+    number::{NumberHash, PrefixRange},
     token::{Channel, IssuerKey, Token},
 };
 use chrono::{DateTime, Duration, Utc};
@@ -41,6 +41,7 @@ use crate::{
     events::{NewEvent, Outbox, record},
     graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
     idempotency::{self, Claim, IdempotencyKey},
+    payments::number_keys::{NumberHashKeys, NumberHashes},
     policy::{Action, authorize},
 };
 
@@ -174,9 +175,11 @@ struct Verified {
     request: payment_request::Model,
     token: Token,
     signature: [u8; 64],
-    hash: NumberHash,
+    hashes: NumberHashes,
     issuer_organization: Uuid,
     card_id: Uuid,
+    /// The number's not-after: how long its hash key must stay in the ring.
+    not_after: DateTime<Utc>,
 }
 
 /// Authorized payments of a card and of a device within the velocity window.
@@ -244,11 +247,10 @@ struct Judged {
     request: Option<payment_request::Model>,
     token: Token,
     signature: [u8; 64],
-    hash: NumberHash,
+    hashes: NumberHashes,
     signed_fields: Vec<u8>,
 }
 
-const NUMBER_HASH_KEY_ID: i32 = 1;
 const FINANCIAL: &str = "FINANCIAL";
 
 #[derive(Clone)]
@@ -257,7 +259,7 @@ pub struct AuthorizationService {
     outbox: Outbox,
     limits: PaymentLimits,
     hub_instance: [u8; 16],
-    number_hash_key: [u8; 32],
+    number_hash_keys: NumberHashKeys,
 }
 
 impl AuthorizationService {
@@ -266,14 +268,14 @@ impl AuthorizationService {
         outbox: Outbox,
         limits: PaymentLimits,
         hub_instance: [u8; 16],
-        number_hash_key: [u8; 32],
+        number_hash_keys: NumberHashKeys,
     ) -> Self {
         Self {
             db,
             outbox,
             limits,
             hub_instance,
-            number_hash_key,
+            number_hash_keys,
         }
     }
 
@@ -562,12 +564,10 @@ impl AuthorizationService {
             Claim::Replay(evidence) => return self.outcome(evidence).await,
             Claim::Fresh(txn) => txn,
         };
-        let hash = number_hash(
-            &self.number_hash_key,
-            NUMBER_HASH_KEY_ID as u32,
-            &token.body.issuer,
-            &token.body.number,
-        );
+        // Under the current key (what is recorded) and every older key still in the ring (checked).
+        let hashes = self
+            .number_hash_keys
+            .hashes(&token.body.issuer, &token.body.number);
         let decided = async {
             // One database clock for the whole judgement: the keyed transaction's.
             let now = database_now(&txn).await?;
@@ -579,7 +579,7 @@ impl AuthorizationService {
                     submission.request_id,
                     token,
                     signature,
-                    hash,
+                    hashes,
                     now,
                 )
                 .await?
@@ -625,7 +625,7 @@ impl AuthorizationService {
         request_id: Uuid,
         token: Token,
         signature: [u8; 64],
-        hash: NumberHash,
+        hashes: NumberHashes,
         now: DateTime<Utc>,
     ) -> ApiResult<Result<Verified, (DeclineReason, Judged)>> {
         let request = payment_request::Entity::find_by_id(request_id)
@@ -644,7 +644,7 @@ impl AuthorizationService {
                     request,
                     token,
                     signature,
-                    hash,
+                    hashes: hashes.clone(),
                     signed_fields: signed_fields.clone(),
                 },
             )))
@@ -749,7 +749,7 @@ impl AuthorizationService {
             return decline(DeclineReason::PastDeadline, Some(request));
         }
         // Single use (the database enforces it again in the authorizing transaction).
-        if let Some(reason) = earlier_use(txn, &hash, card_id, token.body.sequence).await? {
+        if let Some(reason) = earlier_use(txn, &hashes, card_id, token.body.sequence).await? {
             return decline(reason, Some(request));
         }
         if let Some(reason) = self
@@ -762,9 +762,10 @@ impl AuthorizationService {
             request,
             token,
             signature,
-            hash,
+            hashes,
             issuer_organization: issuer,
             card_id,
+            not_after,
         }))
     }
 
@@ -838,7 +839,7 @@ impl AuthorizationService {
             request: Some(verified.request),
             token: verified.token,
             signature: verified.signature,
-            hash: verified.hash,
+            hashes: verified.hashes,
             signed_fields: Vec::new(),
         };
         // The winner has committed: tell a used number from a reused sequence or a paid request.
@@ -878,12 +879,13 @@ impl AuthorizationService {
             return Ok(Err(DeclineReason::RequestAlreadyPaid));
         }
         let used = number_use::Entity::insert(number_use::ActiveModel {
-            number_hash: Set(verified.hash.hash.to_vec()),
-            hash_key_id: Set(NUMBER_HASH_KEY_ID),
+            number_hash: Set(verified.hashes.current.hash.to_vec()),
+            hash_key_id: Set(key_id_column(&verified.hashes.current)),
             card_id: Set(verified.card_id),
             sequence: Set(i64::from(verified.token.body.sequence)),
             payment_id: Set(payment_id),
             used_at: Set(now),
+            not_after: Set(Some(verified.not_after)),
         })
         .exec_without_returning(txn)
         .await;
@@ -939,7 +941,7 @@ impl AuthorizationService {
                 reason: None,
                 token: &verified.token,
                 signature: &verified.signature,
-                hash: &verified.hash,
+                hash: &verified.hashes.current,
                 signed_fields: &signed_fields,
                 device_id,
                 jwt_id: principal.token_id,
@@ -994,7 +996,7 @@ impl AuthorizationService {
                 reason: Some(reason),
                 token: &judged.token,
                 signature: &judged.signature,
-                hash: &judged.hash,
+                hash: &judged.hashes.current,
                 signed_fields: &signed_fields,
                 device_id,
                 jwt_id: principal.token_id,
@@ -1024,14 +1026,17 @@ impl AuthorizationService {
 /// One query, so a concurrent commit cannot make the two checks disagree.
 async fn earlier_use(
     txn: &DatabaseTransaction,
-    hash: &NumberHash,
+    hashes: &NumberHashes,
     card_id: Uuid,
     sequence: u32,
 ) -> ApiResult<Option<DeclineReason>> {
     let uses = number_use::Entity::find()
         .filter(
             Condition::any()
-                .add(number_use::Column::NumberHash.eq(hash.hash.to_vec()))
+                .add(
+                    number_use::Column::NumberHash
+                        .is_in(hashes.all().map(|hash| hash.hash.to_vec())),
+                )
                 .add(
                     Condition::all()
                         .add(number_use::Column::CardId.eq(card_id))
@@ -1040,7 +1045,12 @@ async fn earlier_use(
         )
         .all(txn)
         .await?;
-    Ok(if uses.iter().any(|used| used.number_hash == hash.hash) {
+    let same_number = |used: &number_use::Model| {
+        hashes
+            .all()
+            .any(|hash| used.hash_key_id == key_id_column(hash) && used.number_hash == hash.hash)
+    };
+    Ok(if uses.iter().any(same_number) {
         Some(DeclineReason::NumberAlreadyUsed)
     } else if uses.is_empty() {
         None
@@ -1060,10 +1070,15 @@ async fn explain_lost_race(
     }
     let card_id = Uuid::from_bytes(judged.token.body.card_id);
     Ok(
-        earlier_use(txn, &judged.hash, card_id, judged.token.body.sequence)
+        earlier_use(txn, &judged.hashes, card_id, judged.token.body.sequence)
             .await?
             .unwrap_or(reason),
     )
+}
+
+/// Key ids are at most 2^31 - 1 (the ring refuses more), so they fit the integer column.
+fn key_id_column(hash: &NumberHash) -> i32 {
+    i32::try_from(hash.key_id).unwrap_or(i32::MAX)
 }
 
 struct EvidenceRow<'a> {
@@ -1103,7 +1118,7 @@ async fn insert_evidence(
         replay: row.reason.is_some_and(DeclineReason::is_replay),
         redacted_token: redacted,
         number_hash: row.hash.hash.to_vec(),
-        hash_key_id: NUMBER_HASH_KEY_ID,
+        hash_key_id: key_id_column(row.hash),
         card_signature: row.signature.to_vec(),
         signed_fields: row.signed_fields.to_vec(),
         device_id: row.device_id,

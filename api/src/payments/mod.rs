@@ -3,7 +3,9 @@
 
 pub mod authorization;
 pub mod graphql;
+pub mod number_keys;
 pub mod service;
 
 pub use authorization::AuthorizationService;
+pub use number_keys::NumberHashKeys;
 pub use service::PaymentKeysService;

@@ -1213,3 +1213,142 @@ async fn a_killed_replica_loses_no_tap(backend: Backend) {
     checkout.app.stop().await;
 }
 on_postgres!(crash_recovery, a_killed_replica_loses_no_tap);
+
+/// `card` re-signs a used token for another request, as a thief holding the card key could.
+fn replay_for(token: &str, request: &Value) -> (String, String) {
+    let parsed = Token::from_base64url(token).expect("token");
+    let signature = sign_payment(
+        &SigningKey::from_bytes(&CARD_SEED),
+        &parsed,
+        &signed_fields(request),
+    );
+    (token.to_owned(), URL_SAFE_NO_PAD.encode(signature))
+}
+
+async fn pay_at(
+    checkout: &Checkout,
+    url: &str,
+    request: &Value,
+    tap: &(String, String),
+    key: &str,
+) -> Value {
+    hub_tests::post_graphql(
+        &checkout.app.client,
+        url,
+        &checkout.device_token(),
+        PAY,
+        json!({ "input": { "requestId": request["id"], "token": tap.0, "cardSignature": tap.1, "idempotencyKey": key } }),
+    )
+    .await
+    .data("/payWithOneTimeNumber")
+    .clone()
+}
+
+/// Key ids under which numbers were recorded, in order.
+async fn recorded_key_ids(checkout: &Checkout) -> Vec<i32> {
+    let mut ids: Vec<i32> = entities::number_use::Entity::find()
+        .all(&checkout.app.hub.state.db)
+        .await
+        .expect("number uses")
+        .into_iter()
+        .map(|used| used.hash_key_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Rotating the number-hash key: the operator adds key 2 with `hub keygen --secret --rotate`; numbers
+/// used under key 1 stay checked; new ones are recorded under key 2; a replica still on the old ring
+/// is stopped by the card sequence; and a ring that dropped key 1 too early is refused at start.
+async fn number_hash_key_rotation(backend: Backend) {
+    let mut checkout = Checkout::new(backend).await;
+    let first = checkout.request(100).await;
+    let first_tap = checkout.tap(&first);
+    authorized(&checkout, &first, first_tap.clone(), "before-rotation").await;
+    assert_eq!(recorded_key_ids(&checkout).await, vec![1]);
+
+    let rotated = checkout.app.data_dir().join("rotated-number-hash.key");
+    std::fs::copy(
+        checkout.app.hub.state.config.number_hash_key_path(),
+        &rotated,
+    )
+    .expect("copy the key ring");
+    let rotation = std::process::Command::new(hub_tests::hub_binary())
+        .args(["keygen", "--secret", "--rotate", "--out"])
+        .arg(&rotated)
+        .output()
+        .expect("hub keygen runs");
+    assert!(rotation.status.success(), "{rotation:?}");
+    assert!(
+        String::from_utf8_lossy(&rotation.stderr).contains("number-hash key 2 is now current"),
+        "{rotation:?}"
+    );
+    let replica = checkout.app.spawn_replica_with_hash_key(&rotated).await;
+
+    // At the rotated replica: the number used under key 1 is still known by its key-1 hash (its card
+    // sequence alone would say SEQUENCE_REUSED), and a fresh number is recorded under key 2.
+    let second = checkout.request(100).await;
+    let replayed = pay_at(
+        &checkout,
+        &replica.url,
+        &second,
+        &replay_for(&first_tap.0, &second),
+        "replay-after-rotation",
+    )
+    .await;
+    assert_eq!(replayed["status"], "DECLINED", "{replayed}");
+    assert_eq!(
+        replayed["declineReason"], "NUMBER_ALREADY_USED",
+        "{replayed}"
+    );
+    let second_tap = checkout.tap(&second);
+    let paid = pay_at(
+        &checkout,
+        &replica.url,
+        &second,
+        &second_tap,
+        "after-rotation",
+    )
+    .await;
+    assert_eq!(paid["status"], "AUTHORIZED", "{paid}");
+    assert_eq!(recorded_key_ids(&checkout).await, vec![1, 2]);
+
+    // Mid-rollout, the in-process hub still runs the old ring: it cannot know the key-2 hash, yet the
+    // number cannot be used again.
+    let third = checkout.request(100).await;
+    let stale = pay_at(
+        &checkout,
+        &checkout.app.base_url,
+        &third,
+        &replay_for(&second_tap.0, &third),
+        "replay-at-old-ring",
+    )
+    .await;
+    assert_eq!(stale["status"], "DECLINED", "{stale}");
+    assert_eq!(stale["declineReason"], "SEQUENCE_REUSED", "{stale}");
+
+    // Dropping key 1 while a number hashed under it is still valid: the hub refuses to start and says
+    // which key and until when.
+    let ring = std::fs::read_to_string(&rotated).expect("ring");
+    let only_new = checkout.app.data_dir().join("only-key-2.key");
+    std::fs::write(
+        &only_new,
+        ring.lines()
+            .filter(|line| line.starts_with("2 "))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .expect("write ring");
+    let log = checkout.app.replica_refuses_to_start(&only_new).await;
+    assert!(
+        log.contains("number-hash key 1 is missing from the key file"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(ring.lines().last().unwrap_or("?")),
+        "the log never shows a key"
+    );
+    drop(replica);
+    checkout.app.stop().await;
+}
+on_postgres!(hash_key_rotation, number_hash_key_rotation);
