@@ -126,6 +126,24 @@ pub struct PaymentLimits {
         global = true
     )]
     pub offline_grace_secs: i64,
+    /// A card sequence more than this above the card's highest used one flags the payment
+    /// SEQUENCE_GAP (numbers generated and never submitted, or a cloned card).
+    #[arg(
+        long,
+        env = "HUB_SEQUENCE_GAP_WINDOW",
+        default_value_t = 16,
+        global = true
+    )]
+    pub sequence_gap_window: u32,
+    /// A card that paid at another location less than this many seconds before (at most a day) flags
+    /// the payment DISTANT_TERMINALS.
+    #[arg(
+        long,
+        env = "HUB_DISTANT_TERMINAL_SECS",
+        default_value_t = 900,
+        global = true
+    )]
+    pub distant_terminal_secs: i64,
 }
 
 impl Default for PaymentLimits {
@@ -139,6 +157,8 @@ impl Default for PaymentLimits {
             offline_floor_minor: 2_500,
             tap_deadline_secs: 120,
             offline_grace_secs: 900,
+            sequence_gap_window: 16,
+            distant_terminal_secs: 900,
         }
     }
 }

@@ -36,7 +36,8 @@ pub struct Model {
     pub request_id: Option<Uuid>,
     pub card_id: Option<Uuid>,
     pub device_id: Option<Uuid>,
-    /// Set (e.g. ISSUER_KEY_REVOKED) when a payment must be reviewed; it is never silently voided.
+    /// Why the payment must be reviewed, comma-separated (ISSUER_KEY_REVOKED, SEQUENCE_GAP,
+    /// DISTANT_TERMINALS); a flagged payment is never silently voided.
     pub flag: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

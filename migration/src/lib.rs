@@ -8,6 +8,7 @@ mod m20261125_000003_transactions;
 mod m20261125_000004_payment_keys;
 mod m20261125_000005_payments;
 mod m20261126_000006_number_hash_rotation;
+mod m20261126_000007_payment_flags;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_payment_keys::Migration),
             Box::new(m20261125_000005_payments::Migration),
             Box::new(m20261126_000006_number_hash_rotation::Migration),
+            Box::new(m20261126_000007_payment_flags::Migration),
         ]
     }
 }

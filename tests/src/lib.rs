@@ -284,6 +284,14 @@ impl TestApp {
                 "HUB_OFFLINE_FLOOR_MINOR",
                 limits.offline_floor_minor.to_string(),
             ),
+            (
+                "HUB_SEQUENCE_GAP_WINDOW",
+                limits.sequence_gap_window.to_string(),
+            ),
+            (
+                "HUB_DISTANT_TERMINAL_SECS",
+                limits.distant_terminal_secs.to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -55,6 +55,18 @@ pub enum InvoiceStatus {
     Void,
 }
 
+/// Why a payment should be reviewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "crate::payments::flags::PaymentFlag")]
+pub enum PaymentFlag {
+    /// The issuer key that signed the number was revoked after the payment.
+    IssuerKeyRevoked,
+    /// The card's sequence jumped past the gap window (numbers never submitted, or a cloned card).
+    SequenceGap,
+    /// The card paid at a terminal of another location shortly before.
+    DistantTerminals,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[graphql(remote = "entities::payment::PaymentStatus")]
 pub enum PaymentStatus {
@@ -252,9 +264,13 @@ impl Payment {
     async fn status(&self) -> PaymentStatus {
         self.0.status.into()
     }
-    /// Why the payment needs review (e.g. ISSUER_KEY_REVOKED), or null.
-    async fn flag(&self) -> Option<&str> {
-        self.0.flag.as_deref()
+    /// Why the payment should be reviewed, in the order raised; empty when nothing is suspicious. A
+    /// flagged payment stays as it is until someone acts on it.
+    async fn flags(&self) -> Vec<PaymentFlag> {
+        crate::payments::flags::parse(self.0.flag.as_deref())
+            .into_iter()
+            .map(PaymentFlag::from)
+            .collect()
     }
     async fn issuer(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Organization>> {
         match self.0.issuer_organization_id {

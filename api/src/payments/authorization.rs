@@ -29,7 +29,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, IntoActiveModel,
     QueryFilter, QuerySelect, TransactionTrait,
-    sea_query::{Expr, ExprTrait, Func},
+    sea_query::{Expr, ExprTrait, Func, Query},
 };
 use uuid::Uuid;
 
@@ -41,7 +41,10 @@ use crate::{
     events::{NewEvent, Outbox, record},
     graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
     idempotency::{self, Claim, IdempotencyKey},
-    payments::number_keys::{NumberHashKeys, NumberHashes},
+    payments::{
+        flags::{self, PaymentFlag},
+        number_keys::{NumberHashKeys, NumberHashes},
+    },
     policy::{Action, authorize},
 };
 
@@ -180,9 +183,11 @@ struct Verified {
     card_id: Uuid,
     /// The number's not-after: how long its hash key must stay in the ring.
     not_after: DateTime<Utc>,
+    flags: Vec<PaymentFlag>,
 }
 
-/// Authorized payments of a card and of a device within the velocity window.
+/// Authorized payments of a card and of a device within the velocity window, and the card's history
+/// the review flags look at.
 #[derive(Debug, Default, sea_orm::FromQueryResult)]
 struct RecentPayments {
     card_count: i64,
@@ -190,17 +195,38 @@ struct RecentPayments {
     /// Distinct terminals other than the submitting one where the card paid.
     card_other_terminals: i64,
     device_sum: i64,
+    /// The card's payments at other locations since the distant-terminal window opened.
+    card_elsewhere_recently: i64,
+    /// The highest sequence the card has used, if any.
+    card_last_sequence: Option<i64>,
 }
 
 impl RecentPayments {
-    /// One aggregate over the card's and the device's payments (both indexed by time), so the work
-    /// per payment stays flat however many payments a card has made.
+    /// One query over the card's and the device's payments (both indexed by time), so the work per
+    /// payment stays flat however many payments a card has made.
     async fn of(
         txn: &DatabaseTransaction,
         card_id: Uuid,
         device_id: Uuid,
         since: DateTime<Utc>,
+        recently: DateTime<Utc>,
     ) -> ApiResult<Self> {
+        // Terminals at a location other than the submitting terminal's.
+        let here = Query::select()
+            .column(device::Column::LocationId)
+            .from(device::Entity)
+            .and_where(Expr::col(device::Column::Id).eq(device_id))
+            .to_owned();
+        let elsewhere = Query::select()
+            .column(device::Column::Id)
+            .from(device::Entity)
+            .and_where(Expr::col(device::Column::LocationId).not_in_subquery(here))
+            .to_owned();
+        let last_sequence = Query::select()
+            .expr(Expr::col(number_use::Column::Sequence).max())
+            .from(number_use::Entity)
+            .and_where(Expr::col(number_use::Column::CardId).eq(card_id))
+            .to_owned();
         let of_card = || Expr::col(payment::Column::CardId).eq(card_id);
         let of_device = || Expr::col(payment::Column::DeviceId).eq(device_id);
         let total = |when: Expr, value: Expr| -> Expr {
@@ -232,6 +258,16 @@ impl RecentPayments {
                 total(of_device(), Expr::col(payment::Column::AmountMinor)),
                 "device_sum",
             )
+            .column_as(
+                total(
+                    of_card()
+                        .and(Expr::col(payment::Column::CreatedAt).gte(recently))
+                        .and(Expr::col(payment::Column::DeviceId).in_subquery(elsewhere)),
+                    Expr::val(1),
+                ),
+                "card_elsewhere_recently",
+            )
+            .column_as(Expr::from(last_sequence), "card_last_sequence")
             .filter(Condition::any().add(of_card()).add(of_device()))
             .filter(payment::Column::Status.eq(PaymentStatus::Authorized))
             .filter(payment::Column::CreatedAt.gte(since))
@@ -752,12 +788,22 @@ impl AuthorizationService {
         if let Some(reason) = earlier_use(txn, &hashes, card_id, token.body.sequence).await? {
             return decline(reason, Some(request));
         }
-        if let Some(reason) = self
-            .limit_breach(txn, &request, card_id, device_id, now)
-            .await?
-        {
+        if request.amount_minor > self.limits.contactless_limit_minor {
+            return decline(DeclineReason::CvmRequired, Some(request));
+        }
+        let velocity_window = Duration::hours(24);
+        let recent = RecentPayments::of(
+            txn,
+            card_id,
+            device_id,
+            now - velocity_window,
+            now - Duration::seconds(self.limits.distant_terminal_secs).min(velocity_window),
+        )
+        .await?;
+        if let Some(reason) = self.limit_breach(&request, &recent) {
             return decline(reason, Some(request));
         }
+        let flags = self.review_flags(&recent, token.body.sequence);
         Ok(Ok(Verified {
             request,
             token,
@@ -766,34 +812,41 @@ impl AuthorizationService {
             issuer_organization: issuer,
             card_id,
             not_after,
+            flags,
         }))
     }
 
-    /// Contactless limit and card velocity (CVM_REQUIRED), device cap (LIMIT_EXCEEDED).
-    async fn limit_breach(
+    /// Card velocity (CVM_REQUIRED) and device cap (LIMIT_EXCEEDED).
+    fn limit_breach(
         &self,
-        txn: &DatabaseTransaction,
         request: &payment_request::Model,
-        card_id: Uuid,
-        device_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> ApiResult<Option<DeclineReason>> {
+        recent: &RecentPayments,
+    ) -> Option<DeclineReason> {
         let limits = &self.limits;
-        if request.amount_minor > limits.contactless_limit_minor {
-            return Ok(Some(DeclineReason::CvmRequired));
-        }
-        let recent = RecentPayments::of(txn, card_id, device_id, now - Duration::hours(24)).await?;
         // Terminals other than this one, plus this one.
         if recent.card_count as u64 >= limits.card_velocity_count
             || recent.card_sum + request.amount_minor > limits.card_velocity_sum_minor
             || recent.card_other_terminals as u64 + 1 > limits.card_velocity_terminals
         {
-            return Ok(Some(DeclineReason::CvmRequired));
+            return Some(DeclineReason::CvmRequired);
         }
         if recent.device_sum + request.amount_minor > limits.device_cap_minor {
-            return Ok(Some(DeclineReason::LimitExceeded));
+            return Some(DeclineReason::LimitExceeded);
         }
-        Ok(None)
+        None
+    }
+
+    /// What an authorization should be reviewed for (it is authorized all the same).
+    fn review_flags(&self, recent: &RecentPayments, sequence: u32) -> Vec<PaymentFlag> {
+        let mut flags = Vec::new();
+        let last = recent.card_last_sequence.unwrap_or(0);
+        if i64::from(sequence) > last + i64::from(self.limits.sequence_gap_window) {
+            flags.push(PaymentFlag::SequenceGap);
+        }
+        if recent.card_elsewhere_recently > 0 {
+            flags.push(PaymentFlag::DistantTerminals);
+        }
+        flags
     }
 
     fn signed_fields(&self, request: &payment_request::Model) -> PaymentRequestFields {
@@ -924,7 +977,7 @@ impl AuthorizationService {
             request_id: Some(request.id),
             card_id: Some(verified.card_id),
             device_id: Some(device_id),
-            flag: None,
+            flag: flags::store(&verified.flags),
             created_at: now,
             updated_at: now,
         };

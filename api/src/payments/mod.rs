@@ -2,6 +2,7 @@
 //! terminals, and one-time-number authorization.
 
 pub mod authorization;
+pub mod flags;
 pub mod graphql;
 pub mod number_keys;
 pub mod service;

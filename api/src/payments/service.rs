@@ -21,6 +21,7 @@ use crate::{
     auth::Principal,
     error::{ApiError, ApiResult},
     graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
+    payments::flags::PaymentFlag,
     policy::{Action, authorize},
 };
 
@@ -180,7 +181,10 @@ impl PaymentKeysService {
                 .and_where(Expr::col(payment_evidence::Column::IssuerKeyId).eq(key.key_id))
                 .and_where(Expr::col(payment_evidence::Column::Outcome).eq("AUTHORIZED"));
             let flagged = payment::Entity::update_many()
-                .col_expr(payment::Column::Flag, Expr::value("ISSUER_KEY_REVOKED"))
+                .col_expr(
+                    payment::Column::Flag,
+                    PaymentFlag::IssuerKeyRevoked.appended_to_column(payment::Column::Flag),
+                )
                 .filter(payment::Column::Id.in_subquery(authorized_under_key.to_owned()))
                 .exec(&self.db)
                 .await?;

@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 const PAY: &str =
     "mutation($input: PayWithOneTimeNumberInput!) { payWithOneTimeNumber(input: $input) {
-    status declineReason evidenceId payment { id amountMinor status issuer { name } } } }";
+    status declineReason evidenceId payment { id amountMinor status flags issuer { name } } } }";
 const REQUEST: &str = "mutation($input: RequestPaymentInput!) { requestPayment(input: $input) { paymentRequest {
     id status amountMinor challenge signingFields { requestId merchantId terminalId hubInstanceId } } } }";
 
@@ -159,13 +159,7 @@ impl Checkout {
     }
 
     fn device_token(&self) -> String {
-        let now = chrono::Utc::now().timestamp();
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.device.to_string());
-        let claims = json!({ "iss": format!("device:{}", self.device), "sub": self.device, "aud": "iot-commerce-hub", "iat": now, "exp": now + 120, "jti": Uuid::new_v4() });
-        let der = self.device_key.to_pkcs8_der().expect("pkcs8");
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(der.as_bytes()))
-            .expect("device token")
+        device_token(self.device, &self.device_key)
     }
 
     async fn request(&self, amount: i64) -> Value {
@@ -253,6 +247,17 @@ impl Checkout {
             .data("/payWithOneTimeNumber")
             .clone()
     }
+}
+
+/// A device's self-signed token.
+fn device_token(device: Uuid, key: &SigningKey) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(device.to_string());
+    let claims = json!({ "iss": format!("device:{device}"), "sub": device, "aud": "iot-commerce-hub", "iat": now, "exp": now + 120, "jti": Uuid::new_v4() });
+    let der = key.to_pkcs8_der().expect("pkcs8");
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(der.as_bytes()))
+        .expect("device token")
 }
 
 const ISSUER_SEED: [u8; 32] = [0x61; 32];
@@ -505,12 +510,15 @@ async fn declines_consume_nothing_flow(backend: Backend) {
         .app
         .graphql(
             Some(&checkout.member),
-            "query($id: ID!) { node(id: $id) { ... on Order { payments { status flag } } } }",
+            "query($id: ID!) { node(id: $id) { ... on Order { payments { status flags } } } }",
             json!({ "id": checkout.order }),
         )
         .await;
     assert_eq!(flagged.data("/node/payments/0/status"), "AUTHORIZED");
-    assert_eq!(flagged.data("/node/payments/0/flag"), "ISSUER_KEY_REVOKED");
+    assert_eq!(
+        flagged.data("/node/payments/0/flags"),
+        &json!(["ISSUER_KEY_REVOKED"])
+    );
 
     // Refused requests are errors, not declines: above the balance, a second open request, a stranger.
     let app = &checkout.app;
@@ -1232,10 +1240,21 @@ async fn pay_at(
     tap: &(String, String),
     key: &str,
 ) -> Value {
+    pay_as(checkout, url, &checkout.device_token(), request, tap, key).await
+}
+
+async fn pay_as(
+    checkout: &Checkout,
+    url: &str,
+    device_token: &str,
+    request: &Value,
+    tap: &(String, String),
+    key: &str,
+) -> Value {
     hub_tests::post_graphql(
         &checkout.app.client,
         url,
-        &checkout.device_token(),
+        device_token,
         PAY,
         json!({ "input": { "requestId": request["id"], "token": tap.0, "cardSignature": tap.1, "idempotencyKey": key } }),
     )
@@ -1352,3 +1371,90 @@ async fn number_hash_key_rotation(backend: Backend) {
     checkout.app.stop().await;
 }
 on_postgres!(hash_key_rotation, number_hash_key_rotation);
+
+/// Suspicious authorizations are flagged for review, never declined: a card whose sequence jumps past
+/// the gap window (numbers generated and never submitted), and a card paying at another location
+/// shortly after paying here.
+async fn suspicious_payments_are_flagged(backend: Backend) {
+    let mut checkout = Checkout::new_with(backend, 10, |config| {
+        config.payment_limits.sequence_gap_window = 4;
+    })
+    .await;
+    let first = checkout.request(100).await;
+    let tap = checkout.tap(&first);
+    let ordinary = checkout.pay(&first, &tap.0, &tap.1, "ordinary").await;
+    assert_eq!(ordinary["status"], "AUTHORIZED", "{ordinary}");
+    assert_eq!(ordinary["payment"]["flags"], json!([]), "{ordinary}");
+
+    // Five numbers generated at the reader and never submitted: sequence 7 after 1.
+    let second = checkout.request(100).await;
+    for _ in 0..5 {
+        checkout.tap(&second);
+    }
+    let tap = checkout.tap(&second);
+    let gap = checkout.pay(&second, &tap.0, &tap.1, "after-a-gap").await;
+    assert_eq!(gap["status"], "AUTHORIZED", "{gap}");
+    assert_eq!(gap["payment"]["flags"], json!(["SEQUENCE_GAP"]), "{gap}");
+
+    // The same card minutes later at a terminal of another shop.
+    let admin = checkout
+        .app
+        .token(checkout.app.retailer_id, Role::Admin)
+        .await;
+    let location = checkout
+        .app
+        .graphql(Some(&admin), "mutation { createLocation(input: { name: \"Other shop\", kind: SHOP, street: \"s\", city: \"far away\", postalCode: \"p\", countryCode: \"DE\" }) { location { id } } }", json!({}))
+        .await
+        .data("/createLocation/location/id")
+        .clone();
+    let far_key = SigningKey::from_bytes(&[0x64; 32]);
+    let far_device = checkout
+        .app
+        .graphql(Some(&admin), "mutation($input: RegisterDeviceInput!) { registerDevice(input: $input) { device { id } } }",
+            json!({ "input": { "name": "Far till", "locationId": location, "publicKey": STANDARD.encode(far_key.verifying_key().as_bytes()) } }))
+        .await
+        .data("/registerDevice/device/id")
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let far_request = checkout
+        .app
+        .graphql(Some(&checkout.member), REQUEST, json!({ "input": {
+            "orderId": checkout.order, "terminalId": far_device, "amountMinor": 100, "currency": "EUR" } }))
+        .await
+        .data("/requestPayment/paymentRequest")
+        .clone();
+    let tap = checkout.tap(&far_request);
+    let far_token = device_token(decode_global_id(&far_device), &far_key);
+    let base_url = checkout.app.base_url.clone();
+    let distant = pay_as(
+        &checkout,
+        &base_url,
+        &far_token,
+        &far_request,
+        &tap,
+        "far-away",
+    )
+    .await;
+    assert_eq!(distant["status"], "AUTHORIZED", "{distant}");
+    assert_eq!(
+        distant["payment"]["flags"],
+        json!(["DISTANT_TERMINALS"]),
+        "{distant}"
+    );
+
+    // The retailer and the card's issuer see the flags on the payment.
+    for token in [&checkout.member, &checkout.bank_admin] {
+        let payment = checkout
+            .app
+            .graphql(
+                Some(token),
+                "query($id: ID!) { node(id: $id) { ... on Payment { flags } } }",
+                json!({ "id": distant["payment"]["id"] }),
+            )
+            .await;
+        assert_eq!(payment.data("/node/flags"), &json!(["DISTANT_TERMINALS"]));
+    }
+    checkout.app.stop().await;
+}
+on_both_backends!(review_flags, suspicious_payments_are_flagged);
