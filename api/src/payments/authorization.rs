@@ -211,17 +211,26 @@ impl RecentPayments {
         since: DateTime<Utc>,
         recently: DateTime<Utc>,
     ) -> ApiResult<Self> {
-        // Terminals at a location other than the submitting terminal's.
+        // The payment's terminal stands at another location than the submitting one: looked up per
+        // payment of the card (a handful), never by listing every other terminal.
         let here = Query::select()
             .column(device::Column::LocationId)
             .from(device::Entity)
             .and_where(Expr::col(device::Column::Id).eq(device_id))
             .to_owned();
-        let elsewhere = Query::select()
-            .column(device::Column::Id)
-            .from(device::Entity)
-            .and_where(Expr::col(device::Column::LocationId).not_in_subquery(here))
-            .to_owned();
+        let paid_elsewhere = Expr::exists(
+            Query::select()
+                .expr(Expr::val(1))
+                .from(device::Entity)
+                .and_where(
+                    Expr::col((device::Entity, device::Column::Id))
+                        .equals((payment::Entity, payment::Column::DeviceId)),
+                )
+                .and_where(
+                    Expr::col((device::Entity, device::Column::LocationId)).not_in_subquery(here),
+                )
+                .to_owned(),
+        );
         let last_sequence = Query::select()
             .expr(Expr::col(number_use::Column::Sequence).max())
             .from(number_use::Entity)
@@ -262,7 +271,7 @@ impl RecentPayments {
                 total(
                     of_card()
                         .and(Expr::col(payment::Column::CreatedAt).gte(recently))
-                        .and(Expr::col(payment::Column::DeviceId).in_subquery(elsewhere)),
+                        .and(paid_elsewhere),
                     Expr::val(1),
                 ),
                 "card_elsewhere_recently",
