@@ -4,6 +4,9 @@
 #
 #   scripts/bench-payments.sh [clients] [duration]      e.g. scripts/bench-payments.sh 8 20s
 #
+# Each client gets HUB_BENCH_CARDS virtual cards (default 24, 64 numbers each): enough for about 1,500
+# payments per client; a client whose cards run out reports errors.
+#
 # Needs pgbench and psql (Debian: postgresql-client) and a PostgreSQL at $PG_ADMIN_URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,4 +47,5 @@ done
 target/release/hub token create --org "${HUB_RETAILER_NAME:-Retailer}" --role ADMIN >"$work/admin.token"
 
 target/release/hub-bench --url "http://${listen}" --token-file "$work/admin.token" \
-    --scenario payments --clients "$clients" --duration "$duration" --pgbench-url "$database_url"
+    --scenario payments --clients "$clients" --duration "$duration" --pgbench-url "$database_url" \
+    --cards-per-client "${HUB_BENCH_CARDS:-24}"
