@@ -7,7 +7,8 @@
 # Each client gets HUB_BENCH_CARDS virtual cards (default 24, 64 numbers each): enough for about 1,500
 # payments per client; a client whose cards run out reports errors.
 #
-# Needs pgbench and psql (Debian: postgresql-client) and a PostgreSQL at $PG_ADMIN_URL.
+# Needs psql (Debian: postgresql-client), pgbench (Debian ships it with the server package, postgresql-15)
+# and a PostgreSQL at $PG_ADMIN_URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

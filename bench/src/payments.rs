@@ -351,7 +351,7 @@ pub fn pgbench_ceiling(url: &str, clients: usize, seconds: u64) -> anyhow::Resul
         .arg(&script)
         .arg(url)
         .output()
-        .context("running pgbench (Debian package postgresql-contrib or postgresql-client)")?;
+        .context("running pgbench (Debian ships it with the server package, e.g. postgresql-15)")?;
     let _ = std::fs::remove_file(&script);
     let stdout = String::from_utf8_lossy(&output.stdout);
     stdout
