@@ -293,7 +293,6 @@ struct Judged {
     token: Token,
     signature: [u8; 64],
     hashes: NumberHashes,
-    signed_fields: Vec<u8>,
 }
 
 const FINANCIAL: &str = "FINANCIAL";
@@ -678,10 +677,6 @@ impl AuthorizationService {
             .filter(payment_request::Column::OwnerOrganizationId.eq(principal.organization_id))
             .one(txn)
             .await?;
-        let signed_fields = request
-            .as_ref()
-            .map(|r| self.signed_fields(r).encode().to_vec())
-            .unwrap_or_default();
         let decline = |reason: DeclineReason, request: Option<payment_request::Model>| {
             Ok(Err((
                 reason,
@@ -690,7 +685,6 @@ impl AuthorizationService {
                     token,
                     signature,
                     hashes: hashes.clone(),
-                    signed_fields: signed_fields.clone(),
                 },
             )))
         };
@@ -902,7 +896,6 @@ impl AuthorizationService {
             token: verified.token,
             signature: verified.signature,
             hashes: verified.hashes,
-            signed_fields: Vec::new(),
         };
         // The winner has committed: tell a used number from a reused sequence or a paid request.
         let reason = explain_lost_race(txn, lost, &judged).await?;
@@ -1043,12 +1036,12 @@ impl AuthorizationService {
         if reason.is_replay() {
             tracing::warn!(reason = reason.code(), device = %device_id, "replayed payment submission declined");
         }
-        let signed_fields = match &judged.request {
-            Some(request) if judged.signed_fields.is_empty() => {
-                self.signed_fields(request).encode().to_vec()
-            }
-            _ => judged.signed_fields.clone(),
-        };
+        // What the card had to sign: rebuilt from the stored request (none for an unknown request).
+        let signed_fields = judged
+            .request
+            .as_ref()
+            .map(|request| self.signed_fields(request).encode().to_vec())
+            .unwrap_or_default();
         insert_evidence(
             txn,
             EvidenceRow {

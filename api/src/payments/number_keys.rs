@@ -25,6 +25,7 @@ use entities::number_use;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
     QuerySelect,
+    sea_query::{Expr, ExprTrait},
 };
 
 use crate::auth::KeyError;
@@ -143,15 +144,6 @@ impl NumberHashKeys {
         Ok((Self::parse(path, &text)?, generated))
     }
 
-    /// A one-key ring (tests and tools).
-    pub fn single(key_id: u32, secret: [u8; 32]) -> Self {
-        Self {
-            current_id: key_id,
-            current: secret,
-            older: BTreeMap::new(),
-        }
-    }
-
     /// The id of the key that hashes what the hub records.
     pub fn current_id(&self) -> u32 {
         self.current_id
@@ -174,6 +166,10 @@ impl NumberHashKeys {
     /// under that key could be used again (its card sequence would still stop it, but the design wants
     /// the hash checked). One index probe per missing id below the current one.
     pub async fn check_coverage(&self, db: &DatabaseConnection) -> Result<(), KeyRingError> {
+        if self.current_id == 1 {
+            // Nothing older than the first key: nothing to check.
+            return Ok(());
+        }
         let now = crate::db::database_now(db)
             .await
             .map_err(|err| sea_orm::DbErr::Custom(err.to_string()))?;
@@ -206,36 +202,43 @@ impl NumberHashKeys {
 }
 
 /// The latest not-after of a number used under `key_id` that is still live ("unknown" for rows
-/// recorded before not-afters were kept), or None.
+/// recorded before not-afters were kept), or None. One aggregate over the (key id, not-after) index.
 async fn live_until<C: ConnectionTrait>(
     db: &C,
     key_id: i32,
     now: DateTime<Utc>,
 ) -> Result<Option<String>, sea_orm::DbErr> {
+    #[derive(sea_orm::FromQueryResult)]
+    struct Live {
+        rows: i64,
+        with_not_after: i64,
+        latest: Option<DateTime<Utc>>,
+    }
     let live = number_use::Entity::find()
         .select_only()
-        .column(number_use::Column::NotAfter)
+        .column_as(
+            Expr::col(number_use::Column::NotAfter).count(),
+            "with_not_after",
+        )
+        .column_as(Expr::cust("COUNT(*)"), "rows")
+        .column_as(Expr::col(number_use::Column::NotAfter).max(), "latest")
         .filter(number_use::Column::HashKeyId.eq(key_id))
         .filter(
             Condition::any()
                 .add(number_use::Column::NotAfter.gt(now))
                 .add(number_use::Column::NotAfter.is_null()),
         )
-        .into_tuple::<Option<DateTime<Utc>>>()
-        .all(db)
+        .into_model::<Live>()
+        .one(db)
         .await?;
-    if live.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(
-        match live.iter().copied().collect::<Option<Vec<_>>>() {
-            Some(times) => times
-                .into_iter()
-                .max()
-                .map_or_else(String::new, |t| t.to_rfc3339()),
-            None => "an unknown time (numbers used before not-afters were recorded)".to_owned(),
-        },
-    ))
+    Ok(match live {
+        None => None,
+        Some(live) if live.rows == 0 => None,
+        Some(live) if live.with_not_after < live.rows => {
+            Some("an unknown time (numbers used before not-afters were recorded)".to_owned())
+        }
+        Some(live) => live.latest.map(|latest| latest.to_rfc3339()),
+    })
 }
 
 /// Appends a new key to the ring file (id one above the highest), rewriting the file atomically with
