@@ -17,8 +17,7 @@ use card_protocol::{
     number::PrefixRange,
     token::{Channel, DomainRestrictions, TOKEN_LEN},
 };
-use ed25519_dalek::{SigningKey, pkcs8::EncodePrivateKey};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -224,19 +223,8 @@ impl Terminal {
 
     /// The device's self-signed token (DESIGN section 4).
     fn token(&self) -> anyhow::Result<String> {
-        let now = chrono::Utc::now().timestamp();
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.id.to_string());
-        let claims = json!({ "iss": format!("device:{}", self.id), "sub": self.id, "aud": "iot-commerce-hub", "iat": now, "exp": now + 120 });
-        let der = self
-            .key
-            .to_pkcs8_der()
-            .map_err(|err| anyhow::anyhow!("device key: {err}"))?;
-        Ok(jsonwebtoken::encode(
-            &header,
-            &claims,
-            &EncodingKey::from_ed_der(der.as_bytes()),
-        )?)
+        api::auth::device_tokens::sign(self.id, &self.key, "iot-commerce-hub", 120)
+            .map_err(|err| anyhow::anyhow!("device token: {err}"))
     }
 }
 

@@ -14,12 +14,11 @@ use card_protocol::{
     number::PrefixRange,
     token::{Channel, DomainRestrictions, TOKEN_LEN, Token, TokenBody},
 };
-use ed25519_dalek::{SigningKey, pkcs8::EncodePrivateKey};
+use ed25519_dalek::SigningKey;
 use entities::organization::OrganizationKind;
 use hub_tests::{
     Backend, TestApp, decode_global_id, encode_global_id, on_both_backends, on_postgres,
 };
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use sea_orm::{EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -249,15 +248,9 @@ impl Checkout {
     }
 }
 
-/// A device's self-signed token.
+/// A device's self-signed token, as the reader agent makes it.
 fn device_token(device: Uuid, key: &SigningKey) -> String {
-    let now = chrono::Utc::now().timestamp();
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(device.to_string());
-    let claims = json!({ "iss": format!("device:{device}"), "sub": device, "aud": "iot-commerce-hub", "iat": now, "exp": now + 120, "jti": Uuid::new_v4() });
-    let der = key.to_pkcs8_der().expect("pkcs8");
-    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(der.as_bytes()))
-        .expect("device token")
+    api::auth::device_tokens::sign(device, key, "iot-commerce-hub", 120).expect("device token")
 }
 
 const ISSUER_SEED: [u8; 32] = [0x61; 32];
