@@ -152,7 +152,12 @@ async fn serve(config: HubConfig, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "hub listening: GraphQL at /graphql, GraphiQL at /");
-    let background = server::spawn_background(&state);
+    let mut background = server::spawn_background(&state);
+    background.extend(
+        server::spawn_metrics_listener(&state)
+            .await?
+            .map(|(_, task)| task),
+    );
     server::serve_on(listener, state, server::shutdown_signal()).await?;
     for task in background {
         task.abort();

@@ -39,6 +39,26 @@ pub struct HubConfig {
     )]
     pub token_audience: String,
 
+    /// Longest lifetime (`exp - iat`) of a partner token the hub mints or accepts, in seconds. A token
+    /// claiming a longer life is refused even with a good signature.
+    #[arg(
+        long,
+        env = "HUB_MAX_TOKEN_LIFETIME_SECS",
+        default_value_t = 7 * 24 * 3600,
+        value_parser = clap::value_parser!(u64).range(60..=31 * 24 * 3600),
+        global = true
+    )]
+    pub max_token_lifetime_secs: u64,
+
+    /// A separate address serving only `/metrics` (for a scraper on a private network). Without it,
+    /// `/metrics` on the main listener needs `--metrics-token`, and is not served at all without one.
+    #[arg(long, env = "HUB_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Bearer token that opens `/metrics` on the main listener.
+    #[arg(long, env = "HUB_METRICS_TOKEN", global = true, hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// Name of the retailer organization created on first start.
     #[arg(
         long,
@@ -180,6 +200,16 @@ pub struct Limits {
         global = true
     )]
     pub max_query_complexity: usize,
+    /// Most selections (fields, fragment spreads, inline fragments) a document may expand to, counted
+    /// with every fragment spread expanded, before validation runs: validation costs grow with that
+    /// expansion, which nested fragments make exponential in the size of the text.
+    #[arg(
+        long,
+        env = "HUB_MAX_QUERY_SELECTIONS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub max_query_selections: usize,
     /// Time a GraphQL request may take before it is answered with TIMEOUT, in seconds.
     #[arg(
         long,
@@ -199,6 +229,7 @@ impl Default for Limits {
             max_body_bytes: 256 * 1024,
             max_query_depth: 12,
             max_query_complexity: 2_000,
+            max_query_selections: 10_000,
             request_timeout_secs: 30,
             introspection: true,
         }
@@ -234,6 +265,9 @@ impl HubConfig {
             signing_key_file: None,
             token_audience: "iot-commerce-hub".to_owned(),
             retailer_name: "Retailer".to_owned(),
+            max_token_lifetime_secs: crate::auth::MAX_TOKEN_TTL.as_secs(),
+            metrics_listen: None,
+            metrics_token: None,
             log_format: LogFormat::Text,
             limits: Limits::default(),
             number_hash_key_file: None,
@@ -281,6 +315,10 @@ impl HubConfig {
         id
     }
 
+    pub fn max_token_lifetime(&self) -> Duration {
+        Duration::from_secs(self.max_token_lifetime_secs)
+    }
+
     pub fn admin_token_path(&self) -> PathBuf {
         self.data_dir.join("admin.token")
     }
@@ -289,7 +327,8 @@ impl HubConfig {
     pub fn describe(&self) -> String {
         format!(
             "mode={:?} database={} redis={} data_dir={} signing_key={} audience={} \
-             max_body_bytes={} max_depth={} max_complexity={} timeout={}s introspection={}",
+             max_token_lifetime={}s metrics_listen={} metrics_token={} max_body_bytes={} \
+             max_depth={} max_complexity={} max_selections={} timeout={}s introspection={}",
             self.mode(),
             mask_url_credentials(&self.database_url()),
             self.redis_url
@@ -299,9 +338,18 @@ impl HubConfig {
             self.data_dir.display(),
             self.signing_key_path().display(),
             self.token_audience,
+            self.max_token_lifetime_secs,
+            self.metrics_listen
+                .map_or_else(|| "none".to_owned(), |addr| addr.to_string()),
+            if self.metrics_token.is_some() {
+                "***"
+            } else {
+                "none"
+            },
             self.limits.max_body_bytes,
             self.limits.max_query_depth,
             self.limits.max_query_complexity,
+            self.limits.max_query_selections,
             self.limits.request_timeout_secs,
             self.limits.introspection,
         )

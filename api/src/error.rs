@@ -40,6 +40,12 @@ pub enum ApiError {
     Timeout { seconds: u64 },
     #[error("malformed request: {0}")]
     BadRequest(String),
+    /// A document refused before validation for what checking it would cost.
+    #[error("query is too complex: {reason}")]
+    QueryTooComplex { reason: String },
+    /// A document that cannot be valid, found before the engine's validation runs.
+    #[error("invalid document: {0}")]
+    InvalidDocument(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -69,6 +75,8 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             Self::Timeout { .. } => "TIMEOUT",
             Self::BadRequest(_) => "BAD_REQUEST",
+            Self::QueryTooComplex { .. } => crate::graphql::edge::QUERY_TOO_COMPLEX,
+            Self::InvalidDocument(_) => crate::graphql::edge::VALIDATION_FAILED,
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -80,7 +88,10 @@ impl ApiError {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
-            Self::Validation { .. } | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Validation { .. }
+            | Self::BadRequest(_)
+            | Self::QueryTooComplex { .. }
+            | Self::InvalidDocument(_) => StatusCode::BAD_REQUEST,
             Self::Conflict(_) | Self::InProgress | Self::IdempotencyMismatch => {
                 StatusCode::CONFLICT
             }
@@ -129,6 +140,21 @@ impl From<sea_orm::DbErr> for ApiError {
             }
             _ => Self::Internal(err.into()),
         }
+    }
+}
+
+/// Whether `err` is the database refusing a write by the constraint named `constraint` (PostgreSQL
+/// names it in the error). Anything else (a dropped connection, a timeout, another constraint) is not.
+pub fn violates_constraint(err: &sea_orm::DbErr, constraint: &str) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    let (DbErr::Exec(RuntimeErr::SqlxError(source)) | DbErr::Query(RuntimeErr::SqlxError(source))) =
+        err
+    else {
+        return false;
+    };
+    match source.as_ref() {
+        sqlx::Error::Database(database) => database.constraint() == Some(constraint),
+        _ => false,
     }
 }
 

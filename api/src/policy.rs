@@ -3,7 +3,7 @@
 //! query. Later domains add their actions and filters to this module, not to resolvers.
 
 use entities::{
-    invoice, order, order_line, order_party, payment,
+    invoice, order, order_line, order_party, payment, payment_request,
     share::{self, ResourceType, ShareAccess},
 };
 use sea_orm::{
@@ -13,7 +13,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    auth::{Principal, Role},
+    auth::{Actor, Principal, Role},
     error::{ApiError, ApiResult},
 };
 
@@ -109,11 +109,62 @@ pub trait SharedEntity: EntityTrait {
 pub enum Need {
     Read,
     Write,
+    /// A change no share can grant: only the owner makes it.
+    Own,
 }
 
 /// SQL condition selecting the rows of `E` the caller may read (or write): its organization's own rows
-/// and rows shared with it (the whole type or the one record; WRITE shares for writing).
+/// and rows shared with it (the whole type or the one record; WRITE shares for writing). `Need::Own`
+/// selects the caller's own rows only.
 pub fn visible<E: SharedEntity>(principal: &Principal, need: Need) -> Condition {
+    let owned = Condition::any()
+        .add(Expr::col((E::default(), E::owner_column())).eq(principal.organization_id));
+    match need {
+        Need::Own => owned,
+        Need::Read => owned.add(Expr::exists(shared::<E>(principal, None, false))),
+        Need::Write => owned.add(Expr::exists(shared::<E>(
+            principal,
+            Some(ShareAccess::Write),
+            false,
+        ))),
+    }
+}
+
+/// SQL condition selecting the rows of `E` whose sensitive fields the caller may read: its own, and
+/// those shared with it with sensitive fields included. A filter on a sensitive field (customers by
+/// email) is confined to these rows, so a count cannot confirm a value the caller may not read.
+pub fn sensitive_visible<E: SharedEntity>(principal: &Principal) -> Condition {
+    Condition::any()
+        .add(Expr::col((E::default(), E::owner_column())).eq(principal.organization_id))
+        .add(Expr::exists(shared::<E>(principal, None, true)))
+}
+
+/// The changes one can make to a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChange {
+    Rename,
+    /// Moving the terminal to another location.
+    Move,
+    Revoke,
+}
+
+/// What a device change needs. A WRITE share lets the grantee rename the device (a service provider
+/// labelling the terminals it maintains); moving a terminal and revoking it decide where and whether
+/// the owner takes payments, so no share grants them.
+pub fn device_change_need(change: DeviceChange) -> Need {
+    match change {
+        DeviceChange::Rename => Need::Write,
+        DeviceChange::Move | DeviceChange::Revoke => Need::Own,
+    }
+}
+
+/// The shares through which the caller reaches a row of `E`: for its type or for the one record,
+/// optionally only with `access`, or only those that include sensitive fields.
+fn shared<E: SharedEntity>(
+    principal: &Principal,
+    access: Option<ShareAccess>,
+    include_sensitive: bool,
+) -> sea_orm::sea_query::SelectStatement {
     let table = E::default();
     let mut shares = Query::select();
     shares
@@ -138,14 +189,13 @@ pub fn visible<E: SharedEntity>(principal: &Principal, need: Need) -> Condition 
                         .equals((table, E::id_column())),
                 ),
         );
-    if need == Need::Write {
-        shares.and_where(
-            Expr::col((share::Entity, share::Column::Access)).eq(ShareAccess::Write.to_value()),
-        );
+    if let Some(access) = access {
+        shares.and_where(Expr::col((share::Entity, share::Column::Access)).eq(access.to_value()));
     }
-    Condition::any()
-        .add(Expr::col((table, E::owner_column())).eq(principal.organization_id))
-        .add(Expr::exists(shares.to_owned()))
+    if include_sensitive {
+        shares.and_where(Expr::col((share::Entity, share::Column::IncludeSensitive)).eq(true));
+    }
+    shares.to_owned()
 }
 
 /// Orders the caller may see: its own, and those it is a party of (a supplier of one of the products).
@@ -218,6 +268,19 @@ pub fn payment_visible(principal: &Principal) -> Condition {
         )
 }
 
+/// Whether the caller is shown a payment request's challenge: the terminal's device (it has the card
+/// sign it) and the member who opened the request (a checkout that drives the card itself). Other
+/// members of the merchant see the request without it: a challenge in many hands helps pre-play.
+pub fn may_see_challenge(principal: &Principal, request: &payment_request::Model) -> bool {
+    match principal.actor {
+        Actor::Device(device) => device == request.device_id,
+        Actor::Member(member) => {
+            request.owner_organization_id == principal.organization_id
+                && request.requested_by_member_id == Some(member)
+        }
+    }
+}
+
 /// The shares granted to the caller's organization, loaded once per request to decide which sensitive
 /// fields it may read (row visibility itself is always decided in SQL by [`visible`]).
 #[derive(Debug, Clone, Default)]
@@ -271,6 +334,13 @@ mod tests {
             role,
             token_id: None,
         }
+    }
+
+    #[test]
+    fn shares_never_move_or_revoke_devices() {
+        assert_eq!(device_change_need(DeviceChange::Rename), Need::Write);
+        assert_eq!(device_change_need(DeviceChange::Move), Need::Own);
+        assert_eq!(device_change_need(DeviceChange::Revoke), Need::Own);
     }
 
     #[test]

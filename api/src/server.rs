@@ -48,7 +48,7 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         );
     }
     number_hash_keys.check_coverage(&db).await?;
-    let issuer = TokenIssuer::new(&key, &config.token_audience);
+    let issuer = TokenIssuer::new(&key, &config.token_audience, config.max_token_lifetime());
     let background_db = crate::db::connect_background(&config).await?;
     let outbox = Outbox::new(background_db.clone());
     let services = Services {
@@ -80,8 +80,10 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
             )
         }
     };
+    let schema = build_schema(&config.limits, Some(services.clone()));
     Ok(AppState {
-        schema: build_schema(&config.limits, Some(services.clone())),
+        operation_labels: telemetry::OperationLabels::from_sdl(&schema.sdl()),
+        schema,
         authenticator: Authenticator::new(issuer),
         services,
         db,
@@ -100,7 +102,10 @@ fn write_admin_token(
     admin: &entities::member::Model,
 ) -> anyhow::Result<()> {
     let minted = identity
-        .mint_for(admin, Some(BOOTSTRAP_TOKEN_TTL))
+        .mint_for(
+            admin,
+            Some(BOOTSTRAP_TOKEN_TTL.min(config.max_token_lifetime())),
+        )
         .map_err(|err| anyhow::anyhow!("cannot mint the admin token: {err}"))?;
     let path = config.admin_token_path();
     let staging = path.with_extension("token.new");
@@ -133,9 +138,32 @@ pub fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
     vec![state.outbox.spawn(), purge]
 }
 
+/// Serves `/metrics` on its own address when one is configured; the task ends with the hub.
+pub async fn spawn_metrics_listener(
+    state: &AppState,
+) -> anyhow::Result<Option<(SocketAddr, JoinHandle<()>)>> {
+    let Some(listen) = state.config.metrics_listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let router = crate::http::metrics_router(state.clone());
+    let task = tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, router).await {
+            tracing::error!(error = %err, "metrics listener failed");
+        }
+    });
+    tracing::info!(%addr, "metrics at /metrics");
+    Ok(Some((addr, task)))
+}
+
 /// A hub listening on a socket.
 pub struct RunningHub {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when `metrics_listen` is configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
@@ -165,13 +193,17 @@ pub async fn start(config: HubConfig, listen: SocketAddr) -> anyhow::Result<Runn
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
-    let background = spawn_background(&state);
+    let mut background = spawn_background(&state);
+    let metrics = spawn_metrics_listener(&state).await?;
+    let metrics_addr = metrics.as_ref().map(|(addr, _)| *addr);
+    background.extend(metrics.map(|(_, task)| task));
     let task = tokio::spawn(serve_on(listener, state.clone(), async {
         let _ = rx.await;
     }));
     tracing::info!(%addr, "hub listening: GraphQL at /graphql, GraphiQL at /");
     Ok(RunningHub {
         addr,
+        metrics_addr,
         state,
         shutdown: Some(tx),
         task,

@@ -1,6 +1,9 @@
 //! Logs (tracing) and metrics (Prometheus).
 
-use std::sync::OnceLock;
+use std::{
+    collections::HashSet,
+    sync::{Arc, OnceLock},
+};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
@@ -46,17 +49,91 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Operation names come from clients: keep label values short and tame to bound their variety.
-pub fn operation_label(name: Option<&str>) -> String {
-    match name {
-        None => "anonymous".to_owned(),
-        Some(n)
-            if !n.is_empty()
-                && n.len() <= 64
-                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
-        {
-            n.to_owned()
+/// Metric labels for GraphQL requests, drawn from a set the schema bounds: `query.<root field>` or
+/// `mutation.<root field>` of the executed operation. Operation names are the client's free text (an
+/// unauthenticated caller could mint any number of label values, and read others' names back), so
+/// they are never used; documents that name no root field of the schema fall into `invalid`, requests
+/// refused before parsing into `unparsed` or `unauthenticated`.
+#[derive(Debug, Clone, Default)]
+pub struct OperationLabels {
+    known: Arc<HashSet<String>>,
+}
+
+pub const UNAUTHENTICATED_LABEL: &str = "unauthenticated";
+pub const UNPARSED_LABEL: &str = "unparsed";
+pub const INVALID_LABEL: &str = "invalid";
+
+impl OperationLabels {
+    /// Every `query.<field>` and `mutation.<field>` of the schema's root types, read from its SDL once
+    /// at start.
+    pub fn from_sdl(sdl: &str) -> Self {
+        use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
+        let mut known = HashSet::new();
+        let Ok(document) = async_graphql::parser::parse_schema(sdl) else {
+            tracing::warn!(
+                "cannot read the schema's root fields; every operation is labelled invalid"
+            );
+            return Self::default();
+        };
+        for definition in document.definitions {
+            let TypeSystemDefinition::Type(ty) = definition else {
+                continue;
+            };
+            let prefix = match ty.node.name.node.as_str() {
+                "QueryRoot" => "query",
+                "MutationRoot" => "mutation",
+                _ => continue,
+            };
+            if let TypeKind::Object(object) = &ty.node.kind {
+                for field in &object.fields {
+                    known.insert(format!("{prefix}.{}", field.node.name.node));
+                }
+            }
         }
-        Some(_) => "invalid".to_owned(),
+        Self {
+            known: Arc::new(known),
+        }
+    }
+
+    /// The label of the operation a request selects: its type and first root field, when the schema
+    /// has that field.
+    pub fn label(
+        &self,
+        document: &async_graphql::parser::types::ExecutableDocument,
+        operation_name: Option<&str>,
+    ) -> String {
+        use async_graphql::parser::types::{OperationType, Selection};
+        let operation = document
+            .operations
+            .iter()
+            .find(|(name, _)| match (operation_name, name) {
+                (Some(wanted), Some(name)) => wanted == name.as_str(),
+                (None, _) => true,
+                (Some(_), None) => false,
+            })
+            .map(|(_, operation)| operation);
+        let Some(operation) = operation else {
+            return INVALID_LABEL.to_owned();
+        };
+        let prefix = match operation.node.ty {
+            OperationType::Query => "query",
+            OperationType::Mutation => "mutation",
+            OperationType::Subscription => "subscription",
+        };
+        let field = operation
+            .node
+            .selection_set
+            .node
+            .items
+            .iter()
+            .find_map(|item| match &item.node {
+                Selection::Field(field) => Some(field.node.name.node.as_str()),
+                _ => None,
+            });
+        let label = field.map(|field| format!("{prefix}.{field}"));
+        match label {
+            Some(label) if self.known.contains(&label) => label,
+            _ => INVALID_LABEL.to_owned(),
+        }
     }
 }

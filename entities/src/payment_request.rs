@@ -28,7 +28,8 @@ pub struct Model {
     pub device_id: Uuid,
     pub amount_minor: i64,
     pub currency: String,
-    /// 16 random bytes the card signs; seen only by the requester and the terminal's device.
+    /// 16 random bytes the card signs; shown only to the member who opened the request and to the
+    /// terminal's device.
     pub challenge: Vec<u8>,
     pub status: PaymentRequestStatus,
     pub tap_deadline: DateTimeUtc,
@@ -36,6 +37,9 @@ pub struct Model {
     pub payment_id: Option<Uuid>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// The member who opened the request (none when the terminal's device opened it): with the
+    /// terminal's device, the only one shown the challenge.
+    pub requested_by_member_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,9 @@ mod m20261125_000004_payment_keys;
 mod m20261125_000005_payments;
 mod m20261126_000006_number_hash_rotation;
 mod m20261126_000007_payment_flags;
+mod m20261126_000008_hardening;
+
+pub use m20261126_000008_hardening::PREFIX_RANGES_DISJOINT;
 
 pub struct Migrator;
 
@@ -23,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_payments::Migration),
             Box::new(m20261126_000006_number_hash_rotation::Migration),
             Box::new(m20261126_000007_payment_flags::Migration),
+            Box::new(m20261126_000008_hardening::Migration),
         ]
     }
 }

@@ -64,6 +64,7 @@ pub fn verify(
     validation.validate_exp = true;
     validation.validate_nbf = false;
     validation.leeway = LEEWAY_SECS as u64;
+    super::refuse_critical_extensions(token)?;
     let claims = jsonwebtoken::decode::<DeviceClaims>(
         token,
         &DecodingKey::from_ed_der(public_key),

@@ -8,9 +8,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::keys::SigningKey;
+use super::{keys::SigningKey, refuse_critical_extensions};
 
-/// Longest lifetime a partner token may be minted with.
+/// Default longest lifetime (`exp - iat`) of a partner token, minted or accepted
+/// (`--max-token-lifetime-secs`).
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Clock skew tolerated on `exp` and `nbf` (the design allows at most 30 s).
 const LEEWAY_SECS: u64 = 30;
@@ -44,10 +45,13 @@ pub struct TokenIssuer {
     decoding: DecodingKey,
     validation: Validation,
     audience: String,
+    max_lifetime: Duration,
 }
 
 impl TokenIssuer {
-    pub fn new(key: &SigningKey, audience: &str) -> Self {
+    /// `max_lifetime` bounds both what the hub mints and what it accepts: a token claiming a longer
+    /// life (a far-future `exp`, say) is refused even though its signature is good.
+    pub fn new(key: &SigningKey, audience: &str, max_lifetime: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::EdDSA);
         // Pinned to EdDSA: `alg: none` and HS256-with-the-public-key tokens fail the algorithm check.
         validation.algorithms = vec![Algorithm::EdDSA];
@@ -63,11 +67,17 @@ impl TokenIssuer {
             decoding: DecodingKey::from_ed_der(&key.public_key()),
             validation,
             audience: audience.to_owned(),
+            max_lifetime,
         }
     }
 
     pub fn audience(&self) -> &str {
         &self.audience
+    }
+
+    /// The longest lifetime a token may be minted with or have when presented.
+    pub fn max_lifetime(&self) -> Duration {
+        self.max_lifetime
     }
 
     pub fn mint(
@@ -78,7 +88,7 @@ impl TokenIssuer {
         ttl: Duration,
     ) -> Result<MintedToken, jsonwebtoken::errors::Error> {
         let now = Utc::now();
-        let ttl = chrono::Duration::from_std(ttl.min(MAX_TOKEN_TTL))
+        let ttl = chrono::Duration::from_std(ttl.min(self.max_lifetime))
             .unwrap_or_else(|_| chrono::Duration::hours(1));
         let expires_at = now + ttl;
         let claims = PartnerClaims {
@@ -100,9 +110,21 @@ impl TokenIssuer {
         })
     }
 
-    /// Verifies signature, algorithm and every claim; the error says why, for the log only.
-    pub fn verify(&self, token: &str) -> Result<PartnerClaims, jsonwebtoken::errors::Error> {
-        jsonwebtoken::decode::<PartnerClaims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
+    /// Verifies header, signature, algorithm and every claim, and that the token's lifetime is within
+    /// the accepted maximum and was not issued in the future; the error says why, for the log only.
+    pub fn verify(&self, token: &str) -> Result<PartnerClaims, String> {
+        refuse_critical_extensions(token)?;
+        let claims = jsonwebtoken::decode::<PartnerClaims>(token, &self.decoding, &self.validation)
+            .map_err(|err| err.to_string())?
+            .claims;
+        let lifetime = claims.exp.saturating_sub(claims.iat);
+        let max = i64::try_from(self.max_lifetime.as_secs()).unwrap_or(i64::MAX);
+        if lifetime <= 0 || lifetime > max {
+            return Err(format!("lifetime {lifetime} s is outside 1..={max} s"));
+        }
+        if claims.iat > Utc::now().timestamp() + LEEWAY_SECS as i64 {
+            return Err("issued in the future".into());
+        }
+        Ok(claims)
     }
 }

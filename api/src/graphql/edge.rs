@@ -76,6 +76,12 @@ impl Extension for ErrorCodesExtension {
     }
 }
 
+/// The response to a document that does not parse (parsed by the HTTP edge, before the schema runs).
+pub fn parse_failure(mut error: ServerError) -> Response {
+    set_code(&mut error, PARSE_FAILED);
+    Response::from_errors(vec![error])
+}
+
 fn has_code(error: &ServerError) -> bool {
     error
         .extensions

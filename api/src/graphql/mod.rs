@@ -1,5 +1,6 @@
 //! The GraphQL schema: domain roots merged, guard rails set, errors coded at the edge.
 
+pub mod cost;
 pub mod edge;
 pub mod loaders;
 pub mod node;

@@ -7,7 +7,10 @@ use async_graphql::{
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, Select, Value};
+use sea_orm::{
+    ColumnTrait, ColumnType, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, Select,
+    Value,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -98,14 +101,42 @@ fn encode_cursor(order: &str, key: SortKey, id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&data).unwrap_or_default())
 }
 
-fn decode_cursor(field: &'static str, order: &str, cursor: &str) -> ApiResult<(SortKey, Uuid)> {
+/// Decodes a cursor of the ordering named `order` over a column of type `column_type`. Cursors are
+/// input: a hand-made one whose key has another type than the column (text against a number, say)
+/// is refused here, before it reaches SQL as a type error.
+fn decode_cursor(
+    field: &'static str,
+    order: &str,
+    column_type: &ColumnType,
+    cursor: &str,
+) -> ApiResult<(SortKey, Uuid)> {
     let invalid = || ApiError::validation(field, "not a cursor of this connection and ordering");
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let data: CursorData = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    if data.order != order {
+    if data.order != order || !data.key.fits(column_type) {
         return Err(invalid());
     }
     Ok((data.key, data.id))
+}
+
+impl SortKey {
+    /// Whether this key can be compared with a column of `column_type`.
+    fn fits(&self, column_type: &ColumnType) -> bool {
+        match self {
+            SortKey::Text(_) => matches!(
+                column_type,
+                ColumnType::String(_) | ColumnType::Text | ColumnType::Char(_)
+            ),
+            SortKey::Int(_) => matches!(
+                column_type,
+                ColumnType::BigInteger | ColumnType::Integer | ColumnType::SmallInteger
+            ),
+            SortKey::Time(_) => matches!(
+                column_type,
+                ColumnType::TimestampWithTimeZone | ColumnType::DateTime | ColumnType::Timestamp
+            ),
+        }
+    }
 }
 
 fn page_size(field: &'static str, size: Option<i32>) -> ApiResult<Option<u64>> {
@@ -187,15 +218,16 @@ where
             "give either first or last, not both",
         ));
     }
+    let column_type = ordering.column.def().get_column_type().clone();
     let after = args
         .after
         .as_deref()
-        .map(|c| decode_cursor("after", ordering.name, c))
+        .map(|c| decode_cursor("after", ordering.name, &column_type, c))
         .transpose()?;
     let before = args
         .before
         .as_deref()
-        .map(|c| decode_cursor("before", ordering.name, c))
+        .map(|c| decode_cursor("before", ordering.name, &column_type, c))
         .transpose()?;
     let total_count = if with_total {
         Some(select.clone().count(db).await?)
@@ -269,12 +301,26 @@ mod tests {
     #[test]
     fn cursors_are_bound_to_their_ordering() {
         let id = Uuid::new_v4();
+        let text = ColumnType::Text;
         let cursor = encode_cursor("name", SortKey::Text("a".into()), id);
         assert_eq!(
-            decode_cursor("after", "name", &cursor).ok(),
+            decode_cursor("after", "name", &text, &cursor).ok(),
             Some((SortKey::Text("a".into()), id))
         );
-        assert!(decode_cursor("after", "price", &cursor).is_err());
-        assert!(decode_cursor("after", "name", "garbage").is_err());
+        assert!(decode_cursor("after", "price", &text, &cursor).is_err());
+        assert!(decode_cursor("after", "name", &text, "garbage").is_err());
+    }
+
+    #[test]
+    fn cursor_keys_must_have_the_column_type() {
+        let id = Uuid::new_v4();
+        let forged = encode_cursor("price", SortKey::Text("1".into()), id);
+        let err = decode_cursor("after", "price", &ColumnType::BigInteger, &forged).err();
+        assert_eq!(err.map(|e| e.code()), Some("VALIDATION"));
+        let genuine = encode_cursor("price", SortKey::Int(1), id);
+        assert!(decode_cursor("after", "price", &ColumnType::BigInteger, &genuine).is_ok());
+        let time = encode_cursor("createdAt", SortKey::Int(1), id);
+        let column = ColumnType::TimestampWithTimeZone;
+        assert!(decode_cursor("after", "createdAt", &column, &time).is_err());
     }
 }

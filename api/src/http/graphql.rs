@@ -11,7 +11,13 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-use crate::{error::ApiError, state::AppState, telemetry::operation_label};
+use crate::{
+    config::Limits,
+    error::ApiError,
+    graphql::{cost, edge},
+    state::AppState,
+    telemetry::{UNAUTHENTICATED_LABEL, UNPARSED_LABEL},
+};
 
 pub async fn graphiql() -> Html<String> {
     Html(GraphiQLSource::build().endpoint("/graphql").finish())
@@ -22,13 +28,25 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body)
     let limit = state.config.limits.max_body_bytes;
     let request = match axum::body::to_bytes(body, limit).await {
         Err(_) => Err(ApiError::PayloadTooLarge { limit }),
-        Ok(bytes) => serde_json::from_slice::<async_graphql::Request>(&bytes)
-            .map_err(|err| ApiError::BadRequest(format!("body is not a GraphQL request: {err}"))),
+        Ok(bytes) => parse_body(&bytes),
     };
     match request {
         Ok(request) => execute(&state, &headers, request, Transport::Post, started).await,
-        Err(err) => refuse(err, "unparsed", started),
+        Err(err) => refuse(err, UNPARSED_LABEL, started),
     }
+}
+
+/// One GraphQL request object. Batching is not supported: a JSON array is refused rather than read as
+/// a request (serde would otherwise take an array as the request's fields in order).
+fn parse_body(bytes: &[u8]) -> Result<async_graphql::Request, ApiError> {
+    let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(ApiError::BadRequest(
+            "the body must be one GraphQL request object (batches are not supported)".into(),
+        ));
+    }
+    serde_json::from_slice::<async_graphql::Request>(bytes)
+        .map_err(|err| ApiError::BadRequest(format!("body is not a GraphQL request: {err}")))
 }
 
 pub async fn get(
@@ -39,7 +57,11 @@ pub async fn get(
     let started = Instant::now();
     match async_graphql::http::parse_query_string(query.as_deref().unwrap_or_default()) {
         Ok(request) => execute(&state, &headers, request, Transport::Get, started).await,
-        Err(err) => refuse(ApiError::BadRequest(err.to_string()), "unparsed", started),
+        Err(err) => refuse(
+            ApiError::BadRequest(err.to_string()),
+            UNPARSED_LABEL,
+            started,
+        ),
     }
 }
 
@@ -56,12 +78,13 @@ async fn execute(
     transport: Transport,
     started: Instant,
 ) -> Response {
-    let operation = operation_label(request.operation_name.as_deref());
+    // Set as the request gets further: what `/metrics` counts it under, from a set the schema bounds.
+    let mut label = UNAUTHENTICATED_LABEL.to_owned();
     // The deadline covers authentication too: a stuck database must not hold a request forever.
     let timeout = state.config.limits.request_timeout();
     let outcome = tokio::time::timeout(
         timeout,
-        authenticate_and_run(state, headers, request, transport),
+        authenticate_and_run(state, headers, request, transport, &mut label),
     )
     .await;
     match outcome {
@@ -71,15 +94,15 @@ async fn execute(
             } else {
                 "error"
             };
-            record(&operation, outcome, started);
+            record(&label, outcome, started);
             Json(response).into_response()
         }
-        Ok(Err(err)) => refuse(err, &operation, started),
+        Ok(Err(err)) => refuse(err, &label, started),
         Err(_) => refuse(
             ApiError::Timeout {
                 seconds: timeout.as_secs(),
             },
-            &operation,
+            &label,
             started,
         ),
     }
@@ -88,15 +111,28 @@ async fn execute(
 async fn authenticate_and_run(
     state: &AppState,
     headers: &HeaderMap,
-    mut request: async_graphql::Request,
+    request: async_graphql::Request,
     transport: Transport,
+    label: &mut String,
 ) -> Result<async_graphql::Response, ApiError> {
-    let bearer = headers
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    let principal = state.authenticator.authenticate(&state.db, bearer).await?;
+    let principal = state
+        .authenticator
+        .authenticate(&state.db, bearer(headers)?)
+        .await?;
+    *label = UNPARSED_LABEL.to_owned();
+    let (mut request, checked) = parse_and_bound(request, &state.config.limits).await?;
+    let operation_name = request.operation_name.clone();
+    if let Ok(document) = request.parsed_query() {
+        *label = state
+            .operation_labels
+            .label(document, operation_name.as_deref());
+    }
+    if let Err(refusal) = checked {
+        return match refusal {
+            Refusal::Parse(error) => Ok(edge::parse_failure(error)),
+            Refusal::Cost(error) => Err(error),
+        };
+    }
     // GET must never change anything: a link or a prefetch could trigger it.
     if transport == Transport::Get && is_mutation(&mut request) {
         return Err(ApiError::BadRequest(
@@ -111,6 +147,56 @@ async fn authenticate_and_run(
             principal,
         ))
         .await)
+}
+
+/// The bearer token of the one `Authorization` header. Two headers are refused rather than letting
+/// one of them win: a proxy and a client disagreeing about who is asking is not a request to guess at.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        tracing::info!("request refused: more than one Authorization header");
+        return Err(ApiError::Unauthenticated);
+    }
+    Ok(value
+        .to_str()
+        .ok()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim))
+}
+
+/// Documents up to this size are parsed on the request's task; larger ones on the blocking pool, so a
+/// burst of large documents cannot occupy the workers that serve everyone else.
+const INLINE_PARSE_BYTES: usize = 16 * 1024;
+
+enum Refusal {
+    Parse(async_graphql::ServerError),
+    Cost(ApiError),
+}
+
+/// Parses the document once (the schema reuses it) and refuses one whose fragments expand beyond the
+/// limit, before validation could spend time exponential in its size.
+async fn parse_and_bound(
+    mut request: async_graphql::Request,
+    limits: &Limits,
+) -> Result<(async_graphql::Request, Result<(), Refusal>), ApiError> {
+    let max_selections = limits.max_query_selections;
+    let check = move |request: &mut async_graphql::Request| match request.parsed_query() {
+        Err(error) => Err(Refusal::Parse(error)),
+        Ok(document) => cost::check_expanded_size(document, max_selections).map_err(Refusal::Cost),
+    };
+    if request.query.len() <= INLINE_PARSE_BYTES {
+        let checked = check(&mut request);
+        return Ok((request, checked));
+    }
+    tokio::task::spawn_blocking(move || {
+        let checked = check(&mut request);
+        (request, checked)
+    })
+    .await
+    .map_err(|err| ApiError::Internal(anyhow::anyhow!("parsing task failed: {err}")))
 }
 
 fn is_mutation(request: &mut async_graphql::Request) -> bool {

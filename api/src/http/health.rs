@@ -1,5 +1,14 @@
-use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use axum::{
+    Json,
+    extract::State,
+    http::{
+        HeaderMap, StatusCode,
+        header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE},
+    },
+    response::{IntoResponse, Response},
+};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::state::AppState;
 
@@ -35,12 +44,47 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// `/metrics` on the metrics listener (`--metrics-listen`), which is meant for a private network.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    render_metrics(&state)
+}
+
+/// `/metrics` on the main listener: only with the configured bearer token, and not served at all when
+/// no token is configured (a scraper then uses the metrics listener).
+pub async fn metrics_behind_token(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(expected) = state.config.metrics_token.as_deref() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "metrics are not served on this listener (see --metrics-listen and --metrics-token)\n",
+        )
+            .into_response();
+    };
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let presented = match (values.next(), values.next()) {
+        (Some(value), None) => value
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim),
+        _ => None,
+    };
+    // Digests compared, so the time taken says nothing about how much of the token matched.
+    let matches = presented.is_some_and(|token| Sha256::digest(token) == Sha256::digest(expected));
+    if !matches {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(WWW_AUTHENTICATE, "Bearer")],
+            "metrics need the metrics bearer token\n",
+        )
+            .into_response();
+    }
+    render_metrics(&state)
+}
+
+fn render_metrics(state: &AppState) -> Response {
     (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+        .into_response()
 }

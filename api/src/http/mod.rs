@@ -19,13 +19,20 @@ use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The metrics listener's only route (`--metrics-listen`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .with_state(state)
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(graphql::graphiql))
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .route("/metrics", get(health::metrics_behind_token))
         .with_state(state)
         .layer(
             ServiceBuilder::new()

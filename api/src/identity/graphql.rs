@@ -207,7 +207,8 @@ pub struct RemoveMemberPayload {
 pub struct IssueTokenInput {
     /// A member of the caller's own organization.
     member_id: ID,
-    /// Lifetime in seconds, 1 to 604800 (default 3600).
+    /// Lifetime in seconds, 1 to the hub's maximum token lifetime (604800 unless configured; default
+    /// 3600).
     ttl_seconds: Option<u32>,
 }
 

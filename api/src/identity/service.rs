@@ -14,7 +14,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    auth::{MAX_TOKEN_TTL, MintedToken, Principal, TokenIssuer},
+    auth::{MintedToken, Principal, TokenIssuer},
     db::write_transaction,
     error::{ApiError, ApiResult},
     graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
@@ -206,7 +206,7 @@ impl IdentityService {
         ttl: Option<Duration>,
     ) -> ApiResult<(member::Model, MintedToken)> {
         authorize(principal, Action::IssueTokens)?;
-        let ttl = validate_ttl(ttl)?;
+        let ttl = validate_ttl(ttl, self.issuer.max_lifetime())?;
         let member = self.own_member(principal, member_id).await?;
         let minted = self.mint(&member, ttl)?;
         tracing::info!(member = %member.id, token_id = %minted.token_id, "token issued");
@@ -276,7 +276,7 @@ impl IdentityService {
         member: &member::Model,
         ttl: Option<Duration>,
     ) -> ApiResult<MintedToken> {
-        let ttl = validate_ttl(ttl)?;
+        let ttl = validate_ttl(ttl, self.issuer.max_lifetime())?;
         self.mint(member, ttl)
     }
 
@@ -380,12 +380,12 @@ fn validate_name(field: &'static str, raw: &str) -> ApiResult<String> {
     Ok(name.to_owned())
 }
 
-fn validate_ttl(ttl: Option<Duration>) -> ApiResult<Duration> {
+fn validate_ttl(ttl: Option<Duration>, max: Duration) -> ApiResult<Duration> {
     match ttl {
-        None => Ok(DEFAULT_TOKEN_TTL),
-        Some(ttl) if ttl.is_zero() || ttl > MAX_TOKEN_TTL => Err(ApiError::validation(
+        None => Ok(DEFAULT_TOKEN_TTL.min(max)),
+        Some(ttl) if ttl.is_zero() || ttl > max => Err(ApiError::validation(
             "ttlSeconds",
-            format!("must be between 1 and {} seconds", MAX_TOKEN_TTL.as_secs()),
+            format!("must be between 1 and {} seconds", max.as_secs()),
         )),
         Some(ttl) => Ok(ttl),
     }
@@ -394,6 +394,7 @@ fn validate_ttl(ttl: Option<Duration>) -> ApiResult<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::MAX_TOKEN_TTL;
 
     #[test]
     fn names_are_trimmed_and_checked() {
@@ -408,8 +409,14 @@ mod tests {
 
     #[test]
     fn ttl_bounds() {
-        assert_eq!(validate_ttl(None).ok(), Some(DEFAULT_TOKEN_TTL));
-        assert!(validate_ttl(Some(Duration::ZERO)).is_err());
-        assert!(validate_ttl(Some(MAX_TOKEN_TTL + Duration::from_secs(1))).is_err());
+        assert_eq!(
+            validate_ttl(None, MAX_TOKEN_TTL).ok(),
+            Some(DEFAULT_TOKEN_TTL)
+        );
+        assert!(validate_ttl(Some(Duration::ZERO), MAX_TOKEN_TTL).is_err());
+        assert!(validate_ttl(Some(MAX_TOKEN_TTL + Duration::from_secs(1)), MAX_TOKEN_TTL).is_err());
+        let short = Duration::from_secs(600);
+        assert_eq!(validate_ttl(None, short).ok(), Some(short));
+        assert!(validate_ttl(Some(Duration::from_secs(601)), short).is_err());
     }
 }

@@ -30,7 +30,10 @@ use crate::{
     error::{ApiError, ApiResult},
     graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
     idempotency::{IdempotencyKey, run_once},
-    policy::{Action, Need, ReceivedShares, SharedEntity, authorize, resource_name, visible},
+    policy::{
+        Action, DeviceChange, Need, ReceivedShares, SharedEntity, authorize, device_change_need,
+        resource_name, sensitive_visible, visible,
+    },
 };
 
 /// Sort direction of a connection.
@@ -320,7 +323,8 @@ impl MasterDataService {
         if let Some(country_code) = patch.country_code {
             changes.country_code = Set(validate::country_code(&country_code)?);
         }
-        versioned_update::<location::Entity>(&self.db, principal, id, version, changes).await
+        versioned_update::<location::Entity>(&self.db, principal, id, version, changes, Need::Write)
+            .await
     }
 
     /// Deletes one of the caller's own locations; refused with CONFLICT while devices (or, later,
@@ -478,7 +482,8 @@ impl MasterDataService {
             });
         }
         // A SKU taken by another product surfaces as a unique violation: CONFLICT (see `ApiError`).
-        versioned_update::<product::Entity>(&self.db, principal, id, version, changes).await
+        versioned_update::<product::Entity>(&self.db, principal, id, version, changes, Need::Write)
+            .await
     }
 
     pub async fn delete_product(&self, principal: &Principal, id: Uuid) -> ApiResult<Uuid> {
@@ -509,7 +514,10 @@ impl MasterDataService {
     ) -> ApiResult<Page<customer::Model>> {
         let mut select = visible_rows::<customer::Entity>(principal)?;
         if let Some(email) = filter.email {
-            select = select.filter(sensitive::email_equals(&validate::email(&email)?));
+            // Only among customers whose email the caller may read: the count must not confirm guesses.
+            select = select
+                .filter(sensitive::email_equals(&validate::email(&email)?))
+                .filter(sensitive_visible::<customer::Entity>(principal));
         }
         // Sensitive fields are not sort keys (they will be ciphertext): customers sort by creation.
         let ordering = Ordering {
@@ -588,7 +596,8 @@ impl MasterDataService {
         }
         let mut changes: customer::ActiveModel = Default::default();
         sensitive::write_contact(&mut changes, validate_contact(contact)?);
-        versioned_update::<customer::Entity>(&self.db, principal, id, version, changes).await
+        versioned_update::<customer::Entity>(&self.db, principal, id, version, changes, Need::Write)
+            .await
     }
 
     pub async fn delete_customer(&self, principal: &Principal, id: Uuid) -> ApiResult<Uuid> {
@@ -693,14 +702,16 @@ impl MasterDataService {
     ) -> ApiResult<device::Model> {
         authorize(principal, Action::ManageDevices)?;
         let mut changes: device::ActiveModel = Default::default();
+        let mut need = device_change_need(DeviceChange::Rename);
         if let Some(name) = patch.name {
             changes.name = Set(validate::text("name", &name, NAME_MAX)?);
         }
         if let Some(location) = patch.location_id {
+            need = device_change_need(DeviceChange::Move);
             self.own_location(principal, location).await?;
             changes.location_id = Set(location);
         }
-        versioned_update::<device::Entity>(&self.db, principal, id, version, changes).await
+        versioned_update::<device::Entity>(&self.db, principal, id, version, changes, need).await
     }
 
     /// Revokes a device: its tokens stop working at once (the status is checked on every request).
@@ -715,7 +726,8 @@ impl MasterDataService {
             status: Set(DeviceStatus::Revoked),
             ..Default::default()
         };
-        versioned_update::<device::Entity>(&self.db, principal, id, version, changes).await
+        let need = device_change_need(DeviceChange::Revoke);
+        versioned_update::<device::Entity>(&self.db, principal, id, version, changes, need).await
     }
 
     /// Devices stand at their owner's own locations.
@@ -931,6 +943,7 @@ async fn versioned_update<E>(
     id: Uuid,
     version: i32,
     changes: <E as EntityTrait>::ActiveModel,
+    need: Need,
 ) -> ApiResult<E::Model>
 where
     E: VersionedEntity,
@@ -943,7 +956,7 @@ where
         .col_expr(E::updated_at_column(), Expr::value(Utc::now()))
         .filter(E::id_column().eq(id))
         .filter(E::version_column().eq(version))
-        .filter(visible::<E>(principal, Need::Write))
+        .filter(visible::<E>(principal, need))
         .exec(db)
         .await?;
     if result.rows_affected == 1 {
@@ -951,10 +964,13 @@ where
     }
     // Nothing changed: say why, without revealing rows the caller cannot see.
     find_visible::<E, _>(db, principal, id, Need::Read).await?;
-    find_visible::<E, _>(db, principal, id, Need::Write)
+    find_visible::<E, _>(db, principal, id, need)
         .await
-        .map_err(|_| {
-            ApiError::Forbidden("the record is shared with your organization read-only")
+        .map_err(|_| match need {
+            Need::Own => ApiError::Forbidden("only the record's owner may make this change"),
+            Need::Read | Need::Write => {
+                ApiError::Forbidden("the record is shared with your organization read-only")
+            }
         })?;
     Err(ApiError::Conflict(format!(
         "stale version {version}: the {} changed since you read it; read it again and retry",

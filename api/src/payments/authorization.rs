@@ -27,9 +27,9 @@ use entities::{
 use sea_orm::{
     ActiveEnum, ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, IntoActiveModel,
-    QueryFilter, QuerySelect, TransactionTrait,
-    sea_query::{Expr, ExprTrait, Func, Query},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
+    EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, TransactionTrait,
+    sea_query::{Expr, ExprTrait, Func, LockType, Query},
 };
 use uuid::Uuid;
 
@@ -293,6 +293,8 @@ struct Judged {
     token: Token,
     signature: [u8; 64],
     hashes: NumberHashes,
+    /// The issuer whose signature over the token verified; none when the decline came first.
+    verified_issuer: Option<Uuid>,
 }
 
 const FINANCIAL: &str = "FINANCIAL";
@@ -385,6 +387,7 @@ impl AuthorizationService {
             .map_err(|err| ApiError::Internal(anyhow::anyhow!("OS random generator: {err}")))?;
         let limits = self.limits.clone();
         let owner = principal.organization_id;
+        let requester = principal.member_id();
         let id = Uuid::now_v7();
         let opened = write_transaction(&self.db, move |txn| {
             Box::pin(async move {
@@ -405,6 +408,7 @@ impl AuthorizationService {
                     payment_id: None,
                     created_at: now,
                     updated_at: now,
+                    requested_by_member_id: requester,
                 };
                 payment_request::Entity::insert(request.clone().into_active_model().reset_all())
                     .exec_without_returning(txn)
@@ -677,7 +681,11 @@ impl AuthorizationService {
             .filter(payment_request::Column::OwnerOrganizationId.eq(principal.organization_id))
             .one(txn)
             .await?;
-        let decline = |reason: DeclineReason, request: Option<payment_request::Model>| {
+        // `issuer` is the token's issuer once its signature verified, and only then: evidence is shown
+        // to the issuer it names, so an unverified claim must not decide who sees it.
+        let decline = |reason: DeclineReason,
+                       request: Option<payment_request::Model>,
+                       issuer: Option<Uuid>| {
             Ok(Err((
                 reason,
                 Judged {
@@ -685,11 +693,12 @@ impl AuthorizationService {
                     token,
                     signature,
                     hashes: hashes.clone(),
+                    verified_issuer: issuer,
                 },
             )))
         };
         let Some(request) = request else {
-            return decline(DeclineReason::RequestUnknown, None);
+            return decline(DeclineReason::RequestUnknown, None, None);
         };
         let issuer = Uuid::from_bytes(token.body.issuer);
         // Issuer key: known, not revoked, not retired past its validity.
@@ -699,14 +708,14 @@ impl AuthorizationService {
             .one(txn)
             .await?;
         let Some(key) = key else {
-            return decline(DeclineReason::UnknownIssuerKey, Some(request));
+            return decline(DeclineReason::UnknownIssuerKey, Some(request), None);
         };
         match key.status {
             IssuerKeyStatus::Revoked => {
-                return decline(DeclineReason::IssuerKeyRevoked, Some(request));
+                return decline(DeclineReason::IssuerKeyRevoked, Some(request), None);
             }
             IssuerKeyStatus::Retired if now > key.not_after => {
-                return decline(DeclineReason::IssuerKeyRetired, Some(request));
+                return decline(DeclineReason::IssuerKeyRetired, Some(request), None);
             }
             _ => {}
         }
@@ -735,7 +744,7 @@ impl AuthorizationService {
                 card_protocol::ProtocolError::InvalidNumber(_) => DeclineReason::NumberOutOfRange,
                 _ => DeclineReason::BadIssuerSignature,
             };
-            return decline(reason, Some(request));
+            return decline(reason, Some(request), None);
         }
         // The card: registered by the same issuer, not blocked, with exactly this key.
         let card_id = Uuid::from_bytes(token.body.card_id);
@@ -744,22 +753,22 @@ impl AuthorizationService {
             .one(txn)
             .await?;
         let Some(card) = card else {
-            return decline(DeclineReason::CardUnknown, Some(request));
+            return decline(DeclineReason::CardUnknown, Some(request), Some(issuer));
         };
         if card.status == CardStatus::Blocked {
-            return decline(DeclineReason::CardBlocked, Some(request));
+            return decline(DeclineReason::CardBlocked, Some(request), Some(issuer));
         }
         if card.public_key.as_slice() != token.body.card_public_key.as_slice() {
-            return decline(DeclineReason::CardKeyMismatch, Some(request));
+            return decline(DeclineReason::CardKeyMismatch, Some(request), Some(issuer));
         }
         // The card's signature over the stored request, never over what the agent sent.
         if verify_payment(&token, &self.signed_fields(&request), &signature).is_err() {
-            return decline(DeclineReason::BadCardSignature, Some(request));
+            return decline(DeclineReason::BadCardSignature, Some(request), Some(issuer));
         }
         let not_after = DateTime::<Utc>::from_timestamp(token.body.not_after as i64, 0)
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
         if now > not_after || not_after > key.not_after {
-            return decline(DeclineReason::NumberExpired, Some(request));
+            return decline(DeclineReason::NumberExpired, Some(request), Some(issuer));
         }
         let currency: [u8; 3] = request.currency.as_bytes().try_into().unwrap_or([0; 3]);
         let amount = u64::try_from(request.amount_minor).unwrap_or(0);
@@ -769,15 +778,23 @@ impl AuthorizationService {
             request.owner_organization_id.as_bytes(),
             Channel::ContactlessPresent,
         ) {
-            return decline(DeclineReason::DomainRestriction, Some(request));
+            return decline(
+                DeclineReason::DomainRestriction,
+                Some(request),
+                Some(issuer),
+            );
         }
         // The request itself, judged by the database clock.
         match request.status {
             PaymentRequestStatus::Cancelled => {
-                return decline(DeclineReason::RequestCancelled, Some(request));
+                return decline(DeclineReason::RequestCancelled, Some(request), Some(issuer));
             }
             PaymentRequestStatus::Paid => {
-                return decline(DeclineReason::RequestAlreadyPaid, Some(request));
+                return decline(
+                    DeclineReason::RequestAlreadyPaid,
+                    Some(request),
+                    Some(issuer),
+                );
             }
             PaymentRequestStatus::Open => {}
         }
@@ -785,15 +802,16 @@ impl AuthorizationService {
         if now > request.acceptance_deadline
             || (late && request.amount_minor > self.limits.offline_floor_minor)
         {
-            return decline(DeclineReason::PastDeadline, Some(request));
+            return decline(DeclineReason::PastDeadline, Some(request), Some(issuer));
         }
         // Single use (the database enforces it again in the authorizing transaction).
         if let Some(reason) = earlier_use(txn, &hashes, card_id, token.body.sequence).await? {
-            return decline(reason, Some(request));
+            return decline(reason, Some(request), Some(issuer));
         }
         if request.amount_minor > self.limits.contactless_limit_minor {
-            return decline(DeclineReason::CvmRequired, Some(request));
+            return decline(DeclineReason::CvmRequired, Some(request), Some(issuer));
         }
+        lock_for_limits(txn, device_id, card_id).await?;
         let velocity_window = Duration::hours(24);
         let recent = RecentPayments::of(
             txn,
@@ -804,7 +822,7 @@ impl AuthorizationService {
         )
         .await?;
         if let Some(reason) = self.limit_breach(&request, &recent) {
-            return decline(reason, Some(request));
+            return decline(reason, Some(request), Some(issuer));
         }
         let flags = self.review_flags(&recent, token.body.sequence);
         Ok(Ok(Verified {
@@ -896,6 +914,7 @@ impl AuthorizationService {
             token: verified.token,
             signature: verified.signature,
             hashes: verified.hashes,
+            verified_issuer: Some(verified.issuer_organization),
         };
         // The winner has committed: tell a used number from a reused sequence or a paid request.
         let reason = explain_lost_race(txn, lost, &judged).await?;
@@ -992,6 +1011,7 @@ impl AuthorizationService {
             EvidenceRow {
                 request_id: request.id,
                 owner: Some(request.owner_organization_id),
+                issuer: Some(verified.issuer_organization),
                 payment_id: Some(payment_id),
                 reason: None,
                 token: &verified.token,
@@ -1047,6 +1067,7 @@ impl AuthorizationService {
             EvidenceRow {
                 request_id: judged.request.as_ref().map_or(Uuid::nil(), |r| r.id),
                 owner: judged.request.as_ref().map(|r| r.owner_organization_id),
+                issuer: judged.verified_issuer,
                 payment_id: None,
                 reason: Some(reason),
                 token: &judged.token,
@@ -1074,6 +1095,43 @@ impl AuthorizationService {
             None => None,
         };
         Ok(PaymentOutcome { evidence, payment })
+    }
+}
+
+/// Serializes the judgements of one device and of one card until the keyed transaction ends, so the
+/// limits read next count every payment committed by an earlier holder and concurrent taps cannot
+/// beat a limit. On PostgreSQL: row locks on the device, then the card (always in that order, and a
+/// transaction holds one device, so two submissions never wait on each other in a cycle). `FOR NO
+/// KEY UPDATE` leaves the foreign-key checks of unrelated inserts alone. SQLite's write transactions
+/// are IMMEDIATE: one writer at a time already.
+async fn lock_for_limits(
+    txn: &DatabaseTransaction,
+    device_id: Uuid,
+    card_id: Uuid,
+) -> ApiResult<()> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let device = device::Entity::find_by_id(device_id)
+        .select_only()
+        .column(device::Column::Id)
+        .lock(LockType::NoKeyUpdate)
+        .into_tuple::<Uuid>()
+        .one(txn)
+        .await?;
+    let card = card::Entity::find_by_id(card_id)
+        .select_only()
+        .column(card::Column::Id)
+        .lock(LockType::NoKeyUpdate)
+        .into_tuple::<Uuid>()
+        .one(txn)
+        .await?;
+    match (device, card) {
+        (Some(_), Some(_)) => Ok(()),
+        // Both were read in this transaction a moment ago; rows never disappear.
+        _ => Err(ApiError::Internal(anyhow::anyhow!(
+            "device {device_id} or card {card_id} vanished during authorization"
+        ))),
     }
 }
 
@@ -1139,6 +1197,8 @@ fn key_id_column(hash: &NumberHash) -> i32 {
 struct EvidenceRow<'a> {
     request_id: Uuid,
     owner: Option<Uuid>,
+    /// The issuer shown the evidence: only one whose signature verified.
+    issuer: Option<Uuid>,
     payment_id: Option<Uuid>,
     reason: Option<DeclineReason>,
     token: &'a Token,
@@ -1161,7 +1221,7 @@ async fn insert_evidence(
         id: Uuid::now_v7(),
         request_id: row.request_id,
         owner_organization_id: row.owner,
-        issuer_organization_id: Some(Uuid::from_bytes(row.token.body.issuer)),
+        issuer_organization_id: row.issuer,
         payment_id: row.payment_id,
         outcome: if row.reason.is_some() {
             "DECLINED"

@@ -21,6 +21,7 @@ use crate::{
         scalars::Int64,
     },
     master_data::graphql::DEVICE,
+    policy::may_see_challenge,
 };
 
 pub const ISSUER_KEY: &str = "IssuerKey";
@@ -377,9 +378,12 @@ impl PaymentRequest {
     async fn status(&self) -> PaymentRequestStatus {
         self.0.status.into()
     }
-    /// The 16-byte challenge, base64url; only the requester and the terminal's device see requests.
-    async fn challenge(&self) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&self.0.challenge)
+    /// The 16-byte challenge the card signs, base64url: shown to the terminal's device and to the
+    /// member who opened the request, null for everyone else.
+    async fn challenge(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let principal = ctx.principal()?;
+        Ok(may_see_challenge(principal, &self.0)
+            .then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&self.0.challenge)))
     }
     async fn tap_deadline(&self) -> DateTime<Utc> {
         self.0.tap_deadline

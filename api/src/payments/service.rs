@@ -19,7 +19,8 @@ use uuid::Uuid;
 
 use crate::{
     auth::Principal,
-    error::{ApiError, ApiResult},
+    db::write_transaction,
+    error::{ApiError, ApiResult, violates_constraint},
     graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
     payments::flags::PaymentFlag,
     policy::{Action, authorize},
@@ -93,40 +94,52 @@ impl PaymentKeysService {
         if input.not_after <= Utc::now() {
             return Err(ApiError::validation("notAfter", "must be in the future"));
         }
-        let others = issuer_key::Entity::find()
-            .filter(issuer_key::Column::OwnerOrganizationId.ne(principal.organization_id))
-            .all(&self.db)
-            .await?;
-        let overlaps = others.iter().any(|key| {
-            key.prefix.starts_with(range.prefix()) || range.prefix().starts_with(&key.prefix)
-        });
-        if overlaps {
-            return Err(ApiError::Conflict(
-                "the prefix overlaps another issuer's number range".into(),
-            ));
-        }
-        let now = Utc::now();
+        let owner = principal.organization_id;
+        let prefix = range.prefix().to_owned();
         let model = issuer_key::ActiveModel {
             id: Set(Uuid::now_v7()),
-            owner_organization_id: Set(principal.organization_id),
+            owner_organization_id: Set(owner),
             key_id: Set(i64::from(input.key_id)),
             public_key: Set(public_key),
-            prefix: Set(range.prefix().to_owned()),
+            prefix: Set(prefix.clone()),
             not_after: Set(input.not_after),
             status: Set(IssuerKeyStatus::Active),
             version: Set(1),
-            created_at: Set(now),
-            updated_at: Set(now),
+            created_at: Set(Utc::now()),
+            updated_at: Set(Utc::now()),
         };
-        issuer_key::Entity::insert(model)
-            .exec_with_returning(&self.db)
-            .await
-            .map_err(|err| match ApiError::from(err) {
-                ApiError::Conflict(_) => {
-                    ApiError::Conflict("this key id is registered; key ids are never reused".into())
+        // The check gives the common case its message; the database holds the invariant: on PostgreSQL
+        // an exclusion constraint refuses a concurrent overlapping insert that the check could not see,
+        // on SQLite the write transaction serializes check and insert.
+        write_transaction(&self.db, move |txn| {
+            Box::pin(async move {
+                let others = issuer_key::Entity::find()
+                    .filter(issuer_key::Column::OwnerOrganizationId.ne(owner))
+                    .all(txn)
+                    .await?;
+                let overlaps = others
+                    .iter()
+                    .any(|key| key.prefix.starts_with(&prefix) || prefix.starts_with(&key.prefix));
+                if overlaps {
+                    return Err(overlap_conflict());
                 }
-                other => other,
+                issuer_key::Entity::insert(model)
+                    .exec_with_returning(txn)
+                    .await
+                    .map_err(|err| {
+                        if violates_constraint(&err, migration::PREFIX_RANGES_DISJOINT) {
+                            return overlap_conflict();
+                        }
+                        match ApiError::from(err) {
+                            ApiError::Conflict(_) => ApiError::Conflict(
+                                "this key id is registered; key ids are never reused".into(),
+                            ),
+                            other => other,
+                        }
+                    })
             })
+        })
+        .await
     }
 
     /// ACTIVE -> RETIRED (no new numbers), or ACTIVE/RETIRED -> REVOKED (every number dies at once).
@@ -331,4 +344,8 @@ impl PaymentKeysService {
         )
         .await
     }
+}
+
+fn overlap_conflict() -> ApiError {
+    ApiError::Conflict("the prefix overlaps another issuer's number range".into())
 }

@@ -5,6 +5,7 @@ mod devices;
 mod directory;
 mod financial;
 mod guard_rails;
+mod hostile_input;
 mod master_data;
 mod payment_keys;
 mod payments;

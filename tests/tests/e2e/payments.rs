@@ -1456,3 +1456,400 @@ async fn suspicious_payments_are_flagged(backend: Backend) {
     checkout.app.stop().await;
 }
 on_both_backends!(review_flags, suspicious_payments_are_flagged);
+
+impl Checkout {
+    /// Another terminal at the shop, with its own key (seeded by `seed`).
+    async fn add_terminal(&self, seed: u8) -> (String, SigningKey) {
+        let admin = self.app.token(self.app.retailer_id, Role::Admin).await;
+        let location = self
+            .app
+            .graphql(
+                Some(&admin),
+                "{ locations(first: 1) { edges { node { id } } } }",
+                json!({}),
+            )
+            .await
+            .data("/locations/edges/0/node/id")
+            .clone();
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let device = self
+            .app
+            .graphql(Some(&admin), "mutation($input: RegisterDeviceInput!) { registerDevice(input: $input) { device { id } } }",
+                json!({ "input": { "name": format!("Till {seed}"), "locationId": location, "publicKey": STANDARD.encode(key.verifying_key().as_bytes()) } }))
+            .await
+            .data("/registerDevice/device/id")
+            .as_str()
+            .expect("id")
+            .to_owned();
+        (device, key)
+    }
+
+    /// Another card of the bank (its id and key seeded by `seed`), registered by the bank.
+    async fn add_card(&self, seed: u8) -> ([u8; 16], SigningKey) {
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let card_id = [seed; 16];
+        self.app
+            .graphql(Some(&self.bank_admin), "mutation($input: RegisterCardInput!) { registerCard(input: $input) { card { id } } }",
+                json!({ "input": { "cardId": Uuid::from_bytes(card_id), "publicKey": STANDARD.encode(key.verifying_key().as_bytes()), "lastFour": "4321" } }))
+            .await
+            .data("/registerCard/card/id");
+        (card_id, key)
+    }
+
+    async fn request_at(&self, order: &str, terminal: &str, amount: i64) -> Value {
+        self.app
+            .graphql(Some(&self.member), REQUEST, json!({ "input": {
+                "orderId": order, "terminalId": terminal, "amountMinor": amount, "currency": "EUR" } }))
+            .await
+            .data("/requestPayment/paymentRequest")
+            .clone()
+    }
+}
+
+/// One limit raced: `taps` submissions of `amount`, spread over `terminals` terminals and `cards`
+/// cards, all sent at once to two replicas on one database.
+struct LimitRace {
+    terminals: usize,
+    cards: usize,
+    taps: usize,
+    amount: i64,
+    authorized: usize,
+    reason: &'static str,
+}
+
+async fn race_one_limit(configure: impl FnOnce(&mut api::config::PaymentLimits), race: LimitRace) {
+    let checkout = Checkout::new_with(Backend::Postgres, 1, |config| {
+        let limits = &mut config.payment_limits;
+        // Everything generous but the limit under test.
+        limits.card_velocity_count = 1_000;
+        limits.card_velocity_sum_minor = 1_000_000_000;
+        limits.card_velocity_terminals = 1_000;
+        limits.device_cap_minor = 1_000_000_000;
+        configure(limits);
+    })
+    .await;
+    let replica = checkout.app.spawn_replica().await;
+    let urls = [checkout.app.base_url.clone(), replica.url.clone()];
+    let mut terminals = Vec::new();
+    for t in 0..race.terminals {
+        terminals.push(checkout.add_terminal(0xA0 + t as u8).await);
+    }
+    let mut cards = vec![(CARD_ID, SigningKey::from_bytes(&CARD_SEED))];
+    for c in 1..race.cards {
+        cards.push(checkout.add_card(0xC0 + c as u8).await);
+    }
+    let mut submissions = Vec::new();
+    for i in 0..race.taps {
+        let (terminal, terminal_key) = &terminals[i % terminals.len()];
+        let (card_id, card_key) = &cards[i % cards.len()];
+        let order = checkout.new_order(1).await;
+        let request = checkout.request_at(&order, terminal, race.amount).await;
+        let (token, signature) = checkout.forge(&request, i as u64, |body, keys| {
+            body.card_id = *card_id;
+            body.card_public_key = card_key.verifying_key().to_bytes();
+            keys[1] = card_key.clone();
+        });
+        let variables = json!({ "input": { "requestId": request["id"], "token": token, "cardSignature": signature, "idempotencyKey": format!("race-{i}") } });
+        let device_token = device_token(decode_global_id(terminal), terminal_key);
+        submissions.push((urls[i % urls.len()].clone(), device_token, variables));
+    }
+    // Every submission in flight at once, half on each replica.
+    let client = reqwest::Client::new();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(submissions.len()));
+    let tasks: Vec<_> = submissions
+        .into_iter()
+        .map(|(url, token, variables)| {
+            let (client, start) = (client.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                submit(&client, &url, &token, &variables).await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("task").expect("an answer"));
+    }
+    let authorized = outcomes
+        .iter()
+        .filter(|o| o["status"] == "AUTHORIZED")
+        .count();
+    assert_eq!(
+        authorized, race.authorized,
+        "{}: the limit held under concurrency: {outcomes:?}",
+        race.reason
+    );
+    for outcome in outcomes.iter().filter(|o| o["status"] != "AUTHORIZED") {
+        assert_eq!(outcome["declineReason"], race.reason, "{outcome}");
+    }
+    let payments = entities::payment::Entity::find()
+        .all(&checkout.app.hub.state.db)
+        .await
+        .expect("payments");
+    assert_eq!(payments.len(), race.authorized, "{}", race.reason);
+    drop(replica);
+    checkout.app.stop().await;
+}
+
+/// Each limit is decided under the card's and the device's locks: simultaneous taps on two replicas
+/// authorize exactly as many payments as the limit allows.
+async fn limits_hold_under_concurrency(_backend: Backend) {
+    // Payments per card: 16 taps of one card at 8 terminals, 4 allowed.
+    race_one_limit(
+        |limits| limits.card_velocity_count = 4,
+        LimitRace {
+            terminals: 8,
+            cards: 1,
+            taps: 16,
+            amount: 100,
+            authorized: 4,
+            reason: "CVM_REQUIRED",
+        },
+    )
+    .await;
+    // Sum per card: 16 taps of 10.00 at 8 terminals, 25.00 allowed.
+    race_one_limit(
+        |limits| limits.card_velocity_sum_minor = 2_500,
+        LimitRace {
+            terminals: 8,
+            cards: 1,
+            taps: 16,
+            amount: 1_000,
+            authorized: 2,
+            reason: "CVM_REQUIRED",
+        },
+    )
+    .await;
+    // Distinct terminals per card: 12 terminals at once, 3 allowed.
+    race_one_limit(
+        |limits| limits.card_velocity_terminals = 3,
+        LimitRace {
+            terminals: 12,
+            cards: 1,
+            taps: 12,
+            amount: 100,
+            authorized: 3,
+            reason: "CVM_REQUIRED",
+        },
+    )
+    .await;
+    // Value per device: 16 cards at one terminal, 25.00 allowed.
+    race_one_limit(
+        |limits| limits.device_cap_minor = 2_500,
+        LimitRace {
+            terminals: 1,
+            cards: 16,
+            taps: 16,
+            amount: 1_000,
+            authorized: 2,
+            reason: "LIMIT_EXCEEDED",
+        },
+    )
+    .await;
+}
+on_postgres!(limits_race, limits_hold_under_concurrency);
+
+/// Evidence is shown to an issuer only when that issuer's signature verified: a junk token naming a
+/// stranger as issuer does not reveal the merchant's requests to it.
+async fn only_verified_issuers_see_declines(backend: Backend) {
+    let checkout = Checkout::new(backend).await;
+    let app = &checkout.app;
+    let nosy = app
+        .create_organization("Nosy Bank", OrganizationKind::FinancialProvider)
+        .await;
+    let nosy_admin = app.token(nosy, Role::Admin).await;
+    let request = checkout.request(500).await;
+    // Names the stranger as issuer, signed by nobody it registered.
+    let junk = checkout.forge(&request, 1, |body, keys| {
+        body.issuer = nosy.into_bytes();
+        keys[0] = SigningKey::from_bytes(&[0x55; 32]);
+    });
+    let outcome = checkout.pay(&request, &junk.0, &junk.1, "junk").await;
+    assert_eq!(outcome["declineReason"], "UNKNOWN_ISSUER_KEY", "{outcome}");
+    // Names the genuine bank, with a bad signature: the bank does not see it either.
+    let bad = checkout.forge(&request, 2, |_, keys| {
+        keys[0] = SigningKey::from_bytes(&[0x56; 32]);
+    });
+    let outcome = checkout.pay(&request, &bad.0, &bad.1, "bad").await;
+    assert_eq!(
+        outcome["declineReason"], "BAD_ISSUER_SIGNATURE",
+        "{outcome}"
+    );
+    // A verified token declined later on (an amount above the card's domain limit) is the bank's to see.
+    let limited = checkout.forge(&request, 3, |body, _| {
+        body.restrictions.max_amount_minor = 100;
+    });
+    let outcome = checkout
+        .pay(&request, &limited.0, &limited.1, "limited")
+        .await;
+    assert_eq!(outcome["declineReason"], "DOMAIN_RESTRICTION", "{outcome}");
+
+    let declines = "{ paymentDeclines { totalCount edges { node { reason } } } }";
+    let seen = |token: String| async move {
+        app.graphql(Some(&token), declines, json!({}))
+            .await
+            .data("/paymentDeclines")
+            .clone()
+    };
+    let merchant = seen(checkout.member.clone()).await;
+    assert_eq!(merchant["totalCount"], 3, "the merchant sees every decline");
+    let nosy_view = seen(nosy_admin).await;
+    assert_eq!(nosy_view["totalCount"], 0, "{nosy_view}");
+    let bank_view = seen(checkout.bank_admin.clone()).await;
+    assert_eq!(bank_view["totalCount"], 1, "{bank_view}");
+    assert_eq!(
+        bank_view["edges"][0]["node"]["reason"],
+        "DOMAIN_RESTRICTION"
+    );
+    checkout.app.stop().await;
+}
+on_both_backends!(
+    declines_for_verified_issuers,
+    only_verified_issuers_see_declines
+);
+
+/// The challenge is shown to the member who opened the request and to the terminal's device only.
+async fn challenges_are_shown_to_requester_and_terminal(backend: Backend) {
+    let checkout = Checkout::new(backend).await;
+    let app = &checkout.app;
+    let request = checkout.request(500).await;
+    assert!(request["challenge"].is_string(), "the requester sees it");
+    let query = "query($id: ID!) { node(id: $id) { ... on PaymentRequest { id challenge } } }";
+    let id = request["id"].clone();
+    let challenge_for = |token: String| {
+        let id = id.clone();
+        async move {
+            app.graphql(Some(&token), query, json!({ "id": id }))
+                .await
+                .data("/node/challenge")
+                .clone()
+        }
+    };
+    assert_eq!(
+        challenge_for(checkout.member.clone()).await,
+        request["challenge"]
+    );
+    let viewer = app.token(app.retailer_id, Role::Viewer).await;
+    assert_eq!(
+        challenge_for(viewer).await,
+        Value::Null,
+        "another member of the merchant"
+    );
+    let colleague = app
+        .token_for(app.retailer_id, "colleague", Role::Member)
+        .await;
+    assert_eq!(challenge_for(colleague.clone()).await, Value::Null);
+    let admin = app.token(app.retailer_id, Role::Admin).await;
+    assert_eq!(challenge_for(admin).await, Value::Null);
+    let listed = app
+        .graphql(
+            Some(&colleague),
+            "{ paymentRequests { edges { node { challenge } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        listed.data("/paymentRequests/edges/0/node/challenge"),
+        &Value::Null
+    );
+    let device_view = app
+        .graphql(
+            Some(&checkout.device_token()),
+            "{ paymentRequests { edges { node { challenge } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        device_view.data("/paymentRequests/edges/0/node/challenge"),
+        &request["challenge"],
+        "the terminal's device signs it with the card"
+    );
+    checkout.app.stop().await;
+}
+on_both_backends!(
+    challenge_visibility,
+    challenges_are_shown_to_requester_and_terminal
+);
+
+/// Two issuers registering overlapping prefixes at the same moment: exactly one wins each round, the
+/// other gets CONFLICT (PostgreSQL: on two replicas, held by the exclusion constraint; SQLite: one
+/// hub, held by its single writer).
+async fn overlapping_prefixes_race(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let replica = match backend {
+        Backend::Postgres => Some(app.spawn_replica().await),
+        Backend::Sqlite => None,
+    };
+    let urls = [
+        app.base_url.clone(),
+        replica
+            .as_ref()
+            .map_or(app.base_url.clone(), |r| r.url.clone()),
+    ];
+    let mut admins = Vec::new();
+    for name in ["Race Bank A", "Race Bank B"] {
+        let bank = app
+            .create_organization(name, OrganizationKind::FinancialProvider)
+            .await;
+        admins.push(app.token(bank, Role::Admin).await);
+    }
+    let register = "mutation($input: RegisterIssuerKeyInput!) { registerIssuerKey(input: $input) { issuerKey { id } } }";
+    let not_after = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    for round in 0..12u32 {
+        // Bank A claims 5100rr, bank B the narrower 5100rr7: they overlap.
+        let prefixes = [format!("5100{round:02}"), format!("5100{round:02}7")];
+        let attempts: Vec<_> = (0..2)
+            .map(|i| {
+                let (client, url, token) = (app.client.clone(), urls[i].clone(), admins[i].clone());
+                let key = SigningKey::from_bytes(&[0x30 + round as u8 * 2 + i as u8; 32]);
+                let variables = json!({ "input": { "keyId": round + 1, "publicKey": STANDARD.encode(key.verifying_key().as_bytes()),
+                    "prefix": prefixes[i], "notAfter": not_after } });
+                tokio::spawn(async move {
+                    hub_tests::post_graphql(&client, &url, &token, register, variables).await
+                })
+            })
+            .collect();
+        let mut codes = Vec::new();
+        for attempt in attempts {
+            let response = attempt.await.expect("task");
+            codes.push(response.error_code().map(str::to_owned));
+        }
+        let won = codes.iter().filter(|code| code.is_none()).count();
+        assert_eq!(
+            won, 1,
+            "round {round}: exactly one registration wins: {codes:?}"
+        );
+        assert!(
+            codes.iter().flatten().all(|code| code == "CONFLICT"),
+            "round {round}: the loser is told CONFLICT: {codes:?}"
+        );
+    }
+    if backend == Backend::Postgres {
+        // The database itself refuses an overlapping range of another issuer, whatever the code checks.
+        use sea_orm::ConnectionTrait;
+        let insert = |bank: &str, prefix: &str| {
+            format!(
+                "INSERT INTO issuer_key (id, owner_organization_id, key_id, public_key, prefix, \
+                 not_after, status, version, created_at, updated_at) \
+                 SELECT gen_random_uuid(), o.id, 99, '\\x00', '{prefix}', now(), 'ACTIVE', 1, now(), now() \
+                 FROM organization o WHERE o.name = '{bank}'"
+            )
+        };
+        let db = &app.hub.state.db;
+        db.execute_unprepared(&insert("Race Bank A", "520000"))
+            .await
+            .expect("a fresh range");
+        let refused = db
+            .execute_unprepared(&insert("Race Bank B", "5200001"))
+            .await;
+        let err = refused.expect_err("an overlapping range is refused by the database");
+        assert!(
+            err.to_string()
+                .contains("ex_issuer_key_number_range_disjoint"),
+            "{err}"
+        );
+    }
+    drop(replica);
+    app.stop().await;
+}
+on_both_backends!(prefix_race, overlapping_prefixes_race);
