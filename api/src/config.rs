@@ -55,8 +55,14 @@ pub struct HubConfig {
     #[arg(long, env = "HUB_METRICS_LISTEN", global = true)]
     pub metrics_listen: Option<SocketAddr>,
 
-    /// Bearer token that opens `/metrics` on the main listener.
-    #[arg(long, env = "HUB_METRICS_TOKEN", global = true, hide_env_values = true)]
+    /// Bearer token that opens `/metrics` on the main listener (at least 16 characters).
+    #[arg(
+        long,
+        env = "HUB_METRICS_TOKEN",
+        global = true,
+        hide_env_values = true,
+        value_parser = metrics_token
+    )]
     pub metrics_token: Option<String>,
 
     /// Name of the retailer organization created on first start.
@@ -206,7 +212,7 @@ pub struct Limits {
     #[arg(
         long,
         env = "HUB_MAX_QUERY_SELECTIONS",
-        default_value_t = 10_000,
+        default_value_t = 20_000,
         global = true
     )]
     pub max_query_selections: usize,
@@ -229,7 +235,7 @@ impl Default for Limits {
             max_body_bytes: 256 * 1024,
             max_query_depth: 12,
             max_query_complexity: 2_000,
-            max_query_selections: 10_000,
+            max_query_selections: 20_000,
             request_timeout_secs: 30,
             introspection: true,
         }
@@ -354,6 +360,14 @@ impl HubConfig {
             self.limits.introspection,
         )
     }
+}
+
+/// A metrics token long enough not to be guessed.
+fn metrics_token(value: &str) -> Result<String, String> {
+    if value.trim().chars().count() < 16 {
+        return Err("must be at least 16 characters".into());
+    }
+    Ok(value.trim().to_owned())
 }
 
 /// `scheme://user:secret@host/db` -> `scheme://user:***@host/db`; URLs without a password are unchanged.

@@ -109,6 +109,9 @@ pub trait SharedEntity: EntityTrait {
 pub enum Need {
     Read,
     Write,
+    /// Writing sensitive fields: a WRITE share that includes them (one cannot overwrite what one may
+    /// not read).
+    WriteSensitive,
     /// A change no share can grant: only the owner makes it.
     Own,
 }
@@ -126,6 +129,11 @@ pub fn visible<E: SharedEntity>(principal: &Principal, need: Need) -> Condition 
             principal,
             Some(ShareAccess::Write),
             false,
+        ))),
+        Need::WriteSensitive => owned.add(Expr::exists(shared::<E>(
+            principal,
+            Some(ShareAccess::Write),
+            true,
         ))),
     }
 }

@@ -81,8 +81,11 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         }
     };
     let schema = build_schema(&config.limits, Some(services.clone()));
+    let (query_root, mutation_root) = crate::graphql::root_type_names();
+    let operation_labels =
+        telemetry::OperationLabels::from_sdl(&schema.sdl(), &query_root, &mutation_root);
     Ok(AppState {
-        operation_labels: telemetry::OperationLabels::from_sdl(&schema.sdl()),
+        operation_labels,
         schema,
         authenticator: Authenticator::new(issuer),
         services,

@@ -64,9 +64,9 @@ pub const UNPARSED_LABEL: &str = "unparsed";
 pub const INVALID_LABEL: &str = "invalid";
 
 impl OperationLabels {
-    /// Every `query.<field>` and `mutation.<field>` of the schema's root types, read from its SDL once
-    /// at start.
-    pub fn from_sdl(sdl: &str) -> Self {
+    /// Every `query.<field>` and `mutation.<field>` of the schema's root types (named as the schema
+    /// names them), read from its SDL once at start.
+    pub fn from_sdl(sdl: &str, query_root: &str, mutation_root: &str) -> Self {
         use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
         let mut known = HashSet::new();
         let Ok(document) = async_graphql::parser::parse_schema(sdl) else {
@@ -79,10 +79,13 @@ impl OperationLabels {
             let TypeSystemDefinition::Type(ty) = definition else {
                 continue;
             };
-            let prefix = match ty.node.name.node.as_str() {
-                "QueryRoot" => "query",
-                "MutationRoot" => "mutation",
-                _ => continue,
+            let name = ty.node.name.node.as_str();
+            let prefix = if name == query_root {
+                "query"
+            } else if name == mutation_root {
+                "mutation"
+            } else {
+                continue;
             };
             if let TypeKind::Object(object) = &ty.node.kind {
                 for field in &object.fields {

@@ -12,7 +12,10 @@
 //! - A payment request remembers the member who opened it: the challenge is shown to that member and
 //!   to the terminal's device only.
 
-use sea_orm_migration::{prelude::*, sea_orm::DbBackend};
+use sea_orm_migration::{
+    prelude::*,
+    sea_orm::{DbBackend, Statement},
+};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -61,6 +64,30 @@ impl MigrationTrait for Migration {
                             (prefix || repeat('9', 16 - length(prefix)))::bigint, '[]')) STORED",
             )
             .await?;
+            // Ranges that raced past the old check must be resolved by an operator first: say which.
+            let overlapping = db
+                .query_all_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT a.id::text AS a, b.id::text AS b FROM issuer_key a JOIN issuer_key b \
+                     ON a.id < b.id AND a.owner_organization_id <> b.owner_organization_id \
+                     AND a.number_range && b.number_range",
+                ))
+                .await?;
+            if !overlapping.is_empty() {
+                let pairs: Vec<String> = overlapping
+                    .iter()
+                    .map(|row| {
+                        let a: String = row.try_get("", "a").unwrap_or_default();
+                        let b: String = row.try_get("", "b").unwrap_or_default();
+                        format!("{a} and {b}")
+                    })
+                    .collect();
+                return Err(DbErr::Migration(format!(
+                    "issuer keys of different issuers have overlapping number ranges; revoke and \
+                     delete one key of each pair before upgrading: {}",
+                    pairs.join(", ")
+                )));
+            }
             db.execute_unprepared(&format!(
                 "ALTER TABLE issuer_key ADD CONSTRAINT {PREFIX_RANGES_DISJOINT} \
                  EXCLUDE USING gist (number_range WITH &&, owner_organization_id WITH <>)"
@@ -70,6 +97,8 @@ impl MigrationTrait for Migration {
         Ok(())
     }
 
+    /// Evidence whose unverified issuer name was removed keeps it in its token bytes; `down` does not
+    /// put it back.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         if manager.get_database_backend() == DbBackend::Postgres {
             let db = manager.get_connection();

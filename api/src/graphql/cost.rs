@@ -1,15 +1,18 @@
 //! What a document costs before anything expensive looks at it.
 //!
-//! Validation (and complexity counting) walks every fragment spread expanded. A document of a kilobyte
-//! whose fragments each spread the next one twice expands to 2^depth selections, so the walk would take
-//! minutes while holding a worker thread that no timeout can interrupt. This module counts the expanded
-//! size in time linear in the document (each fragment's size is computed once), without recursion
-//! through fragments (a chain of thousands of fragments cannot exhaust the stack), and refuses a
-//! document that expands beyond the limit before validation starts.
+//! async-graphql's complexity and depth visitors walk each operation with every fragment spread
+//! expanded: a document of a kilobyte whose fragments each spread the next one twice expands to
+//! 2^depth selections, and the walk would take minutes on a worker thread that no timeout can
+//! interrupt. Its rule for overlapping fields expands, for every selection set of every definition,
+//! the fragments spread at its top level (a chain of fragments costs the square of its length), and
+//! compares the arguments of same-named fields pairwise.
 //!
-//! The count is the sum, over every operation and every fragment definition, of the selections
-//! (fields, fragment spreads, inline fragments) it expands to: async-graphql validates each definition
-//! on its own, expanding the spreads of each selection set it meets.
+//! This module bounds all of it before validation starts, in time linear in the document and without
+//! recursion through fragments (a chain of thousands cannot exhaust the stack). A selection costs one,
+//! plus one per argument and directive; the cost of a document is the sum, over every operation and
+//! every fragment definition, of what it costs with its spreads expanded. That sum over-counts a
+//! fragment nested in another (it is counted in both), which ordinary documents can afford. A field
+//! with more arguments than any field of the schema takes is refused outright.
 
 use std::collections::{HashMap, HashSet};
 
@@ -17,18 +20,23 @@ use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 
 use crate::error::ApiError;
 
-/// Refuses a document whose fragments expand to more than `limit` selections, or that spreads a
-/// fragment into itself.
+/// More arguments than any field of the schema takes (its widest takes six).
+const MAX_ARGUMENTS_PER_FIELD: usize = 32;
+
+/// Refuses a document that expands to more than `limit` selections (counted as the module documentation
+/// says), that spreads a fragment into itself, or that gives a field too many arguments.
 pub fn check_expanded_size(document: &ExecutableDocument, limit: usize) -> Result<(), ApiError> {
     let limit = limit as u64;
     let too_large = || ApiError::QueryTooComplex {
         reason: format!("the document expands to more than {limit} selections"),
     };
-    let fragments: HashMap<&str, Direct<'_>> = document
-        .fragments
-        .iter()
-        .map(|(name, fragment)| (name.as_str(), Direct::of(&fragment.node.selection_set.node)))
-        .collect();
+    let mut fragments: HashMap<&str, Direct<'_>> = HashMap::with_capacity(document.fragments.len());
+    for (name, fragment) in &document.fragments {
+        fragments.insert(
+            name.as_str(),
+            Direct::of(&fragment.node.selection_set.node)?,
+        );
+    }
     let expanded = expand_all(&fragments)?;
     let size_of = |direct: &Direct<'_>| {
         direct
@@ -38,15 +46,13 @@ pub fn check_expanded_size(document: &ExecutableDocument, limit: usize) -> Resul
                 total.saturating_add(expanded.get(name).copied().unwrap_or(0))
             })
     };
-    let fragments_total = expanded
+    let mut total = expanded
         .values()
         .fold(0u64, |sum, size| sum.saturating_add(*size));
-    let total = document
-        .operations
-        .iter()
-        .fold(fragments_total, |sum, (_, operation)| {
-            sum.saturating_add(size_of(&Direct::of(&operation.node.selection_set.node)))
-        });
+    for (_, operation) in document.operations.iter() {
+        let direct = Direct::of(&operation.node.selection_set.node)?;
+        total = total.saturating_add(size_of(&direct));
+    }
     if total > limit {
         return Err(too_large());
     }
@@ -61,27 +67,47 @@ struct Direct<'a> {
 }
 
 impl<'a> Direct<'a> {
-    fn of(set: &'a SelectionSet) -> Self {
+    fn of(set: &'a SelectionSet) -> Result<Self, ApiError> {
         let mut direct = Direct {
             selections: 0,
             spreads: Vec::new(),
         };
         // Nesting of fields and inline fragments is bounded by the parser's recursion limit.
-        direct.add(set);
-        direct
+        direct.add(set)?;
+        Ok(direct)
     }
 
-    fn add(&mut self, set: &'a SelectionSet) {
+    fn add(&mut self, set: &'a SelectionSet) -> Result<(), ApiError> {
         for item in &set.items {
-            self.selections = self.selections.saturating_add(1);
-            match &item.node {
-                Selection::Field(field) => self.add(&field.node.selection_set.node),
-                Selection::InlineFragment(inline) => self.add(&inline.node.selection_set.node),
+            let (extra, nested) = match &item.node {
+                Selection::Field(field) => {
+                    let arguments = field.node.arguments.len();
+                    if arguments > MAX_ARGUMENTS_PER_FIELD {
+                        return Err(ApiError::InvalidDocument(format!(
+                            "field {} has {arguments} arguments; at most {MAX_ARGUMENTS_PER_FIELD}",
+                            field.node.name.node
+                        )));
+                    }
+                    (
+                        arguments + field.node.directives.len(),
+                        Some(&field.node.selection_set.node),
+                    )
+                }
+                Selection::InlineFragment(inline) => (
+                    inline.node.directives.len(),
+                    Some(&inline.node.selection_set.node),
+                ),
                 Selection::FragmentSpread(spread) => {
                     self.spreads.push(spread.node.fragment_name.node.as_str());
+                    (spread.node.directives.len(), None)
                 }
+            };
+            self.selections = self.selections.saturating_add(1 + extra as u64);
+            if let Some(nested) = nested {
+                self.add(nested)?;
             }
         }
+        Ok(())
     }
 }
 
@@ -197,6 +223,18 @@ mod tests {
     fn cycles_are_refused() {
         let query = "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A }";
         assert_eq!(check(query, 10_000), Err("GRAPHQL_VALIDATION_FAILED"));
+    }
+
+    #[test]
+    fn arguments_count_and_are_capped() {
+        assert_eq!(check("{ a: me { role } b: me { role } }", 4), Ok(()));
+        let args: String = (0..10).map(|i| format!("a{i}: 1 ")).collect();
+        let query = format!("{{ me({args}) {{ role }} }}");
+        assert_eq!(check(&query, 11), Err("QUERY_TOO_COMPLEX"));
+        assert_eq!(check(&query, 12), Ok(()));
+        let many: String = (0..33).map(|i| format!("a{i}: 1 ")).collect();
+        let query = format!("{{ me({many}) {{ role }} }}");
+        assert_eq!(check(&query, 10_000), Err("GRAPHQL_VALIDATION_FAILED"));
     }
 
     #[test]

@@ -100,6 +100,15 @@ pub fn build_schema(limits: &Limits, services: Option<Services>) -> HubSchema {
     builder.finish()
 }
 
+/// The names of the query and mutation root types, as the SDL spells them.
+pub fn root_type_names() -> (String, String) {
+    use async_graphql::OutputType;
+    (
+        QueryRoot::type_name().into_owned(),
+        MutationRoot::type_name().into_owned(),
+    )
+}
+
 /// The SDL checked in as `schema.graphql`.
 pub fn sdl() -> String {
     build_schema(&Limits::default(), None).sdl()

@@ -119,22 +119,33 @@ fn decode_cursor(
     Ok((data.key, data.id))
 }
 
+/// Longest text key a cursor may carry (sort columns hold names and SKUs of at most a few hundred).
+const MAX_TEXT_KEY_CHARS: usize = 1_024;
+
 impl SortKey {
-    /// Whether this key can be compared with a column of `column_type`.
+    /// Whether this key can be compared with a column of `column_type` by every supported database:
+    /// the same type, text without NUL (PostgreSQL refuses it), a time within years 1 to 9999.
     fn fits(&self, column_type: &ColumnType) -> bool {
         match self {
-            SortKey::Text(_) => matches!(
-                column_type,
-                ColumnType::String(_) | ColumnType::Text | ColumnType::Char(_)
-            ),
+            SortKey::Text(text) => {
+                matches!(
+                    column_type,
+                    ColumnType::String(_) | ColumnType::Text | ColumnType::Char(_)
+                ) && !text.contains('\0')
+                    && text.chars().count() <= MAX_TEXT_KEY_CHARS
+            }
             SortKey::Int(_) => matches!(
                 column_type,
                 ColumnType::BigInteger | ColumnType::Integer | ColumnType::SmallInteger
             ),
-            SortKey::Time(_) => matches!(
-                column_type,
-                ColumnType::TimestampWithTimeZone | ColumnType::DateTime | ColumnType::Timestamp
-            ),
+            SortKey::Time(time) => {
+                matches!(
+                    column_type,
+                    ColumnType::TimestampWithTimeZone
+                        | ColumnType::DateTime
+                        | ColumnType::Timestamp
+                ) && (1..=9999).contains(&chrono::Datelike::year(time))
+            }
         }
     }
 }
@@ -322,5 +333,11 @@ mod tests {
         let time = encode_cursor("createdAt", SortKey::Int(1), id);
         let column = ColumnType::TimestampWithTimeZone;
         assert!(decode_cursor("after", "createdAt", &column, &time).is_err());
+        // Values no database could compare: NUL in text, a time past year 9999.
+        let nul = encode_cursor("name", SortKey::Text("a\0b".into()), id);
+        assert!(decode_cursor("after", "name", &ColumnType::Text, &nul).is_err());
+        let far = DateTime::<Utc>::from_timestamp(300_000_000_000, 0).expect("time");
+        let far = encode_cursor("createdAt", SortKey::Time(far), id);
+        assert!(decode_cursor("after", "createdAt", &column, &far).is_err());
     }
 }

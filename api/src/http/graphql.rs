@@ -7,10 +7,11 @@ use axum::{
     Json,
     body::Body,
     extract::{RawQuery, State},
-    http::{HeaderMap, StatusCode, header::AUTHORIZATION},
+    http::{HeaderMap, StatusCode},
     response::{Html, IntoResponse, Response},
 };
 
+use super::single_bearer;
 use crate::{
     config::Limits,
     error::ApiError,
@@ -115,10 +116,11 @@ async fn authenticate_and_run(
     transport: Transport,
     label: &mut String,
 ) -> Result<async_graphql::Response, ApiError> {
-    let principal = state
-        .authenticator
-        .authenticate(&state.db, bearer(headers)?)
-        .await?;
+    let bearer = single_bearer(headers).map_err(|()| {
+        tracing::info!("request refused: more than one Authorization header");
+        ApiError::Unauthenticated
+    })?;
+    let principal = state.authenticator.authenticate(&state.db, bearer).await?;
     *label = UNPARSED_LABEL.to_owned();
     let (mut request, checked) = parse_and_bound(request, &state.config.limits).await?;
     let operation_name = request.operation_name.clone();
@@ -127,11 +129,12 @@ async fn authenticate_and_run(
             .operation_labels
             .label(document, operation_name.as_deref());
     }
+    // Answered like the schema's own parse and validation errors: a GraphQL response with HTTP 200.
     if let Err(refusal) = checked {
-        return match refusal {
-            Refusal::Parse(error) => Ok(edge::parse_failure(error)),
-            Refusal::Cost(error) => Err(error),
-        };
+        return Ok(match refusal {
+            Refusal::Parse(error) => edge::parse_failure(error),
+            Refusal::Cost(error) => error.into_graphql_response(),
+        });
     }
     // GET must never change anything: a link or a prefetch could trigger it.
     if transport == Transport::Get && is_mutation(&mut request) {
@@ -147,24 +150,6 @@ async fn authenticate_and_run(
             principal,
         ))
         .await)
-}
-
-/// The bearer token of the one `Authorization` header. Two headers are refused rather than letting
-/// one of them win: a proxy and a client disagreeing about who is asking is not a request to guess at.
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        tracing::info!("request refused: more than one Authorization header");
-        return Err(ApiError::Unauthenticated);
-    }
-    Ok(value
-        .to_str()
-        .ok()
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim))
 }
 
 /// Documents up to this size are parsed on the request's task; larger ones on the blocking pool, so a

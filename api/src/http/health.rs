@@ -3,7 +3,7 @@ use axum::{
     extract::State,
     http::{
         HeaderMap, StatusCode,
-        header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE},
+        header::{CONTENT_TYPE, WWW_AUTHENTICATE},
     },
     response::{IntoResponse, Response},
 };
@@ -59,15 +59,7 @@ pub async fn metrics_behind_token(State(state): State<AppState>, headers: Header
         )
             .into_response();
     };
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let presented = match (values.next(), values.next()) {
-        (Some(value), None) => value
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim),
-        _ => None,
-    };
+    let presented = super::single_bearer(&headers).ok().flatten();
     // Digests compared, so the time taken says nothing about how much of the token matched.
     let matches = presented.is_some_and(|token| Sha256::digest(token) == Sha256::digest(expected));
     if !matches {

@@ -5,7 +5,7 @@ mod health;
 
 use axum::{
     Router,
-    http::{HeaderName, Request},
+    http::{HeaderMap, HeaderName, Request, header::AUTHORIZATION},
     routing::get,
 };
 use tower::ServiceBuilder;
@@ -16,6 +16,24 @@ use tower_http::{
 };
 
 use crate::state::AppState;
+
+/// The bearer token of a request's one `Authorization` header (`None` without one, or when it is not a
+/// bearer token). More than one header is an error: a proxy and a client disagreeing about who is
+/// asking is not something to guess at by letting one of them win.
+fn single_bearer(headers: &HeaderMap) -> Result<Option<&str>, ()> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(());
+    }
+    Ok(value
+        .to_str()
+        .ok()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim))
+}
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

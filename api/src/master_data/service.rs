@@ -596,8 +596,9 @@ impl MasterDataService {
         }
         let mut changes: customer::ActiveModel = Default::default();
         sensitive::write_contact(&mut changes, validate_contact(contact)?);
-        versioned_update::<customer::Entity>(&self.db, principal, id, version, changes, Need::Write)
-            .await
+        // Every field of a customer is a contact field: changing one needs the right to read them.
+        let need = Need::WriteSensitive;
+        versioned_update::<customer::Entity>(&self.db, principal, id, version, changes, need).await
     }
 
     pub async fn delete_customer(&self, principal: &Principal, id: Uuid) -> ApiResult<Uuid> {
@@ -964,14 +965,20 @@ where
     }
     // Nothing changed: say why, without revealing rows the caller cannot see.
     find_visible::<E, _>(db, principal, id, Need::Read).await?;
-    find_visible::<E, _>(db, principal, id, need)
-        .await
-        .map_err(|_| match need {
-            Need::Own => ApiError::Forbidden("only the record's owner may make this change"),
-            Need::Read | Need::Write => {
-                ApiError::Forbidden("the record is shared with your organization read-only")
-            }
-        })?;
+    // Visible but not changeable by the caller: say which rule stopped it (a database error stays one).
+    match find_visible::<E, _>(db, principal, id, need).await {
+        Ok(_) => {}
+        Err(ApiError::NotFound { .. }) => {
+            return Err(ApiError::Forbidden(match need {
+                Need::Own => "only the record's owner may make this change",
+                Need::WriteSensitive => {
+                    "the record is shared with your organization without its sensitive fields"
+                }
+                Need::Read | Need::Write => "the record is shared with your organization read-only",
+            }));
+        }
+        Err(other) => return Err(other),
+    }
     Err(ApiError::Conflict(format!(
         "stale version {version}: the {} changed since you read it; read it again and retry",
         resource_name(E::RESOURCE)

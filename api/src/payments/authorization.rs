@@ -27,8 +27,8 @@ use entities::{
 use sea_orm::{
     ActiveEnum, ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
-    EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, TransactionTrait,
+    ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, IntoActiveModel,
+    QueryFilter, QuerySelect, TransactionTrait,
     sea_query::{Expr, ExprTrait, Func, LockType, Query},
 };
 use uuid::Uuid;
@@ -746,10 +746,15 @@ impl AuthorizationService {
             };
             return decline(reason, Some(request), None);
         }
+        // From here on the submission holds its device, then its card, until the keyed transaction
+        // ends: a card blocked or a device revoked meanwhile is seen, and the limits below count
+        // every payment an earlier holder committed.
+        lock_device(txn, device_id).await?;
         // The card: registered by the same issuer, not blocked, with exactly this key.
         let card_id = Uuid::from_bytes(token.body.card_id);
         let card = card::Entity::find_by_id(card_id)
             .filter(card::Column::IssuerOrganizationId.eq(issuer))
+            .lock(LockType::NoKeyUpdate)
             .one(txn)
             .await?;
         let Some(card) = card else {
@@ -811,7 +816,6 @@ impl AuthorizationService {
         if request.amount_minor > self.limits.contactless_limit_minor {
             return decline(DeclineReason::CvmRequired, Some(request), Some(issuer));
         }
-        lock_for_limits(txn, device_id, card_id).await?;
         let velocity_window = Duration::hours(24);
         let recent = RecentPayments::of(
             txn,
@@ -1098,40 +1102,28 @@ impl AuthorizationService {
     }
 }
 
-/// Serializes the judgements of one device and of one card until the keyed transaction ends, so the
-/// limits read next count every payment committed by an earlier holder and concurrent taps cannot
-/// beat a limit. On PostgreSQL: row locks on the device, then the card (always in that order, and a
-/// transaction holds one device, so two submissions never wait on each other in a cycle). `FOR NO
-/// KEY UPDATE` leaves the foreign-key checks of unrelated inserts alone. SQLite's write transactions
-/// are IMMEDIATE: one writer at a time already.
-async fn lock_for_limits(
-    txn: &DatabaseTransaction,
-    device_id: Uuid,
-    card_id: Uuid,
-) -> ApiResult<()> {
-    if txn.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    let device = device::Entity::find_by_id(device_id)
+/// Locks the submitting device's row until the keyed transaction ends, and checks that the device is
+/// still active. With the card's row, locked next, this serializes the judgements of one device and of
+/// one card, so the limits count every payment committed by an earlier holder and concurrent taps
+/// cannot beat a limit. Always the device first, then the card (a transaction holds one device), so two
+/// submissions never wait on each other in a cycle. `FOR NO KEY UPDATE` leaves the foreign-key checks
+/// of unrelated inserts alone. SQLite ignores the clause: its write transactions are IMMEDIATE, one
+/// writer at a time already.
+async fn lock_device(txn: &DatabaseTransaction, device_id: Uuid) -> ApiResult<()> {
+    let status = device::Entity::find_by_id(device_id)
         .select_only()
-        .column(device::Column::Id)
+        .column(device::Column::Status)
         .lock(LockType::NoKeyUpdate)
-        .into_tuple::<Uuid>()
+        .into_tuple::<DeviceStatus>()
         .one(txn)
         .await?;
-    let card = card::Entity::find_by_id(card_id)
-        .select_only()
-        .column(card::Column::Id)
-        .lock(LockType::NoKeyUpdate)
-        .into_tuple::<Uuid>()
-        .one(txn)
-        .await?;
-    match (device, card) {
-        (Some(_), Some(_)) => Ok(()),
-        // Both were read in this transaction a moment ago; rows never disappear.
-        _ => Err(ApiError::Internal(anyhow::anyhow!(
-            "device {device_id} or card {card_id} vanished during authorization"
-        ))),
+    match status {
+        Some(DeviceStatus::Active) => Ok(()),
+        // Revoked while this submission was on its way: stopped like its next request would be.
+        _ => {
+            tracing::info!(device = %device_id, "payment refused: the device was revoked meanwhile");
+            Err(ApiError::Unauthenticated)
+        }
     }
 }
 

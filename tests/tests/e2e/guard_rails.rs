@@ -84,7 +84,7 @@ on_both_backends!(guard_rails, oversized_deep_and_complex_requests_are_refused);
 
 async fn health_readiness_metrics_and_request_ids(backend: Backend) {
     let app = TestApp::start_with(backend, |config| {
-        config.metrics_token = Some("scrape".into())
+        config.metrics_token = Some("scrape-token-0123456789".into())
     })
     .await;
     let admin = app.token(app.retailer_id, Role::Admin).await;
@@ -111,7 +111,7 @@ async fn health_readiness_metrics_and_request_ids(backend: Backend) {
     let metrics = app
         .client
         .get(format!("{}/metrics", app.base_url))
-        .bearer_auth("scrape")
+        .bearer_auth("scrape-token-0123456789")
         .send()
         .await
         .expect("metrics")
