@@ -404,6 +404,8 @@ async fn forbidden_transitions_change_nothing(backend: Backend) {
             "{case}: {}",
             response.body
         );
+        // Every table and every row, invoices and events included.
+        assert_eq!(app.fingerprint().await, before, "{case}: changed nothing");
     }
     let invoice_refusals = [
         ("pay a paid invoice", "payInvoice"),
@@ -419,6 +421,7 @@ async fn forbidden_transitions_change_nothing(backend: Backend) {
             "{case}: {}",
             response.body
         );
+        assert_eq!(app.fingerprint().await, before, "{case}: changed nothing");
     }
     for (case, input) in [
         ("invoice a draft", json!({ "orderId": draft })),
@@ -431,6 +434,7 @@ async fn forbidden_transitions_change_nothing(backend: Backend) {
             "{case}: {}",
             response.body
         );
+        assert_eq!(app.fingerprint().await, before, "{case}: changed nothing");
     }
     // Bad orders: no lines, zero quantity, a product the caller cannot see, mixed currencies.
     let hidden = product(&app, &shop.supplier_b.1, "HIDDEN-1", 5).await;
@@ -469,6 +473,11 @@ async fn forbidden_transitions_change_nothing(backend: Backend) {
             Some(code),
             "{case}: {}",
             response.body
+        );
+        assert_eq!(
+            app.fingerprint().await,
+            before_orders,
+            "{case}: changed nothing"
         );
     }
     // Supplier B shared its products with the retailer only: supplier A cannot order them.

@@ -698,6 +698,9 @@ async fn bad_input_changes_nothing(backend: Backend) {
             "{case}: {}",
             response.body
         );
+        // Every table, every row: a refused input that still changed a name, or left a stray row
+        // anywhere, fails here.
+        assert_eq!(app.fingerprint().await, before, "{case}: changed nothing");
     }
     // A duplicate SKU by update is a conflict too.
     app.graphql(

@@ -1853,3 +1853,145 @@ async fn overlapping_prefixes_race(backend: Backend) {
     app.stop().await;
 }
 on_both_backends!(prefix_race, overlapping_prefixes_race);
+
+/// The decline reasons that depend on state (a paid, cancelled or blocked record, a revoked key, a
+/// token's amount limit, the distinct-terminal velocity): each consumes nothing (fingerprint), and a
+/// genuine tap afterwards pays wherever one still can.
+async fn stateful_declines_consume_nothing(backend: Backend) {
+    let mut checkout = Checkout::new_with(backend, 60, |config| {
+        let limits = &mut config.payment_limits;
+        limits.card_velocity_count = 1_000;
+        limits.card_velocity_sum_minor = 10_000_000;
+        limits.device_cap_minor = 10_000_000;
+        limits.card_velocity_terminals = 2;
+    })
+    .await;
+    let member = checkout.member.clone();
+    let bank_admin = checkout.bank_admin.clone();
+
+    // DOMAIN_RESTRICTION by amount: the token allows 0.50, the request asks 1.00.
+    let request = checkout.request(100).await;
+    let capped = checkout.forge(&request, 1, |body, _| {
+        body.restrictions.max_amount_minor = 50
+    });
+    expect_decline(
+        &checkout,
+        &request,
+        capped,
+        "DOMAIN_RESTRICTION",
+        "amount-cap",
+    )
+    .await;
+    let genuine = checkout.tap(&request);
+    authorized(&checkout, &request, genuine, "after-amount-cap").await;
+
+    // REQUEST_ALREADY_PAID: the request above is paid; an unused number for it is declined and
+    // stays unused (it pays the next request).
+    let unused = checkout.forge(&request, 2, |_, _| {});
+    expect_decline(
+        &checkout,
+        &request,
+        unused.clone(),
+        "REQUEST_ALREADY_PAID",
+        "paid",
+    )
+    .await;
+    let next = checkout.request(100).await;
+    let unused = replay_for(&unused.0, &next);
+    authorized(&checkout, &next, unused, "unused-number-pays").await;
+
+    // REQUEST_CANCELLED.
+    let request = checkout.request(100).await;
+    checkout
+        .app
+        .graphql(Some(&member), "mutation($id: ID!) { cancelPaymentRequest(input: { id: $id }) { paymentRequest { status } } }", json!({ "id": request["id"] }))
+        .await
+        .data("/cancelPaymentRequest");
+    let tap = checkout.tap(&request);
+    expect_decline(
+        &checkout,
+        &request,
+        tap.clone(),
+        "REQUEST_CANCELLED",
+        "cancelled",
+    )
+    .await;
+    let next = checkout.request(100).await;
+    authorized(
+        &checkout,
+        &next,
+        replay_for(&tap.0, &next),
+        "after-cancelled",
+    )
+    .await;
+
+    // CARD_BLOCKED: declined while blocked, paid once unblocked.
+    assert_eq!(
+        step_card(&checkout, &bank_admin, "blockCard").await,
+        "BLOCKED"
+    );
+    let request = checkout.request(100).await;
+    let tap = checkout.tap(&request);
+    expect_decline(&checkout, &request, tap.clone(), "CARD_BLOCKED", "blocked").await;
+    assert_eq!(
+        step_card(&checkout, &bank_admin, "unblockCard").await,
+        "ACTIVE"
+    );
+    authorized(&checkout, &request, tap, "unblocked").await;
+
+    // Distinct terminals per card: a second terminal is fine, a third needs verification.
+    let mut seen = Vec::new();
+    for seed in [0xB1u8, 0xB2] {
+        let (terminal, key) = checkout.add_terminal(seed).await;
+        let order = checkout.new_order(1).await;
+        let request = checkout.request_at(&order, &terminal, 100).await;
+        let tap = checkout.tap(&request);
+        let url = checkout.app.base_url.clone();
+        let token = device_token(decode_global_id(&terminal), &key);
+        seen.push(
+            pay_as(
+                &checkout,
+                &url,
+                &token,
+                &request,
+                &tap,
+                &format!("terminal-{seed}"),
+            )
+            .await,
+        );
+    }
+    assert_eq!(seen[0]["status"], "AUTHORIZED", "{}", seen[0]);
+    assert_eq!(seen[1]["declineReason"], "CVM_REQUIRED", "{}", seen[1]);
+
+    // ISSUER_KEY_REVOKED: every number under the key dies at once; nothing else changes.
+    checkout
+        .app
+        .graphql(
+            Some(&bank_admin),
+            "mutation($id: ID!) { revokeIssuerKey(input: { id: $id }) { issuerKey { status } } }",
+            json!({ "id": checkout.key_gid }),
+        )
+        .await
+        .data("/revokeIssuerKey");
+    let request = checkout.request(100).await;
+    let tap = checkout.tap(&request);
+    expect_decline(&checkout, &request, tap, "ISSUER_KEY_REVOKED", "revoked").await;
+    checkout.app.stop().await;
+}
+on_both_backends!(stateful_declines, stateful_declines_consume_nothing);
+
+/// Blocks or unblocks the checkout's card as its issuer; returns the new status.
+async fn step_card(checkout: &Checkout, bank_admin: &str, mutation: &str) -> Value {
+    checkout
+        .app
+        .graphql(
+            Some(bank_admin),
+            &format!(
+                "mutation($id: ID!) {{ {mutation}(input: {{ id: $id }}) {{ card {{ status }} }} }}"
+            ),
+            json!({ "id": checkout.card_gid }),
+        )
+        .await
+        .data(&format!("/{mutation}/card/status"))
+        .clone()
+}
