@@ -17,9 +17,24 @@ use crate::{
     error::{ApiError, ApiResult},
 };
 
-/// Something a caller wants to do, independent of the record it is done to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+/// Declares [`Action`] and [`Action::ALL`] from one list, so no action can be left out of `ALL` (the
+/// end-to-end role test walks it).
+macro_rules! actions {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Something a caller wants to do, independent of the record it is done to.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Action {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Action {
+            /// Every action, in declaration order.
+            pub const ALL: &'static [Action] = &[$(Action::$name,)*];
+        }
+    };
+}
+
+actions! {
     /// Read who one is (`me`).
     ReadSelf,
     /// Read the directory of organization names and kinds.
@@ -38,8 +53,10 @@ pub enum Action {
     ManageDevices,
     /// Grant and revoke shares of the organization's records.
     ManageShares,
-    /// Register, retire and revoke the organization's issuer keys.
+    /// Register, retire and revoke the organization's issuer keys (financial providers).
     ManageKeys,
+    /// Register, block and unblock the cards the organization issues (financial providers).
+    IssueCards,
     /// Open or cancel a payment request (checkout staff, or the terminal's own device).
     RequestPayment,
     /// Submit a one-time number for a payment request (the terminal's device only).
@@ -68,8 +85,13 @@ pub fn authorize(principal: &Principal, action: Action) -> ApiResult<()> {
         Action::ManageMembers
         | Action::IssueTokens
         | Action::ManageDevices
-        | Action::ManageShares
-        | Action::ManageKeys => principal.role == Role::Admin,
+        | Action::ManageShares => principal.role == Role::Admin,
+        // Only financial providers hold issuer keys and issue cards.
+        Action::ManageKeys => principal.role == Role::Admin && principal.is_financial_provider(),
+        Action::IssueCards => {
+            matches!(principal.role, Role::Admin | Role::Member)
+                && principal.is_financial_provider()
+        }
         Action::CreateOrganization => principal.role == Role::Admin && principal.is_retailer(),
     };
     if allowed {
@@ -90,7 +112,12 @@ fn rule(action: Action) -> &'static str {
         Action::CreateOrganization => "only the retailer's ADMIN creates organizations",
         Action::ManageDevices => "managing devices requires the ADMIN role",
         Action::ManageShares => "managing shares requires the ADMIN role",
-        Action::ManageKeys => "managing issuer keys requires the ADMIN role",
+        Action::ManageKeys => {
+            "managing issuer keys requires the ADMIN role of a financial provider"
+        }
+        Action::IssueCards => {
+            "issuing cards requires the MEMBER or ADMIN role of a financial provider"
+        }
         Action::RequestPayment => "requesting payments requires the MEMBER or ADMIN role",
         Action::SubmitPayment => "only the terminal's device submits card payments",
     }
@@ -349,6 +376,53 @@ mod tests {
         assert_eq!(device_change_need(DeviceChange::Rename), Need::Write);
         assert_eq!(device_change_need(DeviceChange::Move), Need::Own);
         assert_eq!(device_change_need(DeviceChange::Revoke), Need::Own);
+    }
+
+    /// Every action for every role of a retailer and of a financial provider, against a table written
+    /// here, independently of `authorize`.
+    #[test]
+    fn every_action_for_every_role() {
+        use Action::*;
+        use OrganizationKind::{FinancialProvider, Retailer};
+        let reads = [ReadSelf, ReadDirectory, ReadOwnOrganization];
+        let expected = |kind: OrganizationKind, role: Role| -> Vec<Action> {
+            let mut allowed: Vec<Action> = match role {
+                Role::Device => return vec![ReadSelf, RequestPayment, SubmitPayment],
+                Role::Viewer => reads.to_vec(),
+                Role::Member => [&reads[..], &[WriteRecords, RequestPayment]].concat(),
+                Role::Admin => [
+                    &reads[..],
+                    &[WriteRecords, RequestPayment, ManageMembers, IssueTokens],
+                    &[ManageDevices, ManageShares],
+                ]
+                .concat(),
+            };
+            match (kind, role) {
+                (Retailer, Role::Admin) => allowed.push(CreateOrganization),
+                (FinancialProvider, Role::Admin) => allowed.extend([ManageKeys, IssueCards]),
+                (FinancialProvider, Role::Member) => allowed.push(IssueCards),
+                _ => {}
+            }
+            allowed
+        };
+        for kind in [Retailer, FinancialProvider] {
+            for role in [Role::Viewer, Role::Member, Role::Admin, Role::Device] {
+                let allowed = expected(kind, role);
+                for &action in Action::ALL {
+                    let outcome = authorize(&principal(kind, role), action);
+                    assert_eq!(
+                        outcome.is_ok(),
+                        allowed.contains(&action),
+                        "{kind:?} {role:?} {action:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            Action::ALL.len(),
+            13,
+            "a new action needs a row in the table above"
+        );
     }
 
     #[test]

@@ -56,6 +56,10 @@ impl Principal {
         self.organization_kind == OrganizationKind::Retailer
     }
 
+    pub fn is_financial_provider(&self) -> bool {
+        self.organization_kind == OrganizationKind::FinancialProvider
+    }
+
     pub fn member_id(&self) -> Option<Uuid> {
         match self.actor {
             Actor::Member(id) => Some(id),

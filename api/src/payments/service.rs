@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use entities::{
     card::{self, CardStatus},
     issuer_key::{self, IssuerKeyStatus},
-    organization::OrganizationKind,
     payment, payment_evidence,
 };
 use sea_orm::{
@@ -51,17 +50,6 @@ pub struct PaymentKeysService {
     db: DatabaseConnection,
 }
 
-/// Only financial providers hold issuer keys and issue cards.
-fn require_financial_provider(principal: &Principal) -> ApiResult<()> {
-    if principal.organization_kind == OrganizationKind::FinancialProvider {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "only financial providers issue keys and cards",
-        ))
-    }
-}
-
 fn strict_key(field: &'static str, base64: &str) -> ApiResult<Vec<u8>> {
     let bytes: [u8; 32] = STANDARD
         .decode(base64.trim())
@@ -87,7 +75,6 @@ impl PaymentKeysService {
         input: NewIssuerKey,
     ) -> ApiResult<issuer_key::Model> {
         authorize(principal, Action::ManageKeys)?;
-        require_financial_provider(principal)?;
         let public_key = strict_key("publicKey", &input.public_key_base64)?;
         let range = PrefixRange::new(input.prefix.trim())
             .map_err(|err| ApiError::validation("prefix", err.to_string()))?;
@@ -239,8 +226,7 @@ impl PaymentKeysService {
         principal: &Principal,
         input: NewCard,
     ) -> ApiResult<card::Model> {
-        authorize(principal, Action::WriteRecords)?;
-        require_financial_provider(principal)?;
+        authorize(principal, Action::IssueCards)?;
         let public_key = strict_key("publicKey", &input.public_key_base64)?;
         let last_four = input.last_four.trim();
         if last_four.len() != 4 || !last_four.bytes().all(|b| b.is_ascii_digit()) {
@@ -275,7 +261,7 @@ impl PaymentKeysService {
         id: Uuid,
         status: CardStatus,
     ) -> ApiResult<card::Model> {
-        authorize(principal, Action::WriteRecords)?;
+        authorize(principal, Action::IssueCards)?;
         let current = self.card(principal, id).await?;
         if current.status == status {
             return Err(ApiError::InvalidTransition {

@@ -978,17 +978,16 @@ async fn replay_storms_on_two_replicas(backend: Backend) {
         1,
         "exactly one authorization"
     );
-    let reasons: std::collections::BTreeSet<String> = answers
+    // Every other answer is a decline that names the replay, counted (not "all of none").
+    let replays = answers
         .iter()
-        .filter(|a| a["status"] == "DECLINED")
-        .map(|a| a["declineReason"].as_str().unwrap_or("?").to_owned())
-        .collect();
-    assert!(
-        reasons
-            .iter()
-            .all(|r| r == "REQUEST_ALREADY_PAID" || r == "NUMBER_ALREADY_USED"),
-        "replays are declined as replays: {reasons:?}"
-    );
+        .filter(|a| {
+            a["status"] == "DECLINED"
+                && (a["declineReason"] == "REQUEST_ALREADY_PAID"
+                    || a["declineReason"] == "NUMBER_ALREADY_USED")
+        })
+        .count();
+    assert_eq!(replays, 999, "replays are declined as replays");
     assert_eq!(payments_for(&checkout, &request).await, 1);
 
     // The same submission under one key, 1,000 times: one payment, every caller the same answer.
@@ -1042,6 +1041,22 @@ async fn replay_storms_on_two_replicas(backend: Backend) {
             .count(),
         1,
         "one payment for the request"
+    );
+    let refused = answers
+        .iter()
+        .filter(|a| {
+            a["status"] == "DECLINED"
+                && [
+                    "REQUEST_ALREADY_PAID",
+                    "NUMBER_ALREADY_USED",
+                    "SEQUENCE_REUSED",
+                ]
+                .contains(&a["declineReason"].as_str().unwrap_or_default())
+        })
+        .count();
+    assert_eq!(
+        refused, 299,
+        "every other tap is declined as already paid or used"
     );
     assert_eq!(payments_for(&checkout, &request).await, 1);
     drop(replica);
@@ -1157,11 +1172,12 @@ async fn a_killed_replica_loses_no_tap(backend: Backend) {
                 let Some(index) = queue.lock().expect("lock").pop() else {
                     break;
                 };
+                let sent_at = std::time::Instant::now();
                 let answer = submit(&client, &url, &token, &taps[index].1).await;
                 if answer.is_some() {
                     answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
-                results.push((index, answer));
+                results.push((index, sent_at, answer));
             }
             results
         }));
@@ -1174,13 +1190,23 @@ async fn a_killed_replica_loses_no_tap(backend: Backend) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
+    let killed_at = std::time::Instant::now();
     replica.kill();
     let mut outcomes: Vec<Option<Value>> = vec![None; taps.len()];
+    let mut in_flight = 0;
     for worker in workers {
-        for (index, answer) in worker.await.expect("worker") {
+        for (index, sent_at, answer) in worker.await.expect("worker") {
+            // Sent before the kill and never answered: the replica died with it in hand.
+            if answer.is_none() && sent_at < killed_at {
+                in_flight += 1;
+            }
             outcomes[index] = answer;
         }
     }
+    assert!(
+        in_flight > 0,
+        "the kill landed on an idle replica: no submission was in flight"
+    );
     let unanswered: Vec<usize> = (0..taps.len()).filter(|i| outcomes[*i].is_none()).collect();
     assert!(
         !unanswered.is_empty(),
@@ -1995,3 +2021,100 @@ async fn step_card(checkout: &Checkout, bank_admin: &str, mutation: &str) -> Val
         .data(&format!("/{mutation}/card/status"))
         .clone()
 }
+
+/// Review flags stay off at their bounds: a sequence jump of exactly the window, and a payment at
+/// another shop once the distant-terminal window has passed (with a payment inside it as the
+/// positive control).
+async fn review_flags_respect_their_bounds(backend: Backend) {
+    let mut checkout = Checkout::new_with(backend, 10, |config| {
+        config.payment_limits.sequence_gap_window = 4;
+        config.payment_limits.distant_terminal_secs = 5;
+    })
+    .await;
+    let first = checkout.request(100).await;
+    let tap = checkout.tap(&first);
+    let paid = checkout.pay(&first, &tap.0, &tap.1, "first").await;
+    assert_eq!(paid["payment"]["flags"], json!([]), "{paid}");
+    // Three numbers generated and never submitted: the next one is exactly the window above.
+    let second = checkout.request(100).await;
+    for _ in 0..3 {
+        checkout.tap(&second);
+    }
+    let tap = checkout.tap(&second);
+    let inside = checkout.pay(&second, &tap.0, &tap.1, "inside-window").await;
+    assert_eq!(inside["status"], "AUTHORIZED", "{inside}");
+    assert_eq!(
+        inside["payment"]["flags"],
+        json!([]),
+        "a jump of the window itself: {inside}"
+    );
+
+    // Another shop, once the window since the last payment here has passed (database clock).
+    let admin = checkout
+        .app
+        .token(checkout.app.retailer_id, Role::Admin)
+        .await;
+    let location = checkout
+        .app
+        .graphql(Some(&admin), "mutation { createLocation(input: { name: \"Far shop\", kind: SHOP, street: \"s\", city: \"far\", postalCode: \"p\", countryCode: \"DE\" }) { location { id } } }", json!({}))
+        .await
+        .data("/createLocation/location/id")
+        .clone();
+    let far_key = SigningKey::from_bytes(&[0x66; 32]);
+    let far_device = checkout
+        .app
+        .graphql(Some(&admin), "mutation($input: RegisterDeviceInput!) { registerDevice(input: $input) { device { id } } }",
+            json!({ "input": { "name": "Far till", "locationId": location, "publicKey": STANDARD.encode(far_key.verifying_key().as_bytes()) } }))
+        .await
+        .data("/registerDevice/device/id")
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let window_ends = api::db::database_now(&checkout.app.hub.state.db)
+        .await
+        .expect("db time")
+        + chrono::Duration::seconds(6);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while api::db::database_now(&checkout.app.hub.state.db)
+        .await
+        .expect("db time")
+        < window_ends
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database clock did not move"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let far_token = device_token(decode_global_id(&far_device), &far_key);
+    let base_url = checkout.app.base_url.clone();
+    let order = checkout.new_order(1).await;
+    let far_request = checkout.request_at(&order, &far_device, 100).await;
+    let tap = checkout.tap(&far_request);
+    let after = pay_as(
+        &checkout,
+        &base_url,
+        &far_token,
+        &far_request,
+        &tap,
+        "after-window",
+    )
+    .await;
+    assert_eq!(after["status"], "AUTHORIZED", "{after}");
+    assert_eq!(
+        after["payment"]["flags"],
+        json!([]),
+        "outside the window: {after}"
+    );
+    // Back home at once: inside the window, flagged.
+    let home = checkout.request(100).await;
+    let tap = checkout.tap(&home);
+    let back = checkout.pay(&home, &tap.0, &tap.1, "back-home").await;
+    assert_eq!(
+        back["payment"]["flags"],
+        json!(["DISTANT_TERMINALS"]),
+        "{back}"
+    );
+    checkout.app.stop().await;
+}
+on_both_backends!(review_flag_bounds, review_flags_respect_their_bounds);

@@ -198,3 +198,291 @@ async fn roles_are_enforced(backend: Backend) {
     app.stop().await;
 }
 on_both_backends!(role_matrix, roles_are_enforced);
+
+/// One organization's callers for the derived matrix, and what its actions need.
+struct Party {
+    kind: OrganizationKind,
+    tokens: Vec<(Role, String)>,
+    admin: String,
+    location: serde_json::Value,
+    viewer_id: serde_json::Value,
+}
+
+/// Sets up an organization with a location and a member of every role.
+async fn party(app: &TestApp, id: uuid::Uuid, kind: OrganizationKind) -> Party {
+    let mut tokens = Vec::new();
+    for role in [Role::Viewer, Role::Member, Role::Admin] {
+        tokens.push((role, app.token(id, role).await));
+    }
+    let admin = tokens[2].1.clone();
+    let location = app
+        .graphql(Some(&admin), "mutation { createLocation(input: { name: \"Base\", kind: SHOP, street: \"s\", city: \"c\", postalCode: \"p\", countryCode: \"NL\" }) { location { id } } }", json!({}))
+        .await
+        .data("/createLocation/location/id")
+        .clone();
+    let members = app
+        .graphql(Some(&admin), "{ members { id name } }", json!({}))
+        .await;
+    let viewer_id = members
+        .data("/members")
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["name"] == "test-viewer")
+        .expect("viewer")["id"]
+        .clone();
+    Party {
+        kind,
+        tokens,
+        admin,
+        location,
+        viewer_id,
+    }
+}
+
+/// A placed order of the retailer (setup).
+async fn placed_order(app: &TestApp, admin: &str, n: usize) -> serde_json::Value {
+    let product = app
+        .graphql(Some(admin), "mutation($sku: String!) { createProduct(input: { sku: $sku, name: \"p\", priceMinor: 100, currency: \"EUR\" }) { product { id } } }", json!({ "sku": format!("REQ-{n}") }))
+        .await
+        .data("/createProduct/product/id")
+        .clone();
+    let order = app
+        .graphql(Some(admin), "mutation($p: ID!) { createOrder(input: { lines: [{ productId: $p, quantity: 1 }] }) { order { id } } }", json!({ "p": product }))
+        .await
+        .data("/createOrder/order/id")
+        .clone();
+    app.graphql(
+        Some(admin),
+        "mutation($id: ID!) { placeOrder(input: { id: $id }) { order { id } } }",
+        json!({ "id": order }),
+    )
+    .await
+    .data("/placeOrder");
+    order
+}
+
+/// The operation that exercises `action`, with inputs fresh for attempt `n`. The match is exhaustive:
+/// a new action does not compile until it has an operation here.
+fn operation(
+    action: api::policy::Action,
+    party: &Party,
+    other: &serde_json::Value,
+    terminal: &str,
+    order: &serde_json::Value,
+    request: &serde_json::Value,
+    n: usize,
+) -> (String, serde_json::Value) {
+    use api::policy::Action;
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    let key = |seed: usize| {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[(seed % 200 + 20) as u8; 32]);
+        STANDARD.encode(key.verifying_key().as_bytes())
+    };
+    let (query, variables) = match action {
+        Action::ReadSelf => ("{ me { role } }", json!({})),
+        Action::ReadDirectory => ("{ organizations(first: 1) { totalCount } }", json!({})),
+        Action::ReadOwnOrganization => ("{ products(first: 1) { totalCount } }", json!({})),
+        Action::WriteRecords => (
+            "mutation($i: CreateProductInput!) { createProduct(input: $i) { product { id } } }",
+            json!({ "i": { "sku": format!("M-{n}"), "name": "m", "priceMinor": 1, "currency": "EUR" } }),
+        ),
+        Action::ManageMembers => (
+            "mutation($i: CreateMemberInput!) { createMember(input: $i) { member { id } } }",
+            json!({ "i": { "name": format!("member-{n}"), "role": "VIEWER" } }),
+        ),
+        Action::IssueTokens => (
+            "mutation($i: IssueTokenInput!) { issueToken(input: $i) { token } }",
+            json!({ "i": { "memberId": party.viewer_id } }),
+        ),
+        Action::CreateOrganization => (
+            "mutation($i: CreateOrganizationInput!) { createOrganization(input: $i) { organization { id } } }",
+            json!({ "i": { "name": format!("Org {n}"), "kind": "SUPPLIER", "adminName": "a" } }),
+        ),
+        Action::ManageDevices => (
+            "mutation($i: RegisterDeviceInput!) { registerDevice(input: $i) { device { id } } }",
+            json!({ "i": { "name": format!("Till {n}"), "locationId": party.location, "publicKey": key(n) } }),
+        ),
+        Action::ManageShares => (
+            "mutation($i: GrantShareInput!) { grantShare(input: $i) { share { id } } }",
+            json!({ "i": { "granteeId": other, "resourceType": "LOCATION", "recordId": party.location, "access": "READ", "idempotencyKey": format!("share-{n}") } }),
+        ),
+        Action::ManageKeys => (
+            "mutation($i: RegisterIssuerKeyInput!) { registerIssuerKey(input: $i) { issuerKey { id } } }",
+            json!({ "i": { "keyId": n + 1, "publicKey": key(n + 7), "prefix": format!("7{n:05}"), "notAfter": (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339() } }),
+        ),
+        Action::IssueCards => (
+            "mutation($i: RegisterCardInput!) { registerCard(input: $i) { card { id } } }",
+            json!({ "i": { "cardId": uuid::Uuid::new_v4().to_string(), "publicKey": key(n + 13), "lastFour": "1234" } }),
+        ),
+        Action::RequestPayment => (
+            "mutation($i: RequestPaymentInput!) { requestPayment(input: $i) { paymentRequest { id } } }",
+            json!({ "i": { "orderId": order, "terminalId": terminal, "amountMinor": 1, "currency": "EUR" } }),
+        ),
+        Action::SubmitPayment => (
+            "mutation($i: PayWithOneTimeNumberInput!) { payWithOneTimeNumber(input: $i) { status } }",
+            json!({ "i": { "requestId": request, "token": junk_token(), "cardSignature": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 64]), "idempotencyKey": format!("submit-{n}") } }),
+        ),
+    };
+    (query.to_owned(), variables)
+}
+
+/// A well-formed token signed by nobody the hub knows: a submission the hub judges (and declines).
+fn junk_token() -> String {
+    use card_protocol::{
+        number::PrefixRange,
+        token::{Channel, DomainRestrictions, Token, TokenBody},
+    };
+    let issuer = ed25519_dalek::SigningKey::from_bytes(&[0x31; 32]);
+    let body = TokenBody {
+        issuer: [0x32; 16],
+        key_id: 1,
+        number: PrefixRange::new("400099")
+            .expect("prefix")
+            .number(1)
+            .expect("number"),
+        card_id: [0x33; 16],
+        sequence: 1,
+        not_after: chrono::Utc::now().timestamp() as u64 + 3_600,
+        restrictions: DomainRestrictions {
+            max_amount_minor: 100,
+            currency: *b"EUR",
+            merchant: None,
+            channel: Channel::ContactlessPresent,
+        },
+        card_public_key: ed25519_dalek::SigningKey::from_bytes(&[0x34; 32])
+            .verifying_key()
+            .to_bytes(),
+    };
+    Token::sign(body, &issuer).to_base64url()
+}
+
+/// Every action of the policy's own list, for every role of a retailer and of a financial provider and
+/// for a device, end to end: allowed where the table below (written here, not taken from the policy)
+/// says so, FORBIDDEN everywhere else.
+async fn every_action_for_every_role(backend: Backend) {
+    use api::policy::Action::{self, *};
+    let app = TestApp::start(backend).await;
+    let bank_id = app
+        .create_organization("Matrix Bank", OrganizationKind::FinancialProvider)
+        .await;
+    let retailer = party(&app, app.retailer_id, OrganizationKind::Retailer).await;
+    let bank = party(&app, bank_id, OrganizationKind::FinancialProvider).await;
+    // The retailer's terminal and its device.
+    let device_key = ed25519_dalek::SigningKey::from_bytes(&[0x51; 32]);
+    let terminal = app
+        .graphql(Some(&retailer.admin), "mutation($i: RegisterDeviceInput!) { registerDevice(input: $i) { device { id } } }",
+            json!({ "i": { "name": "Matrix till", "locationId": retailer.location, "publicKey": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, device_key.verifying_key().as_bytes()) } }))
+        .await
+        .data("/registerDevice/device/id")
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let device = api::auth::device_tokens::sign(
+        hub_tests::decode_global_id(&terminal),
+        &device_key,
+        "iot-commerce-hub",
+        300,
+    )
+    .expect("device token");
+
+    // Independently written: what each caller may do.
+    let reads = [ReadSelf, ReadDirectory, ReadOwnOrganization];
+    let expected = |kind: OrganizationKind, role: Role| -> Vec<Action> {
+        let mut allowed = match role {
+            Role::Device => vec![ReadSelf, RequestPayment, SubmitPayment],
+            Role::Viewer => reads.to_vec(),
+            Role::Member => [&reads[..], &[WriteRecords, RequestPayment]].concat(),
+            Role::Admin => [
+                &reads[..],
+                &[
+                    WriteRecords,
+                    RequestPayment,
+                    ManageMembers,
+                    IssueTokens,
+                    ManageDevices,
+                    ManageShares,
+                ],
+            ]
+            .concat(),
+        };
+        match (kind, role) {
+            (OrganizationKind::Retailer, Role::Admin) => allowed.push(CreateOrganization),
+            (OrganizationKind::FinancialProvider, Role::Admin) => {
+                allowed.extend([ManageKeys, IssueCards])
+            }
+            (OrganizationKind::FinancialProvider, Role::Member) => allowed.push(IssueCards),
+            _ => {}
+        }
+        allowed
+    };
+
+    let mut callers: Vec<(&Party, Role, String)> = Vec::new();
+    for party in [&retailer, &bank] {
+        for (role, token) in &party.tokens {
+            callers.push((party, *role, token.clone()));
+        }
+    }
+    callers.push((&retailer, Role::Device, device.clone()));
+    let mut n = 0;
+    for &action in Action::ALL {
+        for (party, role, token) in &callers {
+            n += 1;
+            let other = hub_tests::encode_global_id(
+                "Organization",
+                if party.kind == OrganizationKind::Retailer {
+                    bank_id
+                } else {
+                    app.retailer_id
+                },
+            );
+            // A fresh order, and for submissions an open request at the terminal, of the retailer.
+            let (order, request) = match action {
+                RequestPayment => (placed_order(&app, &retailer.admin, n).await, json!(null)),
+                SubmitPayment => {
+                    let order = placed_order(&app, &retailer.admin, n).await;
+                    let request = app
+                        .graphql(Some(&retailer.admin), "mutation($i: RequestPaymentInput!) { requestPayment(input: $i) { paymentRequest { id } } }",
+                            json!({ "i": { "orderId": order, "terminalId": terminal, "amountMinor": 1, "currency": "EUR" } }))
+                        .await
+                        .data("/requestPayment/paymentRequest/id")
+                        .clone();
+                    (json!(null), request)
+                }
+                _ => (json!(null), json!(null)),
+            };
+            let (query, variables) =
+                operation(action, party, &json!(other), &terminal, &order, &request, n);
+            let response = app.graphql(Some(token), &query, variables).await;
+            let allowed = expected(party.kind, *role).contains(&action);
+            let case = format!("{:?} {role:?} {action:?}", party.kind);
+            if allowed {
+                // The retailer's inputs are all valid; a bank member reaches the retailer's order
+                // only to find it is not its own.
+                if party.kind == OrganizationKind::Retailer {
+                    assert!(
+                        response.body.get("errors").is_none(),
+                        "{case}: {}",
+                        response.body
+                    );
+                } else {
+                    assert_ne!(
+                        response.error_code(),
+                        Some("FORBIDDEN"),
+                        "{case}: {}",
+                        response.body
+                    );
+                }
+            } else {
+                assert_eq!(
+                    response.error_code(),
+                    Some("FORBIDDEN"),
+                    "{case}: {}",
+                    response.body
+                );
+            }
+        }
+    }
+    app.stop().await;
+}
+on_both_backends!(derived_matrix, every_action_for_every_role);

@@ -152,10 +152,11 @@ async fn forged_and_stale_tokens_are_refused(backend: Backend) {
             Some(sign_eddsa(&claims, &other_key)),
         ),
         (
+            // Signed with the hub's own key: only the check of the member's organization stops it.
             "organization swapped",
             Some(sign_eddsa(
                 &with(json!({ "org": app.retailer_id })),
-                &other_key,
+                &hub_key,
             )),
         ),
         (
