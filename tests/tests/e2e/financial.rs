@@ -646,8 +646,62 @@ async fn idempotency_race_on_two_replicas(_backend: Backend) {
 }
 on_postgres!(idempotency_race, idempotency_race_on_two_replicas);
 
+/// Follows the event feed at `url` while writers commit: keeps its cursor and reads small pages,
+/// returning every event it saw in the order it saw them, once `expected` (known when `done` is set)
+/// have arrived.
+async fn follow_events(
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    expected: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Vec<i64> {
+    use std::sync::atomic::Ordering;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let response = post_graphql(
+            &client,
+            &url,
+            &token,
+            EVENTS,
+            json!({ "after": after, "first": 3 }),
+        )
+        .await;
+        let edges = response
+            .data("/events/edges")
+            .as_array()
+            .expect("edges")
+            .clone();
+        for edge in &edges {
+            seen.push(
+                edge["node"]["position"]
+                    .as_str()
+                    .expect("position")
+                    .parse::<i64>()
+                    .expect("int"),
+            );
+            after = edge["cursor"].as_str().map(str::to_owned);
+        }
+        let target = expected.load(Ordering::SeqCst);
+        if target > 0 && seen.len() >= target {
+            return seen;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower at {url} fell silent at {} events",
+            seen.len()
+        );
+        if edges.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
 /// 8 concurrent writers spread over `urls` create and place orders and now and then try a forbidden
-/// step; then every event is read page by page. Returns how many mutations committed.
+/// step, while one follower per URL reads the feed along with them; then every event is read page by
+/// page. Every follower must have seen exactly the final feed, in order: a position stamped below one
+/// it already passed would be a gap. Returns how many mutations committed.
 async fn outbox_workload(urls: &[String], admin: &str) -> usize {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
@@ -663,6 +717,18 @@ async fn outbox_workload(urls: &[String], admin: &str) -> usize {
     .await
     .data("/createProduct/product/id")
     .clone();
+    let expected = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let followers: Vec<_> = urls
+        .iter()
+        .map(|url| {
+            tokio::spawn(follow_events(
+                client.clone(),
+                url.clone(),
+                admin.to_owned(),
+                expected.clone(),
+            ))
+        })
+        .collect();
     let mut writers = Vec::new();
     for writer in 0..8 {
         let (client, url, token, product) = (
@@ -696,6 +762,8 @@ async fn outbox_workload(urls: &[String], admin: &str) -> usize {
         committed += c;
         records.extend(r);
     }
+    // The product's creation wrote no event; the followers wait for every committed one.
+    expected.store(committed, std::sync::atomic::Ordering::SeqCst);
     let events = all_events(&urls[urls.len() - 1], &client, admin, committed, 7).await;
     assert_eq!(
         events.len(),
@@ -718,6 +786,13 @@ async fn outbox_workload(urls: &[String], admin: &str) -> usize {
     );
     let unique: HashSet<i64> = positions.iter().copied().collect();
     assert_eq!(unique.len(), committed, "each event exactly once");
+    for (url, follower) in urls.iter().zip(followers) {
+        let seen = follower.await.expect("follower");
+        assert_eq!(
+            seen, positions,
+            "the follower at {url} saw the final feed, in order, with no gap or duplicate"
+        );
+    }
     let per_record = events.iter().fold(
         std::collections::HashMap::<String, Vec<String>>::new(),
         |mut map, e| {
