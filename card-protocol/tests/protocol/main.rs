@@ -2,6 +2,7 @@
 
 mod card;
 mod fixtures;
+mod independent_layout;
 mod properties;
 mod tampering;
 mod tool;

@@ -7,6 +7,7 @@ mod financial;
 mod guard_rails;
 mod hostile_input;
 mod master_data;
+mod pagination;
 mod payment_keys;
 mod payments;
 mod roles;
