@@ -132,29 +132,10 @@ impl ApiError {
 }
 
 impl From<sea_orm::DbErr> for ApiError {
-    /// A unique violation is the caller's conflict (a name or SKU taken meanwhile); the rest is ours.
+    /// A violation of a unique key that names a conflict (a name or SKU taken meanwhile) is the
+    /// caller's CONFLICT; every other database error is ours (see `db::constraints`).
     fn from(err: sea_orm::DbErr) -> Self {
-        match err.sql_err() {
-            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
-                Self::Conflict("a record with the same unique values already exists".into())
-            }
-            _ => Self::Internal(err.into()),
-        }
-    }
-}
-
-/// Whether `err` is the database refusing a write by the constraint named `constraint` (PostgreSQL
-/// names it in the error). Anything else (a dropped connection, a timeout, another constraint) is not.
-pub fn violates_constraint(err: &sea_orm::DbErr, constraint: &str) -> bool {
-    use sea_orm::{DbErr, RuntimeErr, sqlx};
-    let (DbErr::Exec(RuntimeErr::SqlxError(source)) | DbErr::Query(RuntimeErr::SqlxError(source))) =
-        err
-    else {
-        return false;
-    };
-    match source.as_ref() {
-        sqlx::Error::Database(database) => database.constraint() == Some(constraint),
-        _ => false,
+        crate::db::constraints::conflict(&err).unwrap_or_else(|| Self::Internal(err.into()))
     }
 }
 

@@ -8,8 +8,8 @@ use entities::{
     organization::{self, OrganizationKind},
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, SqlErr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder,
 };
 use uuid::Uuid;
 
@@ -328,9 +328,7 @@ async fn insert_organization<C: ConnectionTrait>(
     organization::Entity::insert(model)
         .exec_with_returning(db)
         .await
-        .map_err(|err| {
-            unique_violation_as_conflict(err, "an organization with this name already exists")
-        })
+        .map_err(ApiError::from)
 }
 
 async fn insert_member<C: ConnectionTrait>(
@@ -349,14 +347,7 @@ async fn insert_member<C: ConnectionTrait>(
     member::Entity::insert(model)
         .exec_with_returning(db)
         .await
-        .map_err(|err| unique_violation_as_conflict(err, "a member with this name already exists"))
-}
-
-fn unique_violation_as_conflict(err: DbErr, message: &str) -> ApiError {
-    match err.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => ApiError::Conflict(message.to_owned()),
-        _ => err.into(),
-    }
+        .map_err(ApiError::from)
 }
 
 /// Names are trimmed, non-empty, at most 200 characters and free of control characters.

@@ -439,12 +439,6 @@ impl MasterDataService {
             model,
         )
         .await
-        .map_err(|err| match err {
-            ApiError::Conflict(_) => {
-                ApiError::Conflict("a product with this SKU already exists".into())
-            }
-            other => other,
-        })
     }
 
     pub async fn update_product(

@@ -36,7 +36,10 @@ use uuid::Uuid;
 use crate::{
     auth::Principal,
     config::PaymentLimits,
-    db::{database_now, write_transaction},
+    db::{
+        constraints::{self, DbResultExt},
+        database_now, write_transaction,
+    },
     error::{ApiError, ApiResult},
     events::{NewEvent, Outbox, record},
     graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
@@ -413,12 +416,7 @@ impl AuthorizationService {
                 payment_request::Entity::insert(request.clone().into_active_model().reset_all())
                     .exec_without_returning(txn)
                     .await
-                    .map_err(|err| match ApiError::from(err) {
-                        ApiError::Conflict(_) => ApiError::Conflict(
-                            "the order already has an open payment request".into(),
-                        ),
-                        other => other,
-                    })?;
+                    .map_err(ApiError::from)?;
                 record(
                     txn,
                     request_event(
@@ -966,9 +964,18 @@ impl AuthorizationService {
             not_after: Set(Some(verified.not_after)),
         })
         .exec_without_returning(txn)
-        .await;
-        if used.is_err() {
-            return Ok(Err(DeclineReason::NumberAlreadyUsed));
+        .await
+        // Only the number's or the card sequence's key is a lost race; any other error aborts the
+        // keyed transaction (no decline recorded, the key stays free for a retry).
+        .on_unique(
+            &[
+                &constraints::NUMBER_USE_HASH,
+                &constraints::NUMBER_USE_CARD_SEQUENCE,
+            ],
+            DeclineReason::NumberAlreadyUsed,
+        )?;
+        if let Err(lost) = used {
+            return Ok(Err(lost));
         }
         let balance = order::Entity::update_many()
             .col_expr(

@@ -18,8 +18,9 @@ use uuid::Uuid;
 
 use crate::{
     auth::Principal,
+    db::constraints::violates_constraint,
     db::write_transaction,
-    error::{ApiError, ApiResult, violates_constraint},
+    error::{ApiError, ApiResult},
     graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
     payments::flags::PaymentFlag,
     policy::{Action, authorize},
@@ -117,12 +118,7 @@ impl PaymentKeysService {
                         if violates_constraint(&err, migration::PREFIX_RANGES_DISJOINT) {
                             return overlap_conflict();
                         }
-                        match ApiError::from(err) {
-                            ApiError::Conflict(_) => ApiError::Conflict(
-                                "this key id is registered; key ids are never reused".into(),
-                            ),
-                            other => other,
-                        }
+                        ApiError::from(err)
                     })
             })
         })
@@ -246,12 +242,7 @@ impl PaymentKeysService {
         card::Entity::insert(model)
             .exec_with_returning(&self.db)
             .await
-            .map_err(|err| match ApiError::from(err) {
-                ApiError::Conflict(_) => {
-                    ApiError::Conflict("a card with this id is registered".into())
-                }
-                other => other,
-            })
+            .map_err(ApiError::from)
     }
 
     /// Blocks or unblocks one of the caller's cards; a blocked card's numbers are declined.

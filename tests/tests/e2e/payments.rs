@@ -2118,3 +2118,209 @@ async fn review_flags_respect_their_bounds(backend: Backend) {
     checkout.app.stop().await;
 }
 on_both_backends!(review_flag_bounds, review_flags_respect_their_bounds);
+
+/// A database fault while the number is being used (here a trigger refusing the insert, as a dropped
+/// connection or a statement timeout would) is not a decline: the tap answers INTERNAL, nothing is
+/// recorded or consumed, and a retry under the same idempotency key, once the fault is gone, pays.
+async fn database_faults_are_not_declines(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let mut checkout = Checkout::new(backend).await;
+    let db = checkout.app.hub.state.db.clone();
+    let (inject, heal) = match backend {
+        Backend::Postgres => (
+            vec![
+                "CREATE FUNCTION injected_fault() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER injected_fault BEFORE INSERT ON number_use FOR EACH ROW EXECUTE FUNCTION injected_fault()",
+            ],
+            vec![
+                "DROP TRIGGER injected_fault ON number_use",
+                "DROP FUNCTION injected_fault()",
+            ],
+        ),
+        Backend::Sqlite => (
+            vec![
+                "CREATE TRIGGER injected_fault BEFORE INSERT ON number_use BEGIN SELECT RAISE(ABORT, 'injected fault'); END",
+            ],
+            vec!["DROP TRIGGER injected_fault"],
+        ),
+    };
+    let request = checkout.request(500).await;
+    let tap = checkout.tap(&request);
+    for statement in &inject {
+        db.execute_unprepared(statement)
+            .await
+            .expect("inject the fault");
+    }
+    let before = checkout.app.fingerprint().await;
+    let device = checkout.device_token();
+    let variables = json!({ "input": { "requestId": request["id"], "token": tap.0, "cardSignature": tap.1, "idempotencyKey": "faulty" } });
+    let response = checkout
+        .app
+        .graphql(Some(&device), PAY, variables.clone())
+        .await;
+    response.expect_error("INTERNAL");
+    assert!(
+        !response.body.to_string().contains("injected fault"),
+        "the cause stays in the log: {}",
+        response.body
+    );
+    assert_eq!(
+        checkout.app.fingerprint().await,
+        before,
+        "no evidence, no key, nothing used"
+    );
+    for statement in &heal {
+        db.execute_unprepared(statement)
+            .await
+            .expect("heal the fault");
+    }
+    let retried = checkout.app.graphql(Some(&device), PAY, variables).await;
+    assert_eq!(
+        retried.data("/payWithOneTimeNumber/status"),
+        "AUTHORIZED",
+        "{}",
+        retried.body
+    );
+    checkout.app.stop().await;
+}
+on_both_backends!(faults_are_not_declines, database_faults_are_not_declines);
+
+/// Every named unique key is recognised by its own name on each database, and by no other key's:
+/// each row below is inserted a second time behind the API's back.
+async fn unique_keys_are_recognised_by_name(backend: Backend) {
+    use api::db::constraints::{self, UniqueKey};
+    use sea_orm::{ActiveModelTrait, IntoActiveModel};
+    let mut checkout = Checkout::new(backend).await;
+    let open = checkout.request(500).await;
+    let other_order = checkout.new_order(1).await;
+    let paid = checkout.request_for(&other_order, 500).await;
+    let tap = checkout.tap(&paid);
+    authorized(&checkout, &paid, tap, "paid").await;
+    let db = checkout.app.hub.state.db.clone();
+    let keys: [&UniqueKey; 8] = [
+        &constraints::ORGANIZATION_NAME,
+        &constraints::MEMBER_NAME,
+        &constraints::PRODUCT_SKU,
+        &constraints::ISSUER_KEY_ID,
+        &constraints::CARD_ID,
+        &constraints::OPEN_PAYMENT_REQUEST,
+        &constraints::NUMBER_USE_HASH,
+        &constraints::NUMBER_USE_CARD_SEQUENCE,
+    ];
+    let expect = |err: sea_orm::DbErr, violated: &UniqueKey| {
+        for key in keys {
+            assert_eq!(
+                key.violated_by(&err),
+                std::ptr::eq(key, violated),
+                "{} for {err}",
+                key.postgres
+            );
+        }
+        let conflict = constraints::conflict(&err).map(|e| e.code());
+        assert_eq!(conflict.is_some(), violated.conflict.is_some(), "{err}");
+    };
+    let fresh = Uuid::now_v7;
+    let mut org = entities::organization::Entity::find()
+        .one(&db)
+        .await
+        .expect("org")
+        .expect("one");
+    org.id = fresh();
+    let err = org
+        .into_active_model()
+        .reset_all()
+        .insert(&db)
+        .await
+        .expect_err("duplicate name");
+    expect(err, &constraints::ORGANIZATION_NAME);
+    let mut member = entities::member::Entity::find()
+        .one(&db)
+        .await
+        .expect("member")
+        .expect("one");
+    member.id = fresh();
+    let err = member
+        .into_active_model()
+        .reset_all()
+        .insert(&db)
+        .await
+        .expect_err("duplicate member");
+    expect(err, &constraints::MEMBER_NAME);
+    let mut product = entities::product::Entity::find()
+        .one(&db)
+        .await
+        .expect("product")
+        .expect("one");
+    product.id = fresh();
+    let err = product
+        .into_active_model()
+        .reset_all()
+        .insert(&db)
+        .await
+        .expect_err("duplicate SKU");
+    expect(err, &constraints::PRODUCT_SKU);
+    let mut key = entities::issuer_key::Entity::find()
+        .one(&db)
+        .await
+        .expect("key")
+        .expect("one");
+    key.id = fresh();
+    let err = key
+        .into_active_model()
+        .reset_all()
+        .insert(&db)
+        .await
+        .expect_err("duplicate key id");
+    expect(err, &constraints::ISSUER_KEY_ID);
+    let card = entities::card::Entity::find()
+        .one(&db)
+        .await
+        .expect("card")
+        .expect("one");
+    let err = card
+        .into_active_model()
+        .reset_all()
+        .insert(&db)
+        .await
+        .expect_err("duplicate card");
+    expect(err, &constraints::CARD_ID);
+    let open_id = decode_global_id(open["id"].as_str().expect("id"));
+    let mut request = entities::payment_request::Entity::find_by_id(open_id)
+        .one(&db)
+        .await
+        .expect("request")
+        .expect("one");
+    request.id = fresh();
+    let err = request
+        .into_active_model()
+        .reset_all()
+        .insert(&db)
+        .await
+        .expect_err("second open request");
+    expect(err, &constraints::OPEN_PAYMENT_REQUEST);
+    let used = entities::number_use::Entity::find()
+        .one(&db)
+        .await
+        .expect("use")
+        .expect("one");
+    let mut same_number = used.clone();
+    same_number.sequence += 1_000;
+    let err = same_number
+        .into_active_model()
+        .reset_all()
+        .insert(&db)
+        .await
+        .expect_err("same hash");
+    expect(err, &constraints::NUMBER_USE_HASH);
+    let mut same_sequence = used;
+    same_sequence.number_hash = vec![0xAB; 32];
+    let err = same_sequence
+        .into_active_model()
+        .reset_all()
+        .insert(&db)
+        .await
+        .expect_err("same sequence");
+    expect(err, &constraints::NUMBER_USE_CARD_SEQUENCE);
+    checkout.app.stop().await;
+}
+on_both_backends!(unique_keys_by_name, unique_keys_are_recognised_by_name);

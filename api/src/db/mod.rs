@@ -1,5 +1,7 @@
 //! Database connection, migrations and bootstrap.
 
+pub mod constraints;
+
 use std::{
     future::Future,
     pin::Pin,
