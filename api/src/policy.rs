@@ -3,7 +3,7 @@
 //! query. Later domains add their actions and filters to this module, not to resolvers.
 
 use entities::{
-    invoice, order, order_line, order_party, payment, payment_request,
+    invoice, order, order_line, order_party, payment, payment_evidence, payment_request,
     share::{self, ResourceType, ShareAccess},
 };
 use sea_orm::{
@@ -300,6 +300,43 @@ pub fn payment_visible(principal: &Principal) -> Condition {
         .add(
             Expr::col((payment::Entity, payment::Column::IssuerOrganizationId))
                 .eq(principal.organization_id),
+        )
+}
+
+/// Payment requests the caller may see: its organization's, and for a device its own terminal's only.
+pub fn payment_request_visible(principal: &Principal) -> Condition {
+    let mut condition = Condition::all().add(
+        Expr::col((
+            payment_request::Entity,
+            payment_request::Column::OwnerOrganizationId,
+        ))
+        .eq(principal.organization_id),
+    );
+    if let Some(device) = principal.device_id() {
+        condition = condition.add(
+            Expr::col((payment_request::Entity, payment_request::Column::DeviceId)).eq(device),
+        );
+    }
+    condition
+}
+
+/// Declines the caller may see: at its own terminals (the merchant), or of tokens whose signature by
+/// the caller (the issuer) verified.
+pub fn decline_visible(principal: &Principal) -> Condition {
+    Condition::any()
+        .add(
+            Expr::col((
+                payment_evidence::Entity,
+                payment_evidence::Column::OwnerOrganizationId,
+            ))
+            .eq(principal.organization_id),
+        )
+        .add(
+            Expr::col((
+                payment_evidence::Entity,
+                payment_evidence::Column::IssuerOrganizationId,
+            ))
+            .eq(principal.organization_id),
         )
 }
 

@@ -13,7 +13,7 @@ use crate::{
     graphql::{Services, build_schema},
     identity::IdentityService,
     master_data::MasterDataService,
-    payments::{AuthorizationService, NumberHashKeys, PaymentKeysService},
+    payments::{ApprovalService, NumberHashKeys, PaymentKeysService, PaymentRequestService},
     state::AppState,
     telemetry,
 };
@@ -58,7 +58,13 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         financial: FinancialService::new(db.clone(), outbox.clone()),
         events: EventService::new(db.clone()),
         payment_keys: PaymentKeysService::new(db.clone()),
-        authorization: AuthorizationService::new(
+        payment_requests: PaymentRequestService::new(
+            db.clone(),
+            outbox.clone(),
+            config.payment_limits.clone(),
+            config.hub_instance_id(),
+        ),
+        approval: ApprovalService::new(
             db.clone(),
             outbox.clone(),
             config.payment_limits.clone(),

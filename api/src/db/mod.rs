@@ -144,6 +144,16 @@ async fn migration_lock(db: &DatabaseConnection) -> anyhow::Result<DatabaseTrans
     Ok(lock)
 }
 
+/// Holds the PostgreSQL advisory lock `key` until `txn` ends, so writers of one kind take turns (SQLite's
+/// write transactions already do).
+pub async fn serialize_on(txn: &DatabaseTransaction, key: i64) -> ApiResult<()> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({key})"))
+            .await?;
+    }
+    Ok(())
+}
+
 /// Begins a write transaction: IMMEDIATE on SQLite (the write lock is taken at BEGIN, so concurrent
 /// writers queue on the busy timeout instead of failing when a read transaction tries to upgrade).
 pub async fn begin_write(db: &DatabaseConnection) -> ApiResult<DatabaseTransaction> {

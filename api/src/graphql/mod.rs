@@ -30,10 +30,10 @@ use crate::{
         graphql::{MasterDataMutation, MasterDataQuery},
     },
     payments::{
-        AuthorizationService, PaymentKeysService,
+        ApprovalService, PaymentKeysService, PaymentRequestService,
         graphql::{
-            AuthorizationDeclinesQuery, AuthorizationMutation, AuthorizationQuery,
-            PaymentKeysMutation, PaymentKeysQuery,
+            ApprovalMutation, DeclinesQuery, PaymentKeysMutation, PaymentKeysQuery,
+            PaymentRequestMutation, PaymentRequestQuery,
         },
     },
 };
@@ -46,8 +46,8 @@ pub struct QueryRoot(
     FinancialQuery,
     EventQuery,
     PaymentKeysQuery,
-    AuthorizationQuery,
-    AuthorizationDeclinesQuery,
+    PaymentRequestQuery,
+    DeclinesQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -56,7 +56,8 @@ pub struct MutationRoot(
     MasterDataMutation,
     FinancialMutation,
     PaymentKeysMutation,
-    AuthorizationMutation,
+    PaymentRequestMutation,
+    ApprovalMutation,
 );
 
 pub type HubSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
@@ -70,7 +71,8 @@ pub struct Services {
     pub financial: FinancialService,
     pub events: EventService,
     pub payment_keys: PaymentKeysService,
-    pub authorization: AuthorizationService,
+    pub payment_requests: PaymentRequestService,
+    pub approval: ApprovalService,
 }
 
 /// Builds the schema; `services` is `None` only for printing the SDL.
@@ -95,7 +97,8 @@ pub fn build_schema(limits: &Limits, services: Option<Services>) -> HubSchema {
             .data(services.financial)
             .data(services.events)
             .data(services.payment_keys)
-            .data(services.authorization);
+            .data(services.payment_requests)
+            .data(services.approval);
     }
     builder.finish()
 }

@@ -20,7 +20,7 @@ use crate::{
         },
     },
     payments::{
-        AuthorizationService, PaymentKeysService,
+        PaymentKeysService, PaymentRequestService,
         graphql::{CARD, Card, ISSUER_KEY, IssuerKey, PAYMENT_REQUEST, PaymentRequest},
     },
 };
@@ -74,7 +74,7 @@ impl NodeQuery {
             ISSUER_KEY => Node::IssuerKey(IssuerKey(keys.issuer_key(principal, uuid).await?)),
             CARD => Node::Card(Card(keys.card(principal, uuid).await?)),
             PAYMENT_REQUEST => Node::PaymentRequest(PaymentRequest(
-                ctx.data_unchecked::<AuthorizationService>()
+                ctx.data_unchecked::<PaymentRequestService>()
                     .payment_request(principal, uuid)
                     .await?,
             )),

@@ -1,4 +1,4 @@
-//! Review flags on authorized payments (DESIGN section 8). A flag never declines or voids a payment:
+//! Review flags on authorized payments (`docs/payments.md`). A flag never declines or voids a payment:
 //! it marks one for the retailer and the card's issuer to review.
 //!
 //! Stored as a comma-separated list in `payment.flag`, in the order raised, each flag at most once.

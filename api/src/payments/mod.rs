@@ -1,12 +1,20 @@
-//! The secure payment mode: the financial providers' issuer keys and cards, payment requests at
-//! terminals, and one-time-number authorization.
+//! The secure payment mode (`docs/payments.md`): the financial providers' issuer keys and cards
+//! (`issuers`), payment requests at terminals (`requests`), and the approval of a tap (`approval`),
+//! with why a tap is declined (`decline`), review flags (`flags`) and the number-hash key ring
+//! (`number_keys`).
 
-pub mod authorization;
+pub mod approval;
+pub mod decline;
 pub mod flags;
 pub mod graphql;
+pub mod issuers;
 pub mod number_keys;
-pub mod service;
+pub mod requests;
 
-pub use authorization::AuthorizationService;
+pub use approval::ApprovalService;
+pub use issuers::PaymentKeysService;
 pub use number_keys::NumberHashKeys;
-pub use service::PaymentKeysService;
+pub use requests::PaymentRequestService;
+
+/// The family of the payment mode's events.
+pub(crate) const FINANCIAL: &str = "FINANCIAL";

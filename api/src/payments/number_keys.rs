@@ -1,4 +1,4 @@
-//! The number-hash key ring (DESIGN section 8, "single use").
+//! The number-hash key ring (`docs/payments.md`, "Single use").
 //!
 //! One-time numbers are stored only as HMAC-SHA-256 under a dedicated key with its key id. The key file
 //! holds a ring, one key per line as `<key id> <base64 of 32 bytes>` (a bare base64 line is key 1, the

@@ -19,12 +19,15 @@ use uuid::Uuid;
 use crate::{
     auth::Principal,
     db::constraints::violates_constraint,
-    db::write_transaction,
+    db::{serialize_on, write_transaction},
     error::{ApiError, ApiResult},
     graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
     payments::flags::PaymentFlag,
     policy::{Action, authorize},
 };
+
+/// Key of the PostgreSQL advisory lock under which issuer keys are registered.
+const ISSUER_RANGES_LOCK_KEY: i64 = 0x4943_485f_5052_4658; // "ICH_PRFX"
 
 pub struct NewIssuerKey {
     pub key_id: u32,
@@ -96,11 +99,14 @@ impl PaymentKeysService {
             created_at: Set(Utc::now()),
             updated_at: Set(Utc::now()),
         };
-        // The check gives the common case its message; the database holds the invariant: on PostgreSQL
-        // an exclusion constraint refuses a concurrent overlapping insert that the check could not see,
-        // on SQLite the write transaction serializes check and insert.
+        // Registrations take turns (an advisory lock on PostgreSQL, the single writer on SQLite), so the
+        // check sees every committed range and gives the refusal its message. The database holds the
+        // invariant all the same: the exclusion constraint refuses any overlapping insert. Without the
+        // turns, two concurrent overlapping inserts wait on each other inside that constraint's check
+        // and one of them dies as a deadlock instead of a CONFLICT.
         write_transaction(&self.db, move |txn| {
             Box::pin(async move {
+                serialize_on(txn, ISSUER_RANGES_LOCK_KEY).await?;
                 let others = issuer_key::Entity::find()
                     .filter(issuer_key::Column::OwnerOrganizationId.ne(owner))
                     .all(txn)

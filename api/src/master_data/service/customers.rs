@@ -1,0 +1,155 @@
+//! Customers: their filter and input types, and the service methods that list, read, create, update
+//! and delete them. Every customer field is a sensitive contact field (see `sensitive`).
+
+use chrono::Utc;
+use entities::customer;
+use sea_orm::{ActiveValue::Set, QueryFilter};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{
+    Direction, MasterDataService, NAME_MAX, delete_owned, find_visible, versioned_update,
+    visible_rows,
+};
+use crate::{
+    auth::Principal,
+    error::ApiResult,
+    graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
+    master_data::{
+        sensitive::{self, CustomerContact},
+        validate,
+    },
+    policy::{Action, Need, authorize, sensitive_visible},
+};
+
+// ---- inputs (plain data; the GraphQL layer converts into these) ----
+
+#[derive(Debug, Default)]
+pub struct CustomerFilter {
+    pub email: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct NewCustomer {
+    pub contact: CustomerContact,
+}
+
+#[derive(Default)]
+pub struct CustomerPatch {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<Option<String>>,
+    pub address: Option<Option<String>>,
+}
+
+impl MasterDataService {
+    pub async fn customers(
+        &self,
+        principal: &Principal,
+        filter: CustomerFilter,
+        direction: Direction,
+        args: PageArgs,
+        with_total: bool,
+    ) -> ApiResult<Page<customer::Model>> {
+        let mut select = visible_rows::<customer::Entity>(principal)?;
+        if let Some(email) = filter.email {
+            // Only among customers whose email the caller may read: the count must not confirm guesses.
+            select = select
+                .filter(sensitive::email_equals(&validate::email(&email)?))
+                .filter(sensitive_visible::<customer::Entity>(principal));
+        }
+        // Sensitive fields are not sort keys (they will be ciphertext): customers sort by creation.
+        let ordering = Ordering {
+            name: "createdAt",
+            column: customer::Column::CreatedAt,
+            descending: direction == Direction::Desc,
+            key: |c: &customer::Model| SortKey::Time(c.created_at),
+        };
+        paginate(
+            &self.db,
+            select,
+            customer::Column::Id,
+            |c| c.id,
+            ordering,
+            args,
+            with_total,
+        )
+        .await
+    }
+
+    pub async fn customer(&self, principal: &Principal, id: Uuid) -> ApiResult<customer::Model> {
+        find_visible::<customer::Entity, _>(&self.db, principal, id, Need::Read).await
+    }
+
+    pub async fn create_customer(
+        &self,
+        principal: &Principal,
+        input: NewCustomer,
+        idempotency_key: Option<&str>,
+    ) -> ApiResult<customer::Model> {
+        authorize(principal, Action::WriteRecords)?;
+        let contact = validate_contact(input.contact.clone())?;
+        let now = Utc::now();
+        let mut model = customer::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            owner_organization_id: Set(principal.organization_id),
+            version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        };
+        sensitive::write_contact(&mut model, contact);
+        self.create_once::<customer::Entity>(
+            principal,
+            "createCustomer",
+            idempotency_key,
+            &input,
+            model,
+        )
+        .await
+    }
+
+    pub async fn update_customer(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        version: i32,
+        patch: CustomerPatch,
+    ) -> ApiResult<customer::Model> {
+        authorize(principal, Action::WriteRecords)?;
+        // Contact fields change together through the one accessor, so read the current ones first.
+        let current =
+            find_visible::<customer::Entity, _>(&self.db, principal, id, Need::Read).await?;
+        let mut contact = sensitive::read_contact(&current);
+        if let Some(name) = patch.name {
+            contact.name = name;
+        }
+        if let Some(email) = patch.email {
+            contact.email = email;
+        }
+        if let Some(phone) = patch.phone {
+            contact.phone = phone;
+        }
+        if let Some(address) = patch.address {
+            contact.address = address;
+        }
+        let mut changes: customer::ActiveModel = Default::default();
+        sensitive::write_contact(&mut changes, validate_contact(contact)?);
+        // Every field of a customer is a contact field: changing one needs the right to read them.
+        let need = Need::WriteSensitive;
+        versioned_update::<customer::Entity>(&self.db, principal, id, version, changes, need).await
+    }
+
+    pub async fn delete_customer(&self, principal: &Principal, id: Uuid) -> ApiResult<Uuid> {
+        delete_owned::<customer::Entity>(&self.db, principal, id).await
+    }
+}
+
+fn validate_contact(contact: CustomerContact) -> ApiResult<CustomerContact> {
+    Ok(CustomerContact {
+        name: validate::text("name", &contact.name, NAME_MAX)?,
+        email: validate::email(&contact.email)?,
+        phone: validate::optional_text("phone", contact.phone.as_deref(), 40)?,
+        address: validate::optional_text("address", contact.address.as_deref(), 500)?,
+    })
+}

@@ -1,0 +1,129 @@
+//! What an approval or a decline records: evidence (append-only), and why a used number cannot be
+//! used again.
+
+use card_protocol::{number::NumberHash, token::Token};
+use chrono::{DateTime, Utc};
+use entities::{number_use, payment_evidence};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, IntoActiveModel,
+    QueryFilter,
+};
+use uuid::Uuid;
+
+use super::Judged;
+use crate::{
+    error::ApiResult,
+    payments::{decline::DeclineReason, number_keys::NumberHashes},
+};
+
+/// Why a number cannot be used: it was used (same hash), or another number took its card sequence.
+/// One query, so a concurrent commit cannot make the two checks disagree.
+pub(super) async fn earlier_use(
+    txn: &DatabaseTransaction,
+    hashes: &NumberHashes,
+    card_id: Uuid,
+    sequence: u32,
+) -> ApiResult<Option<DeclineReason>> {
+    let uses = number_use::Entity::find()
+        .filter(
+            Condition::any()
+                .add(
+                    number_use::Column::NumberHash
+                        .is_in(hashes.all().map(|hash| hash.hash.to_vec())),
+                )
+                .add(
+                    Condition::all()
+                        .add(number_use::Column::CardId.eq(card_id))
+                        .add(number_use::Column::Sequence.eq(i64::from(sequence))),
+                ),
+        )
+        .all(txn)
+        .await?;
+    let same_number = |used: &number_use::Model| {
+        hashes
+            .all()
+            .any(|hash| used.hash_key_id == key_id_column(hash) && used.number_hash == hash.hash)
+    };
+    Ok(if uses.iter().any(same_number) {
+        Some(DeclineReason::NumberAlreadyUsed)
+    } else if uses.is_empty() {
+        None
+    } else {
+        Some(DeclineReason::SequenceReused)
+    })
+}
+
+/// After a lost race the winner has committed: say what it took.
+pub(super) async fn explain_lost_race(
+    txn: &DatabaseTransaction,
+    reason: DeclineReason,
+    judged: &Judged,
+) -> ApiResult<DeclineReason> {
+    if reason != DeclineReason::NumberAlreadyUsed {
+        return Ok(reason);
+    }
+    let card_id = Uuid::from_bytes(judged.token.body.card_id);
+    Ok(
+        earlier_use(txn, &judged.hashes, card_id, judged.token.body.sequence)
+            .await?
+            .unwrap_or(reason),
+    )
+}
+
+/// Key ids are at most 2^31 - 1 (the ring refuses more), so they fit the integer column.
+pub(super) fn key_id_column(hash: &NumberHash) -> i32 {
+    i32::try_from(hash.key_id).unwrap_or(i32::MAX)
+}
+
+pub(super) struct EvidenceRow<'a> {
+    pub(super) request_id: Uuid,
+    pub(super) owner: Option<Uuid>,
+    /// The issuer shown the evidence: only one whose signature verified.
+    pub(super) issuer: Option<Uuid>,
+    pub(super) payment_id: Option<Uuid>,
+    pub(super) reason: Option<DeclineReason>,
+    pub(super) token: &'a Token,
+    pub(super) signature: &'a [u8; 64],
+    pub(super) hash: &'a NumberHash,
+    pub(super) signed_fields: &'a [u8],
+    pub(super) device_id: Uuid,
+    pub(super) jwt_id: Option<Uuid>,
+    pub(super) now: DateTime<Utc>,
+}
+
+/// Appends evidence. The token is kept with its 16 digits zeroed: the number lives only as its hash.
+pub(super) async fn insert_evidence(
+    txn: &DatabaseTransaction,
+    row: EvidenceRow<'_>,
+) -> ApiResult<payment_evidence::Model> {
+    let mut redacted = row.token.encode().to_vec();
+    redacted[21..37].fill(0);
+    let evidence = payment_evidence::Model {
+        id: Uuid::now_v7(),
+        request_id: row.request_id,
+        owner_organization_id: row.owner,
+        issuer_organization_id: row.issuer,
+        payment_id: row.payment_id,
+        outcome: if row.reason.is_some() {
+            "DECLINED"
+        } else {
+            "AUTHORIZED"
+        }
+        .to_owned(),
+        decline_reason: row.reason.map(|r| r.code().to_owned()),
+        replay: row.reason.is_some_and(DeclineReason::is_replay),
+        redacted_token: redacted,
+        number_hash: row.hash.hash.to_vec(),
+        hash_key_id: key_id_column(row.hash),
+        card_signature: row.signature.to_vec(),
+        signed_fields: row.signed_fields.to_vec(),
+        device_id: row.device_id,
+        jwt_id: row.jwt_id,
+        issuer_key_id: i64::from(row.token.body.key_id),
+        recorded_at: row.now,
+    };
+    payment_evidence::Entity::insert(evidence.clone().into_active_model().reset_all())
+        .exec_without_returning(txn)
+        .await?;
+    Ok(evidence)
+}

@@ -1,0 +1,670 @@
+//! The approval of a tap: a device submits a card's one-time number for a payment request; the hub
+//! verifies everything before using anything, decides under the device's and the card's locks, and
+//! records either the payment or a decline with its evidence, once per idempotency key. The rules, in
+//! the order they are checked, are in `docs/payments.md`.
+
+mod evidence;
+mod limits;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use card_protocol::{
+    card_signature::verify_payment,
+    keys::parse_public_key,
+    number::PrefixRange,
+    token::{Channel, IssuerKey, Token},
+};
+use chrono::{DateTime, Duration, Utc};
+use entities::{
+    card::{self, CardStatus},
+    issuer_key::{self, IssuerKeyStatus},
+    number_use, order,
+    payment::{self, PaymentStatus},
+    payment_evidence,
+    payment_request::{self, PaymentRequestStatus},
+};
+use sea_orm::{
+    ActiveEnum, ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, IntoActiveModel,
+    QueryFilter, QuerySelect, TransactionTrait,
+    sea_query::{Expr, ExprTrait, LockType},
+};
+use uuid::Uuid;
+
+use self::{
+    evidence::{EvidenceRow, earlier_use, explain_lost_race, insert_evidence, key_id_column},
+    limits::{RecentPayments, lock_device},
+};
+use super::{FINANCIAL, decline::DeclineReason, requests::signed_fields};
+use crate::{
+    auth::Principal,
+    config::PaymentLimits,
+    db::{
+        constraints::{self, DbResultExt},
+        database_now,
+    },
+    error::{ApiError, ApiResult},
+    events::{NewEvent, Outbox, record},
+    graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
+    idempotency::{self, Claim, IdempotencyKey},
+    payments::{
+        flags::{self, PaymentFlag},
+        number_keys::{NumberHashKeys, NumberHashes},
+    },
+    policy::{Action, authorize, decline_visible},
+};
+
+/// What a reader agent submits.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Submission {
+    pub request_id: Uuid,
+    /// base64url.
+    pub token: String,
+    /// base64url of 64 bytes.
+    pub card_signature: String,
+}
+
+/// The outcome of a submission, as recorded.
+#[derive(Debug, Clone)]
+pub struct PaymentOutcome {
+    pub evidence: payment_evidence::Model,
+    pub payment: Option<payment::Model>,
+}
+
+impl PaymentOutcome {
+    pub fn decline_reason(&self) -> Option<DeclineReason> {
+        self.evidence
+            .decline_reason
+            .as_deref()
+            .and_then(DeclineReason::from_code)
+    }
+}
+
+/// Everything verified about a submission, ready to approve.
+struct Verified {
+    request: payment_request::Model,
+    token: Token,
+    signature: [u8; 64],
+    hashes: NumberHashes,
+    issuer_organization: Uuid,
+    card_id: Uuid,
+    /// The number's not-after: how long its hash key must stay in the ring.
+    not_after: DateTime<Utc>,
+    flags: Vec<PaymentFlag>,
+}
+
+/// What a decline records.
+pub(super) struct Judged {
+    pub(super) request: Option<payment_request::Model>,
+    pub(super) token: Token,
+    pub(super) signature: [u8; 64],
+    pub(super) hashes: NumberHashes,
+    /// The issuer whose signature over the token verified; none when the decline came first.
+    pub(super) verified_issuer: Option<Uuid>,
+}
+
+/// What the checks decided.
+enum Judgement {
+    /// Everything verified: approve, unless a concurrent submission wins the race.
+    Approvable(Verified),
+    Declined(DeclineReason, Judged),
+}
+
+/// What the approval's writes did.
+enum Recorded {
+    Approved(Box<PaymentOutcome>),
+    /// A concurrent submission got there first (the request paid, the number or sequence used).
+    LostRace(DeclineReason),
+}
+
+/// Approves or declines submitted taps, and shows declines to those entitled to them.
+#[derive(Clone)]
+pub struct ApprovalService {
+    db: DatabaseConnection,
+    outbox: Outbox,
+    limits: PaymentLimits,
+    hub_instance: [u8; 16],
+    number_hash_keys: NumberHashKeys,
+}
+
+impl ApprovalService {
+    pub fn new(
+        db: DatabaseConnection,
+        outbox: Outbox,
+        limits: PaymentLimits,
+        hub_instance: [u8; 16],
+        number_hash_keys: NumberHashKeys,
+    ) -> Self {
+        Self {
+            db,
+            outbox,
+            limits,
+            hub_instance,
+            number_hash_keys,
+        }
+    }
+
+    /// Declines the caller may see: at its terminals (merchant) or of numbers naming it as issuer.
+    pub async fn declines(
+        &self,
+        principal: &Principal,
+        args: PageArgs,
+        with_total: bool,
+    ) -> ApiResult<Page<payment_evidence::Model>> {
+        authorize(principal, Action::ReadOwnOrganization)?;
+        let select = payment_evidence::Entity::find()
+            .filter(payment_evidence::Column::Outcome.eq("DECLINED"))
+            .filter(decline_visible(principal));
+        let ordering = Ordering {
+            name: "recordedAt",
+            column: payment_evidence::Column::RecordedAt,
+            descending: false,
+            key: |e: &payment_evidence::Model| SortKey::Time(e.recorded_at),
+        };
+        paginate(
+            &self.db,
+            select,
+            payment_evidence::Column::Id,
+            |e| e.id,
+            ordering,
+            args,
+            with_total,
+        )
+        .await
+    }
+
+    /// Judges a submission from the terminal's device. Malformed input is an error; everything else is
+    /// an outcome (AUTHORIZED, or DECLINED with its reason), recorded once per idempotency key.
+    pub async fn pay(
+        &self,
+        principal: &Principal,
+        submission: Submission,
+        idempotency_key: &str,
+    ) -> ApiResult<PaymentOutcome> {
+        authorize(principal, Action::SubmitPayment)?;
+        let device_id = principal.device_id().ok_or(ApiError::Forbidden(
+            "only the terminal's device submits card payments",
+        ))?;
+        let token_bytes = URL_SAFE_NO_PAD
+            .decode(submission.token.trim())
+            .map_err(|_| ApiError::validation("token", "must be base64url"))?;
+        let token = Token::decode(&token_bytes)
+            .map_err(|err| ApiError::validation("token", err.to_string()))?;
+        let signature: [u8; 64] = URL_SAFE_NO_PAD
+            .decode(submission.card_signature.trim())
+            .ok()
+            .and_then(|bytes| bytes.as_slice().try_into().ok())
+            .ok_or_else(|| {
+                ApiError::validation("cardSignature", "must be base64url of 64 bytes")
+            })?;
+        let key = IdempotencyKey::new(
+            device_id,
+            "payWithOneTimeNumber",
+            idempotency_key,
+            &submission,
+        )?;
+        // The keyed transaction: a byte-identical resubmission gets the first outcome, a concurrent
+        // duplicate a retryable CONFLICT, and a crash leaves nothing half-done.
+        let txn = match idempotency::claim(&self.db, &key).await? {
+            Claim::Replay(evidence) => return self.outcome(evidence).await,
+            Claim::Fresh(txn) => txn,
+        };
+        // Under the current key (what is recorded) and every older key still in the ring (checked).
+        let hashes = self
+            .number_hash_keys
+            .hashes(&token.body.issuer, &token.body.number);
+        let decided = async {
+            // One database clock for the whole judgement: the keyed transaction's.
+            let now = database_now(&txn).await?;
+            let outcome = match self
+                .judge(
+                    &txn,
+                    principal,
+                    device_id,
+                    submission.request_id,
+                    token,
+                    signature,
+                    hashes,
+                    now,
+                )
+                .await?
+            {
+                Judgement::Approvable(verified) => {
+                    self.approve_or_decline(&txn, principal, device_id, verified, now)
+                        .await?
+                }
+                Judgement::Declined(reason, judged) => PaymentOutcome {
+                    evidence: self
+                        .insert_decline(&txn, principal, device_id, reason, &judged, now)
+                        .await?,
+                    payment: None,
+                },
+            };
+            idempotency::complete(&txn, &key, outcome.evidence.id).await?;
+            Ok::<_, ApiError>(outcome)
+        }
+        .await;
+        match decided {
+            Ok(outcome) => {
+                txn.commit().await?;
+                self.outbox.committed();
+                Ok(outcome)
+            }
+            Err(err) => {
+                if let Err(rollback) = txn.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback failed; the connection discards the transaction");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Every check, in the order of `docs/payments.md`, reading only (inside the keyed transaction, at
+    /// its database time `now`). A decline carries what it must record.
+    #[allow(clippy::too_many_arguments)]
+    async fn judge(
+        &self,
+        txn: &DatabaseTransaction,
+        principal: &Principal,
+        device_id: Uuid,
+        request_id: Uuid,
+        token: Token,
+        signature: [u8; 64],
+        hashes: NumberHashes,
+        now: DateTime<Utc>,
+    ) -> ApiResult<Judgement> {
+        let request = payment_request::Entity::find_by_id(request_id)
+            .filter(payment_request::Column::DeviceId.eq(device_id))
+            .filter(payment_request::Column::OwnerOrganizationId.eq(principal.organization_id))
+            .one(txn)
+            .await?;
+        // `issuer` is the token's issuer once its signature verified, and only then: evidence is shown
+        // to the issuer it names, so an unverified claim must not decide who sees it.
+        let decline = |reason: DeclineReason,
+                       request: Option<payment_request::Model>,
+                       issuer: Option<Uuid>| {
+            Ok(Judgement::Declined(
+                reason,
+                Judged {
+                    request,
+                    token,
+                    signature,
+                    hashes: hashes.clone(),
+                    verified_issuer: issuer,
+                },
+            ))
+        };
+        let Some(request) = request else {
+            return decline(DeclineReason::RequestUnknown, None, None);
+        };
+        let issuer = Uuid::from_bytes(token.body.issuer);
+        // Issuer key: known, not revoked, not retired past its validity.
+        let key = issuer_key::Entity::find()
+            .filter(issuer_key::Column::OwnerOrganizationId.eq(issuer))
+            .filter(issuer_key::Column::KeyId.eq(i64::from(token.body.key_id)))
+            .one(txn)
+            .await?;
+        let Some(key) = key else {
+            return decline(DeclineReason::UnknownIssuerKey, Some(request), None);
+        };
+        match key.status {
+            IssuerKeyStatus::Revoked => {
+                return decline(DeclineReason::IssuerKeyRevoked, Some(request), None);
+            }
+            IssuerKeyStatus::Retired if now > key.not_after => {
+                return decline(DeclineReason::IssuerKeyRetired, Some(request), None);
+            }
+            _ => {}
+        }
+        // The issuer's signature and range.
+        let public_key = key
+            .public_key
+            .as_slice()
+            .try_into()
+            .ok()
+            .and_then(|bytes| parse_public_key(bytes).ok());
+        let range = PrefixRange::new(&key.prefix).ok();
+        let (Some(public_key), Some(range)) = (public_key, range) else {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "issuer key {} is stored malformed",
+                key.id
+            )));
+        };
+        let registered = IssuerKey {
+            issuer: token.body.issuer,
+            key_id: token.body.key_id,
+            public_key,
+            range,
+        };
+        if let Err(err) = token.verify(&registered) {
+            let reason = match err {
+                card_protocol::ProtocolError::InvalidNumber(_) => DeclineReason::NumberOutOfRange,
+                _ => DeclineReason::BadIssuerSignature,
+            };
+            return decline(reason, Some(request), None);
+        }
+        // From here on the submission holds its device, then its card, until the keyed transaction
+        // ends: a card blocked or a device revoked meanwhile is seen, and the limits below count
+        // every payment an earlier holder committed.
+        lock_device(txn, device_id).await?;
+        // The card: registered by the same issuer, not blocked, with exactly this key.
+        let card_id = Uuid::from_bytes(token.body.card_id);
+        let card = card::Entity::find_by_id(card_id)
+            .filter(card::Column::IssuerOrganizationId.eq(issuer))
+            .lock(LockType::NoKeyUpdate)
+            .one(txn)
+            .await?;
+        let Some(card) = card else {
+            return decline(DeclineReason::CardUnknown, Some(request), Some(issuer));
+        };
+        if card.status == CardStatus::Blocked {
+            return decline(DeclineReason::CardBlocked, Some(request), Some(issuer));
+        }
+        if card.public_key.as_slice() != token.body.card_public_key.as_slice() {
+            return decline(DeclineReason::CardKeyMismatch, Some(request), Some(issuer));
+        }
+        // The card's signature over the stored request, never over what the agent sent.
+        if verify_payment(
+            &token,
+            &signed_fields(&request, self.hub_instance),
+            &signature,
+        )
+        .is_err()
+        {
+            return decline(DeclineReason::BadCardSignature, Some(request), Some(issuer));
+        }
+        let not_after = DateTime::<Utc>::from_timestamp(token.body.not_after as i64, 0)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        if now > not_after || not_after > key.not_after {
+            return decline(DeclineReason::NumberExpired, Some(request), Some(issuer));
+        }
+        let currency: [u8; 3] = request.currency.as_bytes().try_into().unwrap_or([0; 3]);
+        let amount = u64::try_from(request.amount_minor).unwrap_or(0);
+        if !token.body.restrictions.permit(
+            amount,
+            &currency,
+            request.owner_organization_id.as_bytes(),
+            Channel::ContactlessPresent,
+        ) {
+            return decline(
+                DeclineReason::DomainRestriction,
+                Some(request),
+                Some(issuer),
+            );
+        }
+        // The request itself, judged by the database clock.
+        match request.status {
+            PaymentRequestStatus::Cancelled => {
+                return decline(DeclineReason::RequestCancelled, Some(request), Some(issuer));
+            }
+            PaymentRequestStatus::Paid => {
+                return decline(
+                    DeclineReason::RequestAlreadyPaid,
+                    Some(request),
+                    Some(issuer),
+                );
+            }
+            PaymentRequestStatus::Open => {}
+        }
+        let late = now > request.tap_deadline;
+        if now > request.acceptance_deadline
+            || (late && request.amount_minor > self.limits.offline_floor_minor)
+        {
+            return decline(DeclineReason::PastDeadline, Some(request), Some(issuer));
+        }
+        // Single use (the database enforces it again in the authorizing transaction).
+        if let Some(reason) = earlier_use(txn, &hashes, card_id, token.body.sequence).await? {
+            return decline(reason, Some(request), Some(issuer));
+        }
+        if request.amount_minor > self.limits.contactless_limit_minor {
+            return decline(DeclineReason::CvmRequired, Some(request), Some(issuer));
+        }
+        let velocity_window = Duration::hours(24);
+        let recent = RecentPayments::of(
+            txn,
+            card_id,
+            device_id,
+            now - velocity_window,
+            now - Duration::seconds(self.limits.distant_terminal_secs).min(velocity_window),
+        )
+        .await?;
+        if let Some(reason) = recent.breach(&self.limits, &request) {
+            return decline(reason, Some(request), Some(issuer));
+        }
+        let flags = recent.flags(&self.limits, token.body.sequence);
+        Ok(Judgement::Approvable(Verified {
+            request,
+            token,
+            signature,
+            hashes,
+            issuer_organization: issuer,
+            card_id,
+            not_after,
+            flags,
+        }))
+    }
+
+    /// Approves inside a savepoint of the keyed transaction; if another submission won a race
+    /// meanwhile (the request is paid, the number or sequence used), rolls the savepoint back and
+    /// records a decline instead.
+    async fn approve_or_decline(
+        &self,
+        txn: &DatabaseTransaction,
+        principal: &Principal,
+        device_id: Uuid,
+        verified: Verified,
+        now: DateTime<Utc>,
+    ) -> ApiResult<PaymentOutcome> {
+        let savepoint = txn.begin().await?;
+        let lost = match self
+            .record_approval(&savepoint, principal, device_id, &verified, now)
+            .await
+        {
+            Ok(Recorded::Approved(outcome)) => {
+                savepoint.commit().await?;
+                return Ok(*outcome);
+            }
+            Ok(Recorded::LostRace(reason)) => reason,
+            Err(err) => {
+                savepoint.rollback().await?;
+                return Err(err);
+            }
+        };
+        savepoint.rollback().await?;
+        let judged = Judged {
+            request: Some(verified.request),
+            token: verified.token,
+            signature: verified.signature,
+            hashes: verified.hashes,
+            verified_issuer: Some(verified.issuer_organization),
+        };
+        // The winner has committed: tell a used number from a reused sequence or a paid request.
+        let reason = explain_lost_race(txn, lost, &judged).await?;
+        Ok(PaymentOutcome {
+            evidence: self
+                .insert_decline(txn, principal, device_id, reason, &judged, now)
+                .await?,
+            payment: None,
+        })
+    }
+
+    /// The approval's writes, or the race a concurrent submission won first.
+    async fn record_approval(
+        &self,
+        txn: &DatabaseTransaction,
+        principal: &Principal,
+        device_id: Uuid,
+        verified: &Verified,
+        now: DateTime<Utc>,
+    ) -> ApiResult<Recorded> {
+        let payment_id = Uuid::now_v7();
+        let request = &verified.request;
+        let paid = payment_request::Entity::update_many()
+            .col_expr(
+                payment_request::Column::Status,
+                Expr::value(PaymentRequestStatus::Paid),
+            )
+            .col_expr(payment_request::Column::PaymentId, Expr::value(payment_id))
+            .col_expr(payment_request::Column::UpdatedAt, Expr::value(now))
+            .filter(payment_request::Column::Id.eq(request.id))
+            .filter(payment_request::Column::Status.eq(PaymentRequestStatus::Open))
+            .filter(payment_request::Column::AcceptanceDeadline.gte(now))
+            .exec(txn)
+            .await?;
+        if paid.rows_affected != 1 {
+            return Ok(Recorded::LostRace(DeclineReason::RequestAlreadyPaid));
+        }
+        let used = number_use::Entity::insert(number_use::ActiveModel {
+            number_hash: Set(verified.hashes.current.hash.to_vec()),
+            hash_key_id: Set(key_id_column(&verified.hashes.current)),
+            card_id: Set(verified.card_id),
+            sequence: Set(i64::from(verified.token.body.sequence)),
+            payment_id: Set(payment_id),
+            used_at: Set(now),
+            not_after: Set(Some(verified.not_after)),
+        })
+        .exec_without_returning(txn)
+        .await
+        // Only the number's or the card sequence's key is a lost race; any other error aborts the
+        // keyed transaction (no decline recorded, the key stays free for a retry).
+        .on_unique(
+            &[
+                &constraints::NUMBER_USE_HASH,
+                &constraints::NUMBER_USE_CARD_SEQUENCE,
+            ],
+            DeclineReason::NumberAlreadyUsed,
+        )?;
+        if let Err(lost) = used {
+            return Ok(Recorded::LostRace(lost));
+        }
+        let balance = order::Entity::update_many()
+            .col_expr(
+                order::Column::PaidMinor,
+                Expr::col(order::Column::PaidMinor).add(request.amount_minor),
+            )
+            .col_expr(
+                order::Column::Version,
+                Expr::col(order::Column::Version).add(1),
+            )
+            .filter(order::Column::Id.eq(request.order_id))
+            .filter(
+                Expr::col(order::Column::PaidMinor)
+                    .add(request.amount_minor)
+                    .lte(Expr::col(order::Column::TotalMinor)),
+            )
+            .exec(txn)
+            .await?;
+        if balance.rows_affected != 1 {
+            return Ok(Recorded::LostRace(DeclineReason::AmountAboveBalance));
+        }
+        let payment = payment::Model {
+            id: payment_id,
+            owner_organization_id: request.owner_organization_id,
+            order_id: request.order_id,
+            invoice_id: None,
+            amount_minor: request.amount_minor,
+            currency: request.currency.clone(),
+            status: PaymentStatus::Authorized,
+            issuer_organization_id: Some(verified.issuer_organization),
+            request_id: Some(request.id),
+            card_id: Some(verified.card_id),
+            device_id: Some(device_id),
+            flag: flags::store(&verified.flags),
+            created_at: now,
+            updated_at: now,
+        };
+        payment::Entity::insert(payment.clone().into_active_model().reset_all())
+            .exec_without_returning(txn)
+            .await?;
+        let signed_fields = signed_fields(request, self.hub_instance).encode().to_vec();
+        let evidence = insert_evidence(
+            txn,
+            EvidenceRow {
+                request_id: request.id,
+                owner: Some(request.owner_organization_id),
+                issuer: Some(verified.issuer_organization),
+                payment_id: Some(payment_id),
+                reason: None,
+                token: &verified.token,
+                signature: &verified.signature,
+                hash: &verified.hashes.current,
+                signed_fields: &signed_fields,
+                device_id,
+                jwt_id: principal.token_id,
+                now,
+            },
+        )
+        .await?;
+        record(
+            txn,
+            NewEvent {
+                event_type: "payment.authorized",
+                family: FINANCIAL,
+                record_type: "Payment",
+                record_id: payment_id,
+                status: PaymentStatus::Authorized.to_value(),
+                owner: request.owner_organization_id,
+                parties: vec![verified.issuer_organization],
+            },
+        )
+        .await?;
+        Ok(Recorded::Approved(Box::new(PaymentOutcome {
+            evidence,
+            payment: Some(payment),
+        })))
+    }
+
+    /// Records a decline in the keyed transaction: its evidence, nothing else.
+    async fn insert_decline(
+        &self,
+        txn: &DatabaseTransaction,
+        principal: &Principal,
+        device_id: Uuid,
+        reason: DeclineReason,
+        judged: &Judged,
+        now: DateTime<Utc>,
+    ) -> ApiResult<payment_evidence::Model> {
+        if reason.is_replay() {
+            tracing::warn!(reason = reason.code(), device = %device_id, "replayed payment submission declined");
+        }
+        // What the card had to sign: rebuilt from the stored request (none for an unknown request).
+        let signed_fields = judged
+            .request
+            .as_ref()
+            .map(|request| signed_fields(request, self.hub_instance).encode().to_vec())
+            .unwrap_or_default();
+        insert_evidence(
+            txn,
+            EvidenceRow {
+                request_id: judged.request.as_ref().map_or(Uuid::nil(), |r| r.id),
+                owner: judged.request.as_ref().map(|r| r.owner_organization_id),
+                issuer: judged.verified_issuer,
+                payment_id: None,
+                reason: Some(reason),
+                token: &judged.token,
+                signature: &judged.signature,
+                hash: &judged.hashes.current,
+                signed_fields: &signed_fields,
+                device_id,
+                jwt_id: principal.token_id,
+                now,
+            },
+        )
+        .await
+    }
+
+    /// A recorded outcome, read back for a replayed submission.
+    async fn outcome(&self, evidence_id: Uuid) -> ApiResult<PaymentOutcome> {
+        let evidence = payment_evidence::Entity::find_by_id(evidence_id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| {
+                ApiError::Internal(anyhow::anyhow!("evidence {evidence_id} is missing"))
+            })?;
+        let payment = match evidence.payment_id {
+            Some(id) => payment::Entity::find_by_id(id).one(&self.db).await?,
+            None => None,
+        };
+        Ok(PaymentOutcome { evidence, payment })
+    }
+}

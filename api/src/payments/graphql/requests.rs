@@ -1,0 +1,189 @@
+//! Payment requests at terminals, over [`PaymentRequestService`].
+
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use entities::payment_request;
+
+use crate::payments::requests::{NewPaymentRequest, PaymentRequestService};
+use crate::{
+    financial::graphql::ORDER,
+    graphql::{
+        ContextExt,
+        relay::{HubConnection, PageArgs, decode_id, encode_id, wants_total},
+        scalars::Int64,
+    },
+    master_data::graphql::DEVICE,
+    policy::may_see_challenge,
+};
+
+fn requests<'a>(ctx: &Context<'a>) -> &'a PaymentRequestService {
+    ctx.data_unchecked::<PaymentRequestService>()
+}
+
+pub const PAYMENT_REQUEST: &str = "PaymentRequest";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(remote = "entities::payment_request::PaymentRequestStatus")]
+pub enum PaymentRequestStatus {
+    /// Waiting for a tap.
+    Open,
+    /// Authorized once; later submissions are declined.
+    Paid,
+    /// Cancelled; late submissions are declined.
+    Cancelled,
+}
+
+/// A request for a card payment at one terminal.
+pub struct PaymentRequest(pub payment_request::Model);
+
+#[Object]
+impl PaymentRequest {
+    pub async fn id(&self) -> ID {
+        encode_id(PAYMENT_REQUEST, self.0.id)
+    }
+    async fn order_id(&self) -> ID {
+        encode_id(ORDER, self.0.order_id)
+    }
+    async fn terminal_id(&self) -> ID {
+        encode_id(DEVICE, self.0.device_id)
+    }
+    async fn amount_minor(&self) -> Int64 {
+        Int64(self.0.amount_minor)
+    }
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+    async fn status(&self) -> PaymentRequestStatus {
+        self.0.status.into()
+    }
+    /// The 16-byte challenge the card signs, base64url: shown to the terminal's device and to the
+    /// member who opened the request, null for everyone else.
+    async fn challenge(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let principal = ctx.principal()?;
+        Ok(may_see_challenge(principal, &self.0)
+            .then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&self.0.challenge)))
+    }
+    async fn tap_deadline(&self) -> DateTime<Utc> {
+        self.0.tap_deadline
+    }
+    async fn acceptance_deadline(&self) -> DateTime<Utc> {
+        self.0.acceptance_deadline
+    }
+    /// What a card signs, as raw UUIDs (the card protocol carries ids as 16 bytes, never global IDs).
+    async fn signing_fields(&self, ctx: &Context<'_>) -> SigningFields {
+        SigningFields {
+            request_id: self.0.id.to_string(),
+            merchant_id: self.0.owner_organization_id.to_string(),
+            terminal_id: self.0.device_id.to_string(),
+            hub_instance_id: requests(ctx).hub_instance().to_string(),
+        }
+    }
+}
+
+/// The UUIDs a card signs for a payment request.
+#[derive(SimpleObject)]
+pub struct SigningFields {
+    request_id: String,
+    merchant_id: String,
+    terminal_id: String,
+    hub_instance_id: String,
+}
+
+#[derive(InputObject)]
+pub struct RequestPaymentInput {
+    order_id: ID,
+    /// A device (terminal) of the caller's organization.
+    terminal_id: ID,
+    /// At most the order's unpaid balance.
+    amount_minor: Int64,
+    /// The order's currency.
+    currency: String,
+}
+
+#[derive(SimpleObject)]
+pub struct PaymentRequestPayload {
+    payment_request: PaymentRequest,
+}
+
+#[derive(InputObject)]
+pub struct CancelPaymentRequestInput {
+    id: ID,
+}
+
+#[derive(InputObject, Default)]
+pub struct PaymentRequestFilter {
+    status: Option<PaymentRequestStatus>,
+}
+
+#[derive(Default)]
+pub struct PaymentRequestQuery;
+
+#[Object]
+impl PaymentRequestQuery {
+    /// Payment requests of the caller's organization; a device sees its own terminal's only.
+    async fn payment_requests(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        filter: Option<PaymentRequestFilter>,
+    ) -> async_graphql::Result<HubConnection<PaymentRequest>> {
+        let status = filter.unwrap_or_default().status.map(Into::into);
+        let page = requests(ctx)
+            .payment_requests(
+                ctx.principal()?,
+                status,
+                PageArgs {
+                    first,
+                    after,
+                    last,
+                    before,
+                },
+                wants_total(ctx),
+            )
+            .await?;
+        Ok(page.into_connection(PaymentRequest))
+    }
+}
+
+#[derive(Default)]
+pub struct PaymentRequestMutation;
+
+#[Object]
+impl PaymentRequestMutation {
+    /// Opens a payment request for an order at a terminal (checkout staff, or the terminal's device).
+    async fn request_payment(
+        &self,
+        ctx: &Context<'_>,
+        input: RequestPaymentInput,
+    ) -> async_graphql::Result<PaymentRequestPayload> {
+        let new = NewPaymentRequest {
+            order_id: decode_id("orderId", ORDER, &input.order_id)?,
+            terminal_id: decode_id("terminalId", DEVICE, &input.terminal_id)?,
+            amount_minor: input.amount_minor.0,
+            currency: input.currency,
+        };
+        let request = requests(ctx).request_payment(ctx.principal()?, new).await?;
+        Ok(PaymentRequestPayload {
+            payment_request: PaymentRequest(request),
+        })
+    }
+
+    /// Cancels an open payment request.
+    async fn cancel_payment_request(
+        &self,
+        ctx: &Context<'_>,
+        input: CancelPaymentRequestInput,
+    ) -> async_graphql::Result<PaymentRequestPayload> {
+        let id = decode_id("id", PAYMENT_REQUEST, &input.id)?;
+        let request = requests(ctx)
+            .cancel_payment_request(ctx.principal()?, id)
+            .await?;
+        Ok(PaymentRequestPayload {
+            payment_request: PaymentRequest(request),
+        })
+    }
+}
