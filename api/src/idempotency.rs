@@ -150,8 +150,56 @@ pub async fn complete(txn: &DatabaseTransaction, key: &IdempotencyKey, id: Uuid)
     Ok(())
 }
 
-/// Runs `work` in a write transaction, once per key: returns the id it created, or the id that an
-/// earlier request with the same key and input created. Without a key it simply runs `work`.
+/// What a keyed run produced: the work's own value, or the id an earlier run with the same key and
+/// input recorded.
+pub enum Once<T> {
+    Ran(T),
+    Replayed(Uuid),
+}
+
+/// Runs `work` in a write transaction, once per key: the key is claimed first, `work` runs in the same
+/// transaction, and the id `recorded` reads off its value is stored with the key before one commit (or
+/// one rollback, which leaves the key free for a corrected retry). Without a key it simply runs `work`.
+pub async fn run_once_with<T, F>(
+    db: &DatabaseConnection,
+    key: Option<&IdempotencyKey>,
+    recorded: fn(&T) -> Uuid,
+    work: F,
+) -> ApiResult<Once<T>>
+where
+    T: Send,
+    F: for<'c> FnOnce(
+            &'c DatabaseTransaction,
+        ) -> Pin<Box<dyn Future<Output = ApiResult<T>> + Send + 'c>>
+        + Send
+        + 'static,
+{
+    let Some(key) = key else {
+        return write_transaction(db, work).await.map(Once::Ran);
+    };
+    let txn = match claim(db, key).await? {
+        Claim::Replay(id) => return Ok(Once::Replayed(id)),
+        Claim::Fresh(txn) => txn,
+    };
+    let outcome = match work(&txn).await {
+        Ok(value) => complete(&txn, key, recorded(&value)).await.map(|()| value),
+        Err(err) => Err(err),
+    };
+    match outcome {
+        Ok(value) => {
+            txn.commit().await?;
+            Ok(Once::Ran(value))
+        }
+        Err(err) => {
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed; the connection discards the transaction");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// [`run_once_with`] for work that creates one record: returns its id, first time or replayed.
 pub async fn run_once<F>(
     db: &DatabaseConnection,
     key: Option<&IdempotencyKey>,
@@ -164,29 +212,8 @@ where
         + Send
         + 'static,
 {
-    let Some(key) = key else {
-        return write_transaction(db, work).await;
-    };
-    let txn = match claim(db, key).await? {
-        Claim::Replay(id) => return Ok(id),
-        Claim::Fresh(txn) => txn,
-    };
-    let outcome = match work(&txn).await {
-        Ok(id) => complete(&txn, key, id).await.map(|()| id),
-        Err(err) => Err(err),
-    };
-    match outcome {
-        Ok(id) => {
-            txn.commit().await?;
-            Ok(id)
-        }
-        Err(err) => {
-            // Nothing was created: the key stays free for a corrected retry.
-            if let Err(rollback) = txn.rollback().await {
-                tracing::warn!(error = %rollback, "rollback failed; the connection discards the transaction");
-            }
-            Err(err)
-        }
+    match run_once_with(db, key, |id| *id, work).await? {
+        Once::Ran(id) | Once::Replayed(id) => Ok(id),
     }
 }
 

@@ -33,6 +33,8 @@ pub const TOKEN_DOMAIN: &[u8] = b"ICH/token/v1";
 pub const TOKEN_VERSION: u8 = 1;
 pub const BODY_LEN: usize = 125;
 pub const TOKEN_LEN: usize = BODY_LEN + 64;
+/// Where the 16 digits of the number sit in the body (and so in the token).
+pub const NUMBER_RANGE: std::ops::Range<usize> = 21..37;
 
 /// How the card is presented. Only contactless, card present, exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +204,14 @@ impl Token {
         let signature = r.array()?;
         r.finish()?;
         Ok(Self { body, signature })
+    }
+
+    /// The token's bytes with the number's 16 digits zeroed: what may be kept as evidence where the
+    /// number itself (a PAN in PCI DSS terms) may not.
+    pub fn redacted(&self) -> [u8; TOKEN_LEN] {
+        let mut bytes = self.encode();
+        bytes[NUMBER_RANGE].fill(0);
+        bytes
     }
 
     pub fn to_base64url(&self) -> String {

@@ -1,6 +1,7 @@
 //! Database connection, migrations and bootstrap.
 
 pub mod constraints;
+pub mod pagination;
 
 use std::{
     future::Future,

@@ -12,6 +12,7 @@ use super::{
     FinancialService,
     service::{NewOrder, NewOrderLine, OrderAction},
 };
+use crate::graphql::relay::IntoConnection;
 use crate::{
     auth::Principal,
     error::{ApiError, ApiResult},

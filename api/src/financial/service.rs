@@ -21,10 +21,10 @@ use uuid::Uuid;
 
 use crate::{
     auth::Principal,
+    db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
     db::write_transaction,
     error::{ApiError, ApiResult},
     events::{NewEvent, Outbox, record},
-    graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
     idempotency::{IdempotencyKey, run_once},
     policy::{
         Action, Need, authorize, invoice_visible, order_line_visible, order_visible,

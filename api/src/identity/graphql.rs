@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use entities::{member, organization};
 
 use super::{IdentityService, service::Whoami};
+use crate::graphql::relay::IntoConnection;
 use crate::{
     auth::Role,
     graphql::{

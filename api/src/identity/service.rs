@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use crate::{
     auth::{MintedToken, Principal, TokenIssuer},
+    db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
     db::write_transaction,
     error::{ApiError, ApiResult},
-    graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
     policy::{Action, authorize},
 };
 

@@ -1,5 +1,5 @@
 //! The one path by which customer contact data is read and written. The fields are stored plain for now;
-//! field-level encryption (DESIGN section 7) replaces these two functions and nothing else.
+//! field-level encryption (encrypted columns and blind indexes, still to come) replaces these two functions and nothing else.
 
 use entities::customer;
 use sea_orm::ActiveValue::Set;

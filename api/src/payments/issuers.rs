@@ -19,9 +19,9 @@ use uuid::Uuid;
 use crate::{
     auth::Principal,
     db::constraints::violates_constraint,
+    db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
     db::{serialize_on, write_transaction},
     error::{ApiError, ApiResult},
-    graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
     payments::flags::PaymentFlag,
     policy::{Action, authorize},
 };

@@ -18,10 +18,10 @@ use super::FINANCIAL;
 use crate::{
     auth::Principal,
     config::PaymentLimits,
+    db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
     db::{database_now, write_transaction},
     error::{ApiError, ApiResult},
     events::{NewEvent, Outbox, record},
-    graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
     policy::{Action, authorize, payment_request_visible},
 };
 

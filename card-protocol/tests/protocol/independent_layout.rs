@@ -157,13 +157,14 @@ fn token_body_encoding_matches_the_hand_assembled_layout() {
     assert_eq!(&encoded[93..125], &card_public_key, "card key");
     assert_eq!(encoded.as_slice(), hand.as_slice());
 
-    // The wire token is body || signature, and the hub's redaction of bytes 21..37 removes exactly
-    // the number's digits.
-    let wire = Token::sign(body(), &issuer_key()).encode();
+    // The wire token is body || signature, and its redaction zeroes exactly the number's digits
+    // (bytes 21..37) and nothing else.
+    let token = Token::sign(body(), &issuer_key());
+    let wire = token.encode();
     assert_eq!(&wire[..125], hand.as_slice());
-    let mut redacted = wire;
-    redacted[21..37].fill(0);
+    let redacted = token.redacted();
     assert!(!redacted.windows(16).any(|w| w == NUMBER));
+    assert_eq!(redacted[21..37], [0u8; 16]);
     assert_eq!(redacted[..21], wire[..21]);
     assert_eq!(redacted[37..], wire[37..]);
 

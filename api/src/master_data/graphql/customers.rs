@@ -9,6 +9,7 @@ use super::{
     DeleteRecordInput, DeleteRecordPayload, OrderDirection, organization, patch,
     prime_organizations, service,
 };
+use crate::graphql::relay::IntoConnection;
 use crate::{
     error::ApiResult,
     graphql::{

@@ -11,6 +11,7 @@ use super::{
     locations::{LOCATION, Location},
     node_selects, optional_id, organization, prime_organizations, service,
 };
+use crate::graphql::relay::IntoConnection;
 use crate::{
     graphql::{
         ContextExt,

@@ -41,11 +41,9 @@ use shares::{ShareMutation, ShareQuery};
 
 use super::{MasterDataService, service::Direction};
 use crate::{
+    db::pagination::Page,
     error::ApiResult,
-    graphql::{
-        ContextExt,
-        relay::{Page, decode_id},
-    },
+    graphql::{ContextExt, relay::decode_id},
     identity::graphql::Organization,
 };
 

@@ -9,6 +9,7 @@ use super::{
     DeleteRecordInput, DeleteRecordPayload, ORGANIZATION, OrderDirection, optional_id,
     organization, patch, prime_organizations, service,
 };
+use crate::graphql::relay::IntoConnection;
 use crate::{
     graphql::{
         ContextExt,

@@ -13,8 +13,8 @@ use uuid::Uuid;
 use super::{Direction, MasterDataService, NAME_MAX, find_visible, versioned_update, visible_rows};
 use crate::{
     auth::Principal,
+    db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
     error::{ApiError, ApiResult},
-    graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
     master_data::validate,
     policy::{Action, DeviceChange, Need, authorize, device_change_need},
 };

@@ -13,8 +13,8 @@ use super::{
 };
 use crate::{
     auth::Principal,
+    db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
     error::ApiResult,
-    graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
     master_data::validate,
     policy::{Action, Need, authorize},
 };

@@ -96,8 +96,7 @@ pub(super) async fn insert_evidence(
     txn: &DatabaseTransaction,
     row: EvidenceRow<'_>,
 ) -> ApiResult<payment_evidence::Model> {
-    let mut redacted = row.token.encode().to_vec();
-    redacted[21..37].fill(0);
+    let redacted = row.token.redacted().to_vec();
     let evidence = payment_evidence::Model {
         id: Uuid::now_v7(),
         request_id: row.request_id,

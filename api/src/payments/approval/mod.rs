@@ -39,14 +39,14 @@ use super::{FINANCIAL, decline::DeclineReason, requests::signed_fields};
 use crate::{
     auth::Principal,
     config::PaymentLimits,
+    db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
     db::{
         constraints::{self, DbResultExt},
         database_now,
     },
     error::{ApiError, ApiResult},
     events::{NewEvent, Outbox, record},
-    graphql::relay::{Ordering, Page, PageArgs, SortKey, paginate},
-    idempotency::{self, Claim, IdempotencyKey},
+    idempotency::{self, IdempotencyKey, Once},
     payments::{
         flags::{self, PaymentFlag},
         number_keys::{NumberHashKeys, NumberHashes},
@@ -203,59 +203,55 @@ impl ApprovalService {
             idempotency_key,
             &submission,
         )?;
-        // The keyed transaction: a byte-identical resubmission gets the first outcome, a concurrent
-        // duplicate a retryable CONFLICT, and a crash leaves nothing half-done.
-        let txn = match idempotency::claim(&self.db, &key).await? {
-            Claim::Replay(evidence) => return self.outcome(evidence).await,
-            Claim::Fresh(txn) => txn,
-        };
         // Under the current key (what is recorded) and every older key still in the ring (checked).
         let hashes = self
             .number_hash_keys
             .hashes(&token.body.issuer, &token.body.number);
-        let decided = async {
-            // One database clock for the whole judgement: the keyed transaction's.
-            let now = database_now(&txn).await?;
-            let outcome = match self
-                .judge(
-                    &txn,
-                    principal,
-                    device_id,
-                    submission.request_id,
-                    token,
-                    signature,
-                    hashes,
-                    now,
-                )
-                .await?
-            {
-                Judgement::Approvable(verified) => {
-                    self.approve_or_decline(&txn, principal, device_id, verified, now)
-                        .await?
-                }
-                Judgement::Declined(reason, judged) => PaymentOutcome {
-                    evidence: self
-                        .insert_decline(&txn, principal, device_id, reason, &judged, now)
-                        .await?,
-                    payment: None,
-                },
-            };
-            idempotency::complete(&txn, &key, outcome.evidence.id).await?;
-            Ok::<_, ApiError>(outcome)
-        }
-        .await;
-        match decided {
-            Ok(outcome) => {
-                txn.commit().await?;
+        // The keyed transaction: a byte-identical resubmission gets the first outcome, a concurrent
+        // duplicate a retryable CONFLICT, and a crash or a fault leaves nothing half-done.
+        let (this, principal) = (self.clone(), principal.clone());
+        let once = idempotency::run_once_with(
+            &self.db,
+            Some(&key),
+            |outcome: &PaymentOutcome| outcome.evidence.id,
+            move |txn| {
+                Box::pin(async move {
+                    // One database clock for the whole judgement: the keyed transaction's.
+                    let now = database_now(txn).await?;
+                    let judged = this
+                        .judge(
+                            txn,
+                            &principal,
+                            device_id,
+                            submission.request_id,
+                            token,
+                            signature,
+                            hashes,
+                            now,
+                        )
+                        .await?;
+                    match judged {
+                        Judgement::Approvable(verified) => {
+                            this.approve_or_decline(txn, &principal, device_id, verified, now)
+                                .await
+                        }
+                        Judgement::Declined(reason, judged) => Ok(PaymentOutcome {
+                            evidence: this
+                                .insert_decline(txn, &principal, device_id, reason, &judged, now)
+                                .await?,
+                            payment: None,
+                        }),
+                    }
+                })
+            },
+        )
+        .await?;
+        match once {
+            Once::Ran(outcome) => {
                 self.outbox.committed();
                 Ok(outcome)
             }
-            Err(err) => {
-                if let Err(rollback) = txn.rollback().await {
-                    tracing::warn!(error = %rollback, "rollback failed; the connection discards the transaction");
-                }
-                Err(err)
-            }
+            Once::Replayed(evidence) => self.outcome(evidence).await,
         }
     }
 

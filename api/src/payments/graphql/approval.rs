@@ -4,6 +4,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 
 use super::requests::PAYMENT_REQUEST;
+use crate::graphql::relay::IntoConnection;
 use crate::payments::approval::{ApprovalService, PaymentOutcome, Submission};
 use crate::{
     financial::graphql::Payment,

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use entities::{card, issuer_key};
 use uuid::Uuid;
 
+use crate::graphql::relay::IntoConnection;
 use crate::payments::{
     PaymentKeysService,
     issuers::{KeyStep, NewCard, NewIssuerKey},

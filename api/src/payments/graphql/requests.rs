@@ -5,6 +5,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use entities::payment_request;
 
+use crate::graphql::relay::IntoConnection;
 use crate::payments::requests::{NewPaymentRequest, PaymentRequestService};
 use crate::{
     financial::graphql::ORDER,
