@@ -1,6 +1,24 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// A reason to review an authorized payment. `payment.flag` stores a comma-separated list of these
+/// names, in the order raised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
+pub enum PaymentFlag {
+    /// The issuer key that signed the number was revoked after the payment (a compromise).
+    #[sea_orm(string_value = "ISSUER_KEY_REVOKED")]
+    IssuerKeyRevoked,
+    /// The card's sequence jumped past the gap window: numbers generated and never submitted, or a
+    /// cloned card spending ahead of the real one.
+    #[sea_orm(string_value = "SEQUENCE_GAP")]
+    SequenceGap,
+    /// The card paid at a terminal of another location shortly before: two cards with one identity,
+    /// or a relay.
+    #[sea_orm(string_value = "DISTANT_TERMINALS")]
+    DistantTerminals,
+}
+
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
 )]

@@ -1,5 +1,61 @@
 use sea_orm::entity::prelude::*;
 
+/// What was decided about a submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum Outcome {
+    #[sea_orm(string_value = "AUTHORIZED")]
+    Authorized,
+    #[sea_orm(string_value = "DECLINED")]
+    Declined,
+}
+
+/// Why a submission was declined (stored by these names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
+pub enum DeclineReason {
+    #[sea_orm(string_value = "UNKNOWN_ISSUER_KEY")]
+    UnknownIssuerKey,
+    #[sea_orm(string_value = "ISSUER_KEY_RETIRED")]
+    IssuerKeyRetired,
+    #[sea_orm(string_value = "ISSUER_KEY_REVOKED")]
+    IssuerKeyRevoked,
+    #[sea_orm(string_value = "BAD_ISSUER_SIGNATURE")]
+    BadIssuerSignature,
+    #[sea_orm(string_value = "NUMBER_OUT_OF_RANGE")]
+    NumberOutOfRange,
+    #[sea_orm(string_value = "NUMBER_EXPIRED")]
+    NumberExpired,
+    #[sea_orm(string_value = "DOMAIN_RESTRICTION")]
+    DomainRestriction,
+    #[sea_orm(string_value = "CARD_UNKNOWN")]
+    CardUnknown,
+    #[sea_orm(string_value = "CARD_BLOCKED")]
+    CardBlocked,
+    #[sea_orm(string_value = "CARD_KEY_MISMATCH")]
+    CardKeyMismatch,
+    #[sea_orm(string_value = "BAD_CARD_SIGNATURE")]
+    BadCardSignature,
+    #[sea_orm(string_value = "REQUEST_UNKNOWN")]
+    RequestUnknown,
+    #[sea_orm(string_value = "REQUEST_CANCELLED")]
+    RequestCancelled,
+    #[sea_orm(string_value = "REQUEST_ALREADY_PAID")]
+    RequestAlreadyPaid,
+    #[sea_orm(string_value = "PAST_DEADLINE")]
+    PastDeadline,
+    #[sea_orm(string_value = "AMOUNT_ABOVE_BALANCE")]
+    AmountAboveBalance,
+    #[sea_orm(string_value = "NUMBER_ALREADY_USED")]
+    NumberAlreadyUsed,
+    #[sea_orm(string_value = "SEQUENCE_REUSED")]
+    SequenceReused,
+    #[sea_orm(string_value = "LIMIT_EXCEEDED")]
+    LimitExceeded,
+    #[sea_orm(string_value = "CVM_REQUIRED")]
+    CvmRequired,
+}
+
 /// Append-only evidence of every authorization and decline: what was submitted (the number replaced by
 /// its keyed hash), by which device and token, judged when, with which keys.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -10,12 +66,11 @@ pub struct Model {
     pub request_id: Uuid,
     /// The merchant's organization, when the request is known.
     pub owner_organization_id: Option<Uuid>,
-    /// The card's issuer as the token names it.
+    /// The card's issuer, when its signature over the token verified.
     pub issuer_organization_id: Option<Uuid>,
     pub payment_id: Option<Uuid>,
-    /// AUTHORIZED or DECLINED.
-    pub outcome: String,
-    pub decline_reason: Option<String>,
+    pub outcome: Outcome,
+    pub decline_reason: Option<DeclineReason>,
     /// A replay of a number or request that was already used.
     pub replay: bool,
     /// The token with its 16 digits zeroed (the number is only in `number_hash`).

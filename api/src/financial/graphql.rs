@@ -58,7 +58,7 @@ pub enum InvoiceStatus {
 
 /// Why a payment should be reviewed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[graphql(remote = "crate::payments::flags::PaymentFlag")]
+#[graphql(remote = "entities::payment::PaymentFlag")]
 pub enum PaymentFlag {
     /// The issuer key that signed the number was revoked after the payment.
     IssuerKeyRevoked,

@@ -22,7 +22,7 @@ use crate::{
     db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
     db::{serialize_on, write_transaction},
     error::{ApiError, ApiResult},
-    payments::flags::PaymentFlag,
+    payments::flags::{self, PaymentFlag},
     policy::{Action, authorize},
 };
 
@@ -181,11 +181,13 @@ impl PaymentKeysService {
                         .eq(key.owner_organization_id),
                 )
                 .and_where(Expr::col(payment_evidence::Column::IssuerKeyId).eq(key.key_id))
-                .and_where(Expr::col(payment_evidence::Column::Outcome).eq("AUTHORIZED"));
+                .and_where(Expr::col(payment_evidence::Column::Outcome).eq(
+                    sea_orm::ActiveEnum::to_value(&payment_evidence::Outcome::Authorized),
+                ));
             let flagged = payment::Entity::update_many()
                 .col_expr(
                     payment::Column::Flag,
-                    PaymentFlag::IssuerKeyRevoked.appended_to_column(payment::Column::Flag),
+                    flags::appended_to_column(PaymentFlag::IssuerKeyRevoked, payment::Column::Flag),
                 )
                 .filter(payment::Column::Id.in_subquery(authorized_under_key.to_owned()))
                 .exec(&self.db)

@@ -13,7 +13,10 @@ use uuid::Uuid;
 use super::Judged;
 use crate::{
     error::ApiResult,
-    payments::{decline::DeclineReason, number_keys::NumberHashes},
+    payments::{
+        decline::{DeclineReason, is_replay},
+        number_keys::NumberHashes,
+    },
 };
 
 /// Why a number cannot be used: it was used (same hash), or another number took its card sequence.
@@ -104,13 +107,12 @@ pub(super) async fn insert_evidence(
         issuer_organization_id: row.issuer,
         payment_id: row.payment_id,
         outcome: if row.reason.is_some() {
-            "DECLINED"
+            payment_evidence::Outcome::Declined
         } else {
-            "AUTHORIZED"
-        }
-        .to_owned(),
-        decline_reason: row.reason.map(|r| r.code().to_owned()),
-        replay: row.reason.is_some_and(DeclineReason::is_replay),
+            payment_evidence::Outcome::Authorized
+        },
+        decline_reason: row.reason,
+        replay: row.reason.is_some_and(is_replay),
         redacted_token: redacted,
         number_hash: row.hash.hash.to_vec(),
         hash_key_id: key_id_column(row.hash),

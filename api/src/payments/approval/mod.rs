@@ -35,7 +35,11 @@ use self::{
     evidence::{EvidenceRow, earlier_use, explain_lost_race, insert_evidence, key_id_column},
     limits::{RecentPayments, lock_device},
 };
-use super::{FINANCIAL, decline::DeclineReason, requests::signed_fields};
+use super::{
+    FINANCIAL,
+    decline::{DeclineReason, is_replay},
+    requests::signed_fields,
+};
 use crate::{
     auth::Principal,
     config::PaymentLimits,
@@ -73,10 +77,7 @@ pub struct PaymentOutcome {
 
 impl PaymentOutcome {
     pub fn decline_reason(&self) -> Option<DeclineReason> {
-        self.evidence
-            .decline_reason
-            .as_deref()
-            .and_then(DeclineReason::from_code)
+        self.evidence.decline_reason
     }
 }
 
@@ -153,7 +154,7 @@ impl ApprovalService {
     ) -> ApiResult<Page<payment_evidence::Model>> {
         authorize(principal, Action::ReadOwnOrganization)?;
         let select = payment_evidence::Entity::find()
-            .filter(payment_evidence::Column::Outcome.eq("DECLINED"))
+            .filter(payment_evidence::Column::Outcome.eq(payment_evidence::Outcome::Declined))
             .filter(decline_visible(principal));
         let ordering = Ordering {
             name: "recordedAt",
@@ -620,8 +621,8 @@ impl ApprovalService {
         judged: &Judged,
         now: DateTime<Utc>,
     ) -> ApiResult<payment_evidence::Model> {
-        if reason.is_replay() {
-            tracing::warn!(reason = reason.code(), device = %device_id, "replayed payment submission declined");
+        if is_replay(reason) {
+            tracing::warn!(reason = reason.to_value(), device = %device_id, "replayed payment submission declined");
         }
         // What the card had to sign: rebuilt from the stored request (none for an unknown request).
         let signed_fields = judged

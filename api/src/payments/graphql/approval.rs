@@ -20,7 +20,7 @@ fn approval<'a>(ctx: &Context<'a>) -> &'a ApprovalService {
 
 /// Why a payment was declined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[graphql(remote = "crate::payments::decline::DeclineReason")]
+#[graphql(remote = "entities::payment_evidence::DeclineReason")]
 pub enum DeclineReason {
     /// No issuer key with the token's issuer and key id.
     UnknownIssuerKey,
@@ -117,11 +117,7 @@ impl PaymentDecline {
         encode_id(PAYMENT_REQUEST, self.0.request_id)
     }
     async fn reason(&self) -> Option<DeclineReason> {
-        self.0
-            .decline_reason
-            .as_deref()
-            .and_then(crate::payments::decline::DeclineReason::from_code)
-            .map(Into::into)
+        self.0.decline_reason.map(Into::into)
     }
     /// A resubmission of something already used (audited).
     async fn replay(&self) -> bool {
