@@ -223,7 +223,7 @@ impl Terminal {
 
     /// The device's self-signed token (see the README, "Secure payment mode").
     fn token(&self) -> anyhow::Result<String> {
-        api::auth::device_tokens::sign(self.id, &self.key, "iot-commerce-hub", 120)
+        device_token::sign(self.id, &self.key, "iot-commerce-hub", 120)
             .map_err(|err| anyhow::anyhow!("device token: {err}"))
     }
 }

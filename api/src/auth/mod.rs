@@ -13,18 +13,6 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 
 use crate::error::{ApiError, ApiResult};
 
-/// Refuses a token whose header lists critical extensions (`crit`): RFC 7515 requires a recipient to
-/// reject a JWS naming extensions it does not understand, and the hub understands none.
-pub(crate) fn refuse_critical_extensions(token: &str) -> Result<(), String> {
-    let header = jsonwebtoken::decode_header(token).map_err(|err| err.to_string())?;
-    match header.crit {
-        Some(_) => {
-            Err("the header names critical extensions (crit) the hub does not support".into())
-        }
-        None => Ok(()),
-    }
-}
-
 /// Turns a bearer token into a [`Principal`], checking it against the database on every request so a
 /// removed member or a demoted role takes effect at once.
 #[derive(Clone)]

@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{keys::SigningKey, refuse_critical_extensions};
+use super::{device_tokens::refuse_critical_extensions, keys::SigningKey};
 
 /// Default longest lifetime (`exp - iat`) of a partner token, minted or accepted
 /// (`--max-token-lifetime-secs`).

@@ -307,8 +307,7 @@ async fn device_tokens_with_critical_extensions_are_refused(backend: Backend) {
         .expect("id")
         .to_owned();
     let device = hub_tests::decode_global_id(&device);
-    let genuine =
-        api::auth::device_tokens::sign(device, &key, "iot-commerce-hub", 120).expect("token");
+    let genuine = device_token::sign(device, &key, "iot-commerce-hub", 120).expect("token");
     app.graphql(Some(&genuine), "{ me { role } }", json!({}))
         .await
         .data("/me/role");

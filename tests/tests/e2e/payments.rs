@@ -250,7 +250,7 @@ impl Checkout {
 
 /// A device's self-signed token, as the reader agent makes it.
 fn device_token(device: Uuid, key: &SigningKey) -> String {
-    api::auth::device_tokens::sign(device, key, "iot-commerce-hub", 120).expect("device token")
+    device_token::sign(device, key, "iot-commerce-hub", 120).expect("device token")
 }
 
 const ISSUER_SEED: [u8; 32] = [0x61; 32];

@@ -378,7 +378,7 @@ async fn every_action_for_every_role(backend: Backend) {
         .as_str()
         .expect("id")
         .to_owned();
-    let device = api::auth::device_tokens::sign(
+    let device = device_token::sign(
         hub_tests::decode_global_id(&terminal),
         &device_key,
         "iot-commerce-hub",
