@@ -97,8 +97,10 @@ pub async fn claim(db: &DatabaseConnection, key: &IdempotencyKey) -> ApiResult<C
                 ),
             ))
             .await?
-            .and_then(|row| row.try_get::<bool>("", "locked").ok())
-            .unwrap_or(false);
+            .ok_or_else(|| {
+                ApiError::Internal(anyhow::anyhow!("the advisory lock query returned no row"))
+            })?
+            .try_get::<bool>("", "locked")?;
         if !locked {
             txn.rollback().await?;
             return Err(ApiError::InProgress);

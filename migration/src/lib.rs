@@ -10,6 +10,7 @@ mod m20261125_000005_payments;
 mod m20261126_000006_number_hash_rotation;
 mod m20261126_000007_payment_flags;
 mod m20261126_000008_hardening;
+mod m20261126_000009_share_grants_unique;
 
 pub use m20261126_000008_hardening::PREFIX_RANGES_DISJOINT;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_number_hash_rotation::Migration),
             Box::new(m20261126_000007_payment_flags::Migration),
             Box::new(m20261126_000008_hardening::Migration),
+            Box::new(m20261126_000009_share_grants_unique::Migration),
         ]
     }
 }

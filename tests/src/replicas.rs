@@ -105,6 +105,16 @@ impl Drop for Replicas {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // A failing test shows what the replicas logged as errors (their logs die with the directory).
+        if std::thread::panicking() {
+            for index in 0..self.children.len() {
+                let log = self._dir.path().join(format!("replica-{index}.log"));
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                for line in text.lines().filter(|line| line.contains("ERROR")) {
+                    eprintln!("replica {index}: {line}");
+                }
+            }
+        }
     }
 }
 

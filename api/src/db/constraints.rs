@@ -17,7 +17,7 @@ use crate::error::{ApiError, ApiResult};
 pub struct UniqueKey {
     /// The constraint's name on PostgreSQL.
     pub postgres: &'static str,
-    /// `table.column[, table.column]` as SQLite reports it.
+    /// `table.column[, table.column]` as SQLite reports it (`index 'name'` for an index over expressions).
     pub sqlite: &'static str,
     /// The CONFLICT a violation means to the caller; `None` for keys whose violation the writing
     /// code turns into an outcome of its own (see [`UniqueKey::violated_by`]).
@@ -54,6 +54,12 @@ pub const OPEN_PAYMENT_REQUEST: UniqueKey = UniqueKey {
     sqlite: "payment_request.order_id",
     conflict: Some("the order already has an open payment request"),
 };
+pub const SHARE_GRANT: UniqueKey = UniqueKey {
+    postgres: "ux_share_grant",
+    // An index over an expression: SQLite names the index instead of columns.
+    sqlite: "index 'ux_share_grant'",
+    conflict: Some("this share exists; revoke it to change it"),
+};
 /// A one-time number's keyed hash: used once.
 pub const NUMBER_USE_HASH: UniqueKey = UniqueKey {
     postgres: "number_use_pkey",
@@ -68,13 +74,14 @@ pub const NUMBER_USE_CARD_SEQUENCE: UniqueKey = UniqueKey {
 };
 
 /// The keys whose violation is a CONFLICT wherever it happens.
-const CONFLICTS: [&UniqueKey; 6] = [
+const CONFLICTS: [&UniqueKey; 7] = [
     &ORGANIZATION_NAME,
     &MEMBER_NAME,
     &PRODUCT_SKU,
     &ISSUER_KEY_ID,
     &CARD_ID,
     &OPEN_PAYMENT_REQUEST,
+    &SHARE_GRANT,
 ];
 
 impl UniqueKey {

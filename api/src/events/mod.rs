@@ -3,4 +3,4 @@
 pub mod graphql;
 pub mod outbox;
 
-pub use outbox::{EventService, NewEvent, Outbox, record};
+pub use outbox::{EventService, FINANCIAL, NewEvent, Outbox, record};

@@ -32,6 +32,9 @@ const GATHER: Duration = Duration::from_millis(5);
 /// Rows stamped per round.
 const BATCH: i64 = 1000;
 
+/// The family of financial events (orders, invoices, payments and their requests).
+pub const FINANCIAL: &str = "FINANCIAL";
+
 /// An event to record with a change. Carries ids, types, parties and status, never sensitive values.
 #[derive(Debug, Clone)]
 pub struct NewEvent {

@@ -24,7 +24,7 @@ use crate::{
     db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
     db::write_transaction,
     error::{ApiError, ApiResult},
-    events::{NewEvent, Outbox, record},
+    events::{FINANCIAL, NewEvent, Outbox, record},
     idempotency::{IdempotencyKey, run_once},
     policy::{
         Action, Need, authorize, invoice_visible, order_line_visible, order_visible,
@@ -32,7 +32,6 @@ use crate::{
     },
 };
 
-const FINANCIAL: &str = "FINANCIAL";
 const MAX_LINES: usize = 100;
 const MAX_QUANTITY: i32 = 1_000_000;
 

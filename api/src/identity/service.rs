@@ -9,7 +9,7 @@ use entities::{
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::LockType,
 };
 use uuid::Uuid;
 
@@ -174,6 +174,12 @@ impl IdentityService {
         let organization_id = principal.organization_id;
         write_transaction(&self.db, |txn| {
             Box::pin(async move {
+                // Removals in one organization take turns on its row (SQLite: one writer), so two
+                // concurrent removals cannot both count the other ADMIN and leave none.
+                organization::Entity::find_by_id(organization_id)
+                    .lock(LockType::NoKeyUpdate)
+                    .one(txn)
+                    .await?;
                 let member = member::Entity::find_by_id(id)
                     .filter(member::Column::OrganizationId.eq(organization_id))
                     .one(txn)

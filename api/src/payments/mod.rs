@@ -15,6 +15,3 @@ pub use approval::ApprovalService;
 pub use issuers::PaymentKeysService;
 pub use number_keys::NumberHashKeys;
 pub use requests::PaymentRequestService;
-
-/// The family of the payment mode's events.
-pub(crate) const FINANCIAL: &str = "FINANCIAL";

@@ -14,14 +14,13 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::FINANCIAL;
 use crate::{
     auth::Principal,
     config::PaymentLimits,
     db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
     db::{database_now, write_transaction},
     error::{ApiError, ApiResult},
-    events::{NewEvent, Outbox, record},
+    events::{FINANCIAL, NewEvent, Outbox, record},
     policy::{Action, authorize, payment_request_visible},
 };
 
@@ -143,8 +142,7 @@ impl PaymentRequestService {
                 };
                 payment_request::Entity::insert(request.clone().into_active_model().reset_all())
                     .exec_without_returning(txn)
-                    .await
-                    .map_err(ApiError::from)?;
+                    .await?;
                 record(
                     txn,
                     request_event(

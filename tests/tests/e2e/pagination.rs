@@ -2,7 +2,7 @@
 //! (`first`/`after`) and backwards (`last`/`before`) must give the order the test sorts by itself from the
 //! records it created: the sort value, then the row id as tie-break.
 //!
-//! Assumptions (from `api::graphql::relay::paginate`, which uses sea-orm's `cursor_by((column, id))`;
+//! Assumptions (from `api::db::pagination::paginate`, which uses sea-orm's `cursor_by((column, id))`;
 //! its `desc()` flips every cursor column): DESC reverses the id tie-break too, so a descending listing is
 //! the exact reverse of the ascending one. Ids are UUID v7. PostgreSQL compares `uuid` bytewise, and SQLite
 //! stores them as 16-byte BLOBs (sqlx) compared with memcmp, so `Uuid`'s `Ord` (over its bytes) is the

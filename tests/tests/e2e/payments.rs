@@ -2197,7 +2197,17 @@ async fn unique_keys_are_recognised_by_name(backend: Backend) {
     let tap = checkout.tap(&paid);
     authorized(&checkout, &paid, tap, "paid").await;
     let db = checkout.app.hub.state.db.clone();
-    let keys: [&UniqueKey; 8] = [
+    let admin = checkout
+        .app
+        .token(checkout.app.retailer_id, Role::Admin)
+        .await;
+    checkout
+        .app
+        .graphql(Some(&admin), "mutation($g: ID!) { grantShare(input: { granteeId: $g, resourceType: PRODUCT, access: READ }) { share { id } } }",
+            json!({ "g": encode_global_id("Organization", checkout.bank) }))
+        .await
+        .data("/grantShare/share/id");
+    let keys: [&UniqueKey; 9] = [
         &constraints::ORGANIZATION_NAME,
         &constraints::MEMBER_NAME,
         &constraints::PRODUCT_SKU,
@@ -2206,6 +2216,7 @@ async fn unique_keys_are_recognised_by_name(backend: Backend) {
         &constraints::OPEN_PAYMENT_REQUEST,
         &constraints::NUMBER_USE_HASH,
         &constraints::NUMBER_USE_CARD_SEQUENCE,
+        &constraints::SHARE_GRANT,
     ];
     let expect = |err: sea_orm::DbErr, violated: &UniqueKey| {
         for key in keys {

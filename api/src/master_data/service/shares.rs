@@ -66,23 +66,7 @@ impl MasterDataService {
         if let Some(record) = input.record_id {
             self.assert_owned(principal, input.resource, record).await?;
         }
-        let duplicate = share::Entity::find()
-            .filter(share::Column::OwnerOrganizationId.eq(principal.organization_id))
-            .filter(share::Column::GranteeOrganizationId.eq(input.grantee_id))
-            .filter(share::Column::ResourceType.eq(input.resource))
-            .filter(match input.record_id {
-                Some(record) => share::Column::RecordId.eq(record),
-                None => share::Column::RecordId.is_null(),
-            })
-            .one(&self.db)
-            .await?;
-        if duplicate.is_some() {
-            return Err(ApiError::Conflict(
-                "this share exists; revoke it to change it".into(),
-            ));
-        }
         let model = share::ActiveModel {
-            id: Set(Uuid::now_v7()),
             owner_organization_id: Set(principal.organization_id),
             grantee_organization_id: Set(input.grantee_id),
             resource_type: Set(input.resource),
@@ -90,12 +74,15 @@ impl MasterDataService {
             access: Set(input.access),
             include_sensitive: Set(input.include_sensitive),
             created_at: Set(Utc::now()),
+            ..Default::default()
         };
         let key = idempotency_key
             .map(|key| IdempotencyKey::new(principal.organization_id, "grantShare", key, &input))
             .transpose()?;
         let id = run_once(&self.db, key.as_ref(), move |txn| {
             Box::pin(async move {
+                // A grant that exists is refused by the unique index (CONFLICT), also when two
+                // grants race; a retry with the same key gets the share it made.
                 let id = Uuid::now_v7();
                 share::Entity::insert(share::ActiveModel {
                     id: Set(id),

@@ -3,7 +3,10 @@
 
 use card_protocol::{number::NumberHash, token::Token};
 use chrono::{DateTime, Utc};
-use entities::{number_use, payment_evidence};
+use entities::{
+    number_use, payment_evidence,
+    payment_request::{self, PaymentRequestStatus},
+};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, IntoActiveModel,
     QueryFilter,
@@ -56,12 +59,25 @@ pub(super) async fn earlier_use(
     })
 }
 
-/// After a lost race the winner has committed: say what it took.
+/// After a lost race the winner has committed: say what it took (a request no longer OPEN may have
+/// been cancelled rather than paid meanwhile).
 pub(super) async fn explain_lost_race(
     txn: &DatabaseTransaction,
     reason: DeclineReason,
     judged: &Judged,
 ) -> ApiResult<DeclineReason> {
+    if reason == DeclineReason::RequestAlreadyPaid
+        && let Some(request) = &judged.request
+    {
+        let now = payment_request::Entity::find_by_id(request.id)
+            .one(txn)
+            .await?
+            .map(|request| request.status);
+        return Ok(match now {
+            Some(PaymentRequestStatus::Cancelled) => DeclineReason::RequestCancelled,
+            _ => reason,
+        });
+    }
     if reason != DeclineReason::NumberAlreadyUsed {
         return Ok(reason);
     }

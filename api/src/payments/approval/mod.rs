@@ -36,7 +36,6 @@ use self::{
     limits::{RecentPayments, lock_device},
 };
 use super::{
-    FINANCIAL,
     decline::{DeclineReason, is_replay},
     requests::signed_fields,
 };
@@ -49,7 +48,7 @@ use crate::{
         database_now,
     },
     error::{ApiError, ApiResult},
-    events::{NewEvent, Outbox, record},
+    events::{FINANCIAL, NewEvent, Outbox, record},
     idempotency::{self, IdempotencyKey, Once},
     payments::{
         flags::{self, PaymentFlag},
