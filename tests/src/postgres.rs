@@ -3,9 +3,18 @@
 //! The server comes from `HUB_TEST_POSTGRES_URL` (default: the local server as user postgres). Databases
 //! are named `hubtest_<run>_<random>`; `scripts/test.sh` sets the run id and drops every database of its
 //! run at the end, so a test that panics before `stop()` leaves nothing behind either.
+//!
+//! Within a run (`HUB_TEST_RUN_ID` set), the schema is migrated once into `hubtest_<run>_template` and
+//! every test database is a copy of it (`CREATE DATABASE ... TEMPLATE`), which is cheaper than
+//! migrating each one. Without a run id every database is migrated by the hub that opens it, so a
+//! template can never be stale.
 
-use sea_orm::{ConnectionTrait, Database};
+use migration::MigratorTrait;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use uuid::Uuid;
+
+/// Key of the session advisory lock under which one test process builds the run's template.
+const TEMPLATE_LOCK_KEY: i64 = 0x4943_485f_5450_4c54; // "ICH_TPLT"
 
 pub struct TestDatabase {
     admin_url: String,
@@ -41,16 +50,27 @@ fn with_database(url: &str, database: &str) -> String {
 impl TestDatabase {
     pub async fn create() -> Self {
         let admin_url = admin_url();
-        let run = std::env::var("HUB_TEST_RUN_ID").unwrap_or_else(|_| "local".to_owned());
+        let run = std::env::var("HUB_TEST_RUN_ID").ok();
         let name = format!(
-            "hubtest_{run}_{}",
+            "hubtest_{}_{}",
+            run.as_deref().unwrap_or("local"),
             &Uuid::new_v4().simple().to_string()[..12]
         );
-        let admin = Database::connect(&admin_url).await.unwrap_or_else(|err| {
+        // One connection: the template's session lock must stay on the connection that took it.
+        let mut options = ConnectOptions::new(admin_url.clone());
+        options.max_connections(1).sqlx_logging(false);
+        let admin = Database::connect(options).await.unwrap_or_else(|err| {
             panic!("PostgreSQL is required for this test and is unreachable at {admin_url}: {err}")
         });
+        let create = match &run {
+            Some(run) => {
+                let template = ensure_template(&admin, &admin_url, run).await;
+                format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")
+            }
+            None => format!("CREATE DATABASE \"{name}\""),
+        };
         admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .execute_unprepared(&create)
             .await
             .expect("create test database");
         admin.close().await.ok();
@@ -77,6 +97,42 @@ impl TestDatabase {
             admin.close().await.ok();
         }
     }
+}
+
+/// The run's migrated template database, built by the first test process that needs it.
+async fn ensure_template(admin: &DatabaseConnection, admin_url: &str, run: &str) -> String {
+    let template = format!("hubtest_{run}_template");
+    admin
+        .execute_unprepared(&format!("SELECT pg_advisory_lock({TEMPLATE_LOCK_KEY})"))
+        .await
+        .expect("template lock");
+    let exists = admin
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT 1 AS found FROM pg_database WHERE datname = '{template}'"),
+        ))
+        .await
+        .expect("look for the template")
+        .is_some();
+    if !exists {
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{template}\""))
+            .await
+            .expect("create the template");
+        let db = Database::connect(with_database(admin_url, &template))
+            .await
+            .expect("connect to the template");
+        migration::Migrator::up(&db, None)
+            .await
+            .expect("migrate the template");
+        // Copies need a template nobody is connected to.
+        db.close().await.ok();
+    }
+    admin
+        .execute_unprepared(&format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK_KEY})"))
+        .await
+        .expect("template unlock");
+    template
 }
 
 #[cfg(test)]
