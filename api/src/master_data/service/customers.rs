@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     auth::Principal,
-    db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
+    db::pagination::{Ordering, Page, PageArgs, SortKey},
     error::ApiResult,
     master_data::{
         sensitive::{self, CustomerContact},
@@ -65,16 +65,7 @@ impl MasterDataService {
             descending: direction == Direction::Desc,
             key: |c: &customer::Model| SortKey::Time(c.created_at),
         };
-        paginate(
-            &self.db,
-            select,
-            customer::Column::Id,
-            |c| c.id,
-            ordering,
-            args,
-            with_total,
-        )
-        .await
+        self.page(select, ordering, args, with_total).await
     }
 
     pub async fn customer(&self, principal: &Principal, id: Uuid) -> ApiResult<customer::Model> {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{Direction, MasterDataService, NAME_MAX, find_visible, versioned_update, visible_rows};
 use crate::{
     auth::Principal,
-    db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
+    db::pagination::{Ordering, Page, PageArgs, SortKey},
     error::{ApiError, ApiResult},
     master_data::validate,
     policy::{Action, DeviceChange, Need, authorize, device_change_need},
@@ -77,16 +77,7 @@ impl MasterDataService {
             descending: sort.1 == Direction::Desc,
             key,
         };
-        paginate(
-            &self.db,
-            select,
-            device::Column::Id,
-            |d| d.id,
-            ordering,
-            args,
-            with_total,
-        )
-        .await
+        self.page(select, ordering, args, with_total).await
     }
 
     pub async fn device(&self, principal: &Principal, id: Uuid) -> ApiResult<device::Model> {

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     auth::Principal,
-    db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
+    db::pagination::{Ordering, Page, PageArgs, SortKey},
     error::ApiResult,
     master_data::validate,
     policy::{Action, Need, authorize},
@@ -84,16 +84,7 @@ impl MasterDataService {
             descending: sort.1 == Direction::Desc,
             key,
         };
-        paginate(
-            &self.db,
-            select,
-            location::Column::Id,
-            |l| l.id,
-            ordering,
-            args,
-            with_total,
-        )
-        .await
+        self.page(select, ordering, args, with_total).await
     }
 
     pub async fn location(&self, principal: &Principal, id: Uuid) -> ApiResult<location::Model> {

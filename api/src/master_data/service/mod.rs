@@ -28,6 +28,7 @@ pub use shares::NewShare;
 use super::VersionedEntity;
 use crate::{
     auth::Principal,
+    db::pagination::{Ordering, Page, PageArgs, paginate},
     error::{ApiError, ApiResult},
     idempotency::{IdempotencyKey, run_once},
     policy::{Action, Need, SharedEntity, authorize, resource_name, visible},
@@ -90,6 +91,32 @@ impl MasterDataService {
 }
 
 /// All rows of `E` the caller may read.
+impl MasterDataService {
+    /// One page of `select` (already filtered), keyed by the entity's id as tie-breaker.
+    async fn page<E>(
+        &self,
+        select: Select<E>,
+        ordering: Ordering<E>,
+        args: PageArgs,
+        with_total: bool,
+    ) -> ApiResult<Page<E::Model>>
+    where
+        E: SharedEntity,
+        E::Model: FromQueryResult + Sync,
+    {
+        paginate(
+            &self.db,
+            select,
+            E::id_column(),
+            E::id_of,
+            ordering,
+            args,
+            with_total,
+        )
+        .await
+    }
+}
+
 fn visible_rows<E: SharedEntity>(principal: &Principal) -> ApiResult<Select<E>> {
     authorize(principal, Action::ReadOwnOrganization)?;
     Ok(E::find().filter(visible::<E>(principal, Need::Read)))

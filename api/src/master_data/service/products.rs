@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     auth::Principal,
-    db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
+    db::pagination::{Ordering, Page, PageArgs, SortKey},
     error::{ApiError, ApiResult},
     master_data::validate,
     policy::{Action, Need, authorize},
@@ -111,16 +111,7 @@ impl MasterDataService {
             descending: sort.1 == Direction::Desc,
             key,
         };
-        paginate(
-            &self.db,
-            select,
-            product::Column::Id,
-            |p| p.id,
-            ordering,
-            args,
-            with_total,
-        )
-        .await
+        self.page(select, ordering, args, with_total).await
     }
 
     pub async fn product(&self, principal: &Principal, id: Uuid) -> ApiResult<product::Model> {
