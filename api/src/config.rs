@@ -206,9 +206,10 @@ pub struct Limits {
         global = true
     )]
     pub max_query_complexity: usize,
-    /// Most selections (fields, fragment spreads, inline fragments) a document may expand to, counted
-    /// with every fragment spread expanded, before validation runs: validation costs grow with that
-    /// expansion, which nested fragments make exponential in the size of the text.
+    /// Most a document may cost before validation runs: every selection (field, fragment spread,
+    /// inline fragment), argument, directive and variable counts one, with fragment spreads expanded,
+    /// summed over operations and fragment definitions. Validation costs grow with that expansion,
+    /// which nested fragments make exponential in the size of the text.
     #[arg(
         long,
         env = "HUB_MAX_QUERY_SELECTIONS",

@@ -1,9 +1,11 @@
 //! The IoT Commerce Hub: a GraphQL data hub shared by a retailer and its partners.
 //!
 //! Layout: `config` (flags and environment), `auth` (keys, tokens, principals), `policy` (the one place
-//! for access rules), one module per domain (`identity`, ...) with a service layer and thin GraphQL
-//! resolvers, `graphql` (schema assembly, Relay helpers, error codes), `http` (routes and middleware),
-//! `db` (connection, migrations, bootstrap) and `server` (start and stop).
+//! for access rules), one module per domain (`identity`, `master_data`, `financial`, `payments`,
+//! `events`) with a service layer and thin GraphQL resolvers, `graphql` (schema assembly, Relay IDs
+//! and connections, the cost bound on documents, error codes), `http` (routes and middleware), `db`
+//! (connection, migrations, bootstrap, pagination, named constraints), `idempotency` and `server`
+//! (start and stop). The payment rules are in `docs/payments.md`, event ordering in `docs/events.md`.
 
 pub mod auth;
 pub mod cli;

@@ -202,8 +202,8 @@ pub async fn start(config: HubConfig, listen: SocketAddr) -> anyhow::Result<Runn
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
-    let mut background = spawn_background(&state);
     let metrics = spawn_metrics_listener(&state).await?;
+    let mut background = spawn_background(&state);
     let metrics_addr = metrics.as_ref().map(|(addr, _)| *addr);
     background.extend(metrics.map(|(_, task)| task));
     let task = tokio::spawn(serve_on(listener, state.clone(), async {

@@ -221,7 +221,7 @@ impl Terminal {
         Ok(Self { global_id, id, key })
     }
 
-    /// The device's self-signed token (see the README, "Secure payment mode").
+    /// The device's self-signed token (the `device-token` crate).
     fn token(&self) -> anyhow::Result<String> {
         device_token::sign(self.id, &self.key, "iot-commerce-hub", 120)
             .map_err(|err| anyhow::anyhow!("device token: {err}"))

@@ -83,8 +83,9 @@ impl MigrationTrait for Migration {
                     })
                     .collect();
                 return Err(DbErr::Migration(format!(
-                    "issuer keys of different issuers have overlapping number ranges; revoke and \
-                     delete one key of each pair before upgrading: {}",
+                    "issuer keys of different issuers have overlapping number ranges; an operator \
+                     must remove one key of each pair from the issuer_key table (no API deletes \
+                     keys) before upgrading: {}",
                     pairs.join(", ")
                 )));
             }

@@ -4,7 +4,7 @@
 //! are named `hubtest_<run>_<random>`; `scripts/test.sh` sets the run id and drops every database of its
 //! run at the end, so a test that panics before `stop()` leaves nothing behind either.
 //!
-//! Within a run (`HUB_TEST_RUN_ID` set), the schema is migrated once into `hubtest_<run>_template` and
+//! Within a run (`HUB_TEST_RUN_ID` set), the schema is migrated once into `hubtest_<run>_template_*` and
 //! every test database is a copy of it (`CREATE DATABASE ... TEMPLATE`), which is cheaper than
 //! migrating each one. Without a run id every database is migrated by the hub that opens it, so a
 //! template can never be stale.
@@ -99,9 +99,20 @@ impl TestDatabase {
     }
 }
 
-/// The run's migrated template database, built by the first test process that needs it.
+/// The run's migrated template database, built by the first test process that needs it. Its name
+/// carries a digest of the migration list (a run id reused with other migrations gets another one); it
+/// is built under another name and renamed when complete, so a process that dies half-way leaves no
+/// half-migrated template, and it refuses connections, so nothing can hold it open while it is copied.
 async fn ensure_template(admin: &DatabaseConnection, admin_url: &str, run: &str) -> String {
-    let template = format!("hubtest_{run}_template");
+    use sha2::{Digest, Sha256};
+    let migrations: Vec<String> = migration::Migrator::migrations()
+        .iter()
+        .map(|migration| migration.name().to_owned())
+        .collect();
+    let digest = Sha256::digest(migrations.join(",").as_bytes());
+    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let template = format!("hubtest_{run}_template_{tag}");
+    let building = format!("hubtest_{run}_building_{tag}");
     admin
         .execute_unprepared(&format!("SELECT pg_advisory_lock({TEMPLATE_LOCK_KEY})"))
         .await
@@ -115,18 +126,31 @@ async fn ensure_template(admin: &DatabaseConnection, admin_url: &str, run: &str)
         .expect("look for the template")
         .is_some();
     if !exists {
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{template}\""))
-            .await
-            .expect("create the template");
-        let db = Database::connect(with_database(admin_url, &template))
+        for statement in [
+            format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"),
+            format!("CREATE DATABASE \"{building}\""),
+        ] {
+            admin
+                .execute_unprepared(&statement)
+                .await
+                .expect("prepare the template");
+        }
+        let db = Database::connect(with_database(admin_url, &building))
             .await
             .expect("connect to the template");
         migration::Migrator::up(&db, None)
             .await
             .expect("migrate the template");
-        // Copies need a template nobody is connected to.
         db.close().await.ok();
+        for statement in [
+            format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""),
+            format!("ALTER DATABASE \"{template}\" ALLOW_CONNECTIONS false"),
+        ] {
+            admin
+                .execute_unprepared(&statement)
+                .await
+                .expect("finish the template");
+        }
     }
     admin
         .execute_unprepared(&format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK_KEY})"))

@@ -9,7 +9,7 @@
 //!
 //! This module bounds all of it before validation starts, in time linear in the document and without
 //! recursion through fragments (a chain of thousands cannot exhaust the stack). A selection costs one,
-//! plus one per argument and directive; the cost of a document is the sum, over every operation and
+//! plus one per argument and directive (and one per variable definition); the cost of a document is the sum, over every operation and
 //! every fragment definition, of what it costs with its spreads expanded. That sum over-counts a
 //! fragment nested in another (it is counted in both), which ordinary documents can afford. A field
 //! with more arguments than any field of the schema takes is refused outright.
@@ -51,7 +51,11 @@ pub fn check_expanded_size(document: &ExecutableDocument, limit: usize) -> Resul
         .fold(0u64, |sum, size| sum.saturating_add(*size));
     for (_, operation) in document.operations.iter() {
         let direct = Direct::of(&operation.node.selection_set.node)?;
-        total = total.saturating_add(size_of(&direct));
+        // Variables and the operation's own directives are validated too.
+        let own = operation.node.variable_definitions.len() + operation.node.directives.len();
+        total = total
+            .saturating_add(size_of(&direct))
+            .saturating_add(own as u64);
     }
     if total > limit {
         return Err(too_large());

@@ -151,54 +151,53 @@ impl PaymentKeysService {
                 "revoke the key",
             ),
         };
-        let changed = issuer_key::Entity::update_many()
-            .col_expr(issuer_key::Column::Status, Expr::value(to))
-            .col_expr(
-                issuer_key::Column::Version,
-                Expr::col(issuer_key::Column::Version).add(1),
-            )
-            .col_expr(issuer_key::Column::UpdatedAt, Expr::value(Utc::now()))
-            .filter(issuer_key::Column::Id.eq(id))
-            .filter(issuer_key::Column::OwnerOrganizationId.eq(principal.organization_id))
-            .filter(issuer_key::Column::Status.is_in(from.iter().copied()))
-            .exec(&self.db)
-            .await?;
-        let key = self.issuer_key(principal, id).await?;
-        if changed.rows_affected != 1 {
-            return Err(ApiError::InvalidTransition {
-                action,
-                reason: format!("the key is {:?}", key.status).to_uppercase(),
-            });
+        let owner = principal.organization_id;
+        // The step and the flagging of the key's payments commit together. The key's row is locked
+        // by the update, and every approval reads the key under a share lock: a tap judged under
+        // the key before the revocation commits is flagged with the others, one judged after sees
+        // the key REVOKED.
+        let stepped = write_transaction(&self.db, move |txn| {
+            Box::pin(async move {
+                let changed = issuer_key::Entity::update_many()
+                    .col_expr(issuer_key::Column::Status, Expr::value(to))
+                    .col_expr(
+                        issuer_key::Column::Version,
+                        Expr::col(issuer_key::Column::Version).add(1),
+                    )
+                    .col_expr(issuer_key::Column::UpdatedAt, Expr::value(Utc::now()))
+                    .filter(issuer_key::Column::Id.eq(id))
+                    .filter(issuer_key::Column::OwnerOrganizationId.eq(owner))
+                    .filter(issuer_key::Column::Status.is_in(from.iter().copied()))
+                    .exec(txn)
+                    .await?;
+                if changed.rows_affected != 1 {
+                    return Ok(None);
+                }
+                let key = issuer_key::Entity::find_by_id(id)
+                    .one(txn)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::Internal(anyhow::anyhow!(
+                            "issuer key {id} vanished while stepped"
+                        ))
+                    })?;
+                if to == IssuerKeyStatus::Revoked {
+                    flag_payments_under(txn, &key).await?;
+                }
+                Ok(Some(key))
+            })
+        })
+        .await?;
+        match stepped {
+            Some(key) => Ok(key),
+            None => {
+                let key = self.issuer_key(principal, id).await?;
+                Err(ApiError::InvalidTransition {
+                    action,
+                    reason: format!("the key is {:?}", key.status).to_uppercase(),
+                })
+            }
         }
-        if to == IssuerKeyStatus::Revoked {
-            // Payments authorized earlier under the key are flagged for review, not silently voided.
-            let mut authorized_under_key = sea_orm::sea_query::Query::select();
-            authorized_under_key
-                .column(payment_evidence::Column::PaymentId)
-                .from(payment_evidence::Entity)
-                .and_where(
-                    Expr::col(payment_evidence::Column::IssuerOrganizationId)
-                        .eq(key.owner_organization_id),
-                )
-                .and_where(Expr::col(payment_evidence::Column::IssuerKeyId).eq(key.key_id))
-                .and_where(Expr::col(payment_evidence::Column::Outcome).eq(
-                    sea_orm::ActiveEnum::to_value(&payment_evidence::Outcome::Authorized),
-                ));
-            let flagged = payment::Entity::update_many()
-                .col_expr(
-                    payment::Column::Flag,
-                    flags::appended_to_column(PaymentFlag::IssuerKeyRevoked, payment::Column::Flag),
-                )
-                .filter(payment::Column::Id.in_subquery(authorized_under_key.to_owned()))
-                .exec(&self.db)
-                .await?;
-            tracing::warn!(
-                issuer_key = %id,
-                flagged_payments = flagged.rows_affected,
-                "issuer key revoked: every number under it is refused from now on"
-            );
-        }
-        Ok(key)
     }
 
     pub async fn issuer_key(
@@ -333,4 +332,38 @@ impl PaymentKeysService {
 
 fn overlap_conflict() -> ApiError {
     ApiError::Conflict("the prefix overlaps another issuer's number range".into())
+}
+
+/// Flags every payment authorized under `key` for review (a revoked key's payments are not voided).
+async fn flag_payments_under(
+    txn: &sea_orm::DatabaseTransaction,
+    key: &issuer_key::Model,
+) -> ApiResult<()> {
+    let mut authorized_under_key = sea_orm::sea_query::Query::select();
+    authorized_under_key
+        .column(payment_evidence::Column::PaymentId)
+        .from(payment_evidence::Entity)
+        .and_where(
+            Expr::col(payment_evidence::Column::IssuerOrganizationId).eq(key.owner_organization_id),
+        )
+        .and_where(Expr::col(payment_evidence::Column::IssuerKeyId).eq(key.key_id))
+        .and_where(
+            Expr::col(payment_evidence::Column::Outcome).eq(sea_orm::ActiveEnum::to_value(
+                &payment_evidence::Outcome::Authorized,
+            )),
+        );
+    let flagged = payment::Entity::update_many()
+        .col_expr(
+            payment::Column::Flag,
+            flags::appended_to_column(PaymentFlag::IssuerKeyRevoked, payment::Column::Flag),
+        )
+        .filter(payment::Column::Id.in_subquery(authorized_under_key.to_owned()))
+        .exec(txn)
+        .await?;
+    tracing::warn!(
+        issuer_key = %key.id,
+        flagged_payments = flagged.rows_affected,
+        "issuer key revoked: every number under it is refused from now on"
+    );
+    Ok(())
 }

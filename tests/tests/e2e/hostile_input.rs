@@ -547,8 +547,13 @@ async fn device_shares_do_not_move_or_revoke(backend: Backend) {
         .data("/grantShare/share/id");
     let partner_location = location(&app, &partner_admin, "Partner depot").await;
     let update = "mutation($input: UpdateDeviceInput!) { updateDevice(input: $input) { device { name version location { id } } } }";
+    let owner_other = location(&app, &retailer, "Owner's other shop").await;
     let before = app.fingerprint().await;
     app.graphql(Some(&partner_admin), update, json!({ "input": { "id": device["id"], "version": device["version"], "locationId": partner_location } }))
+        .await
+        .expect_error("FORBIDDEN");
+    // Nor to another of the owner's locations: moving is the owner's act, wherever to.
+    app.graphql(Some(&partner_admin), update, json!({ "input": { "id": device["id"], "version": device["version"], "locationId": owner_other } }))
         .await
         .expect_error("FORBIDDEN");
     app.graphql(Some(&partner_admin), "mutation($input: RevokeDeviceInput!) { revokeDevice(input: $input) { device { status } } }",

@@ -10,7 +10,9 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Direction, MasterDataService, NAME_MAX, find_visible, versioned_update, visible_rows};
+use super::{
+    Direction, MasterDataService, NAME_MAX, find_visible, require, versioned_update, visible_rows,
+};
 use crate::{
     auth::Principal,
     db::pagination::{Ordering, Page, PageArgs, SortKey},
@@ -132,6 +134,8 @@ impl MasterDataService {
         }
         if let Some(location) = patch.location_id {
             need = device_change_need(DeviceChange::Move);
+            // A grantee is told it may not move the device before the location is looked up.
+            require::<device::Entity>(&self.db, principal, id, need).await?;
             self.own_location(principal, location).await?;
             changes.location_id = Set(location);
         }

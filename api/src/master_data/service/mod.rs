@@ -170,25 +170,37 @@ where
         return find_visible::<E, _>(db, principal, id, Need::Read).await;
     }
     // Nothing changed: say why, without revealing rows the caller cannot see.
-    find_visible::<E, _>(db, principal, id, Need::Read).await?;
-    // Visible but not changeable by the caller: say which rule stopped it (a database error stays one).
-    match find_visible::<E, _>(db, principal, id, need).await {
-        Ok(_) => {}
-        Err(ApiError::NotFound { .. }) => {
-            return Err(ApiError::Forbidden(match need {
-                Need::Own => "only the record's owner may make this change",
-                Need::WriteSensitive => {
-                    "the record is shared with your organization without its sensitive fields"
-                }
-                Need::Read | Need::Write => "the record is shared with your organization read-only",
-            }));
-        }
-        Err(other) => return Err(other),
-    }
+    require::<E>(db, principal, id, need).await?;
     Err(ApiError::Conflict(format!(
         "stale version {version}: the {} changed since you read it; read it again and retry",
         resource_name(E::RESOURCE)
     )))
+}
+
+/// Succeeds when the caller may do what `need` says to the row; otherwise NOT_FOUND when it may not
+/// even see it, or FORBIDDEN naming the rule (a database error stays one).
+async fn require<E>(
+    db: &DatabaseConnection,
+    principal: &Principal,
+    id: Uuid,
+    need: Need,
+) -> ApiResult<()>
+where
+    E: SharedEntity,
+    E::Model: FromQueryResult + Send + Sync,
+{
+    find_visible::<E, _>(db, principal, id, Need::Read).await?;
+    match find_visible::<E, _>(db, principal, id, need).await {
+        Ok(_) => Ok(()),
+        Err(ApiError::NotFound { .. }) => Err(ApiError::Forbidden(match need {
+            Need::Own => "only the record's owner may make this change",
+            Need::WriteSensitive => {
+                "the record is shared with your organization without its sensitive fields"
+            }
+            Need::Read | Need::Write => "the record is shared with your organization read-only",
+        })),
+        Err(other) => Err(other),
+    }
 }
 
 /// Deletes one of the caller's own rows (owners delete; WRITE shares do not extend to deletion).

@@ -144,7 +144,8 @@ impl ApprovalService {
         }
     }
 
-    /// Declines the caller may see: at its terminals (merchant) or of numbers naming it as issuer.
+    /// Declines the caller may see: at its terminals (merchant), or of tokens whose signature by it
+    /// (the issuer) verified.
     pub async fn declines(
         &self,
         principal: &Principal,
@@ -298,6 +299,8 @@ impl ApprovalService {
         let key = issuer_key::Entity::find()
             .filter(issuer_key::Column::OwnerOrganizationId.eq(issuer))
             .filter(issuer_key::Column::KeyId.eq(i64::from(token.body.key_id)))
+            // A revocation waits for this judgement (and flags its payment), or precedes it.
+            .lock(LockType::Share)
             .one(txn)
             .await?;
         let Some(key) = key else {

@@ -133,7 +133,8 @@ impl PaymentDecline {
 
 #[Object]
 impl DeclinesQuery {
-    /// Declined payments at the caller's terminals, or of numbers naming the caller as issuer.
+    /// Declined payments at the caller's terminals, or of tokens the caller signed as issuer (the
+    /// signature verified).
     async fn payment_declines(
         &self,
         ctx: &Context<'_>,
