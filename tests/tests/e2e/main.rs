@@ -11,4 +11,5 @@ mod pagination;
 mod payment_keys;
 mod payments;
 mod roles;
+mod schema_snapshot;
 mod tokens;
