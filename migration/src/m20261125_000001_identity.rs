@@ -1,6 +1,6 @@
 //! Organizations and their members: who may act for whom.
 
-use sea_orm_migration::prelude::*;
+use sea_orm_migration::{prelude::*, schema::*};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -32,12 +32,7 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Organization::Table)
-                    .col(
-                        ColumnDef::new(Organization::Id)
-                            .uuid()
-                            .not_null()
-                            .primary_key(),
-                    )
+                    .col(uuid(Organization::Id).primary_key())
                     .col(
                         ColumnDef::new(Organization::Name)
                             .string_len(200)
@@ -45,17 +40,8 @@ impl MigrationTrait for Migration {
                             .unique_key(),
                     )
                     .col(ColumnDef::new(Organization::Kind).string_len(32).not_null())
-                    .col(
-                        ColumnDef::new(Organization::CreatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Organization::Version)
-                            .integer()
-                            .not_null()
-                            .default(1),
-                    )
+                    .col(timestamp_with_time_zone(Organization::CreatedAt))
+                    .col(integer(Organization::Version).default(1))
                     .to_owned(),
             )
             .await?;
@@ -63,15 +49,11 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Member::Table)
-                    .col(ColumnDef::new(Member::Id).uuid().not_null().primary_key())
-                    .col(ColumnDef::new(Member::OrganizationId).uuid().not_null())
+                    .col(uuid(Member::Id).primary_key())
+                    .col(uuid(Member::OrganizationId))
                     .col(ColumnDef::new(Member::Name).string_len(200).not_null())
                     .col(ColumnDef::new(Member::Role).string_len(16).not_null())
-                    .col(
-                        ColumnDef::new(Member::CreatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
+                    .col(timestamp_with_time_zone(Member::CreatedAt))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_member_organization")

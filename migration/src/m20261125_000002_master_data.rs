@@ -3,7 +3,7 @@
 //! Foreign keys refuse deletion (NO ACTION, checked at the end of the statement): a record that others reference (a location with devices, later a product
 //! on an order) cannot be deleted, and the hub answers CONFLICT.
 
-use sea_orm_migration::prelude::*;
+use sea_orm_migration::{prelude::*, schema::*};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -107,17 +107,9 @@ fn timestamps(
     updated: impl IntoIden,
 ) {
     table
-        .col(ColumnDef::new(version).integer().not_null().default(1))
-        .col(
-            ColumnDef::new(created)
-                .timestamp_with_time_zone()
-                .not_null(),
-        )
-        .col(
-            ColumnDef::new(updated)
-                .timestamp_with_time_zone()
-                .not_null(),
-        );
+        .col(integer(version).default(1))
+        .col(timestamp_with_time_zone(created))
+        .col(timestamp_with_time_zone(updated));
 }
 
 #[async_trait::async_trait]
@@ -126,12 +118,8 @@ impl MigrationTrait for Migration {
         let mut location = Table::create();
         location
             .table(Location::Table)
-            .col(ColumnDef::new(Location::Id).uuid().not_null().primary_key())
-            .col(
-                ColumnDef::new(Location::OwnerOrganizationId)
-                    .uuid()
-                    .not_null(),
-            )
+            .col(uuid(Location::Id).primary_key())
+            .col(uuid(Location::OwnerOrganizationId))
             .col(ColumnDef::new(Location::Name).string_len(200).not_null())
             .col(ColumnDef::new(Location::Kind).string_len(16).not_null())
             .col(ColumnDef::new(Location::Street).string_len(200).not_null())
@@ -162,22 +150,14 @@ impl MigrationTrait for Migration {
         let mut product = Table::create();
         product
             .table(Product::Table)
-            .col(ColumnDef::new(Product::Id).uuid().not_null().primary_key())
-            .col(
-                ColumnDef::new(Product::OwnerOrganizationId)
-                    .uuid()
-                    .not_null(),
-            )
+            .col(uuid(Product::Id).primary_key())
+            .col(uuid(Product::OwnerOrganizationId))
             .col(ColumnDef::new(Product::Sku).string_len(64).not_null())
             .col(ColumnDef::new(Product::Name).string_len(200).not_null())
             .col(ColumnDef::new(Product::Description).text().null())
-            .col(ColumnDef::new(Product::PriceMinor).big_integer().not_null())
+            .col(big_integer(Product::PriceMinor))
             .col(ColumnDef::new(Product::Currency).string_len(3).not_null())
-            .col(
-                ColumnDef::new(Product::SupplierOrganizationId)
-                    .uuid()
-                    .null(),
-            )
+            .col(uuid_null(Product::SupplierOrganizationId))
             .check(Expr::col(Product::PriceMinor).gte(0))
             .foreign_key(&mut owner_fk(
                 Product::Table,
@@ -200,12 +180,8 @@ impl MigrationTrait for Migration {
         let mut customer = Table::create();
         customer
             .table(Customer::Table)
-            .col(ColumnDef::new(Customer::Id).uuid().not_null().primary_key())
-            .col(
-                ColumnDef::new(Customer::OwnerOrganizationId)
-                    .uuid()
-                    .not_null(),
-            )
+            .col(uuid(Customer::Id).primary_key())
+            .col(uuid(Customer::OwnerOrganizationId))
             .col(ColumnDef::new(Customer::Name).text().not_null())
             .col(ColumnDef::new(Customer::Email).text().not_null())
             .col(ColumnDef::new(Customer::Phone).text().null())
@@ -226,13 +202,9 @@ impl MigrationTrait for Migration {
         let mut device = Table::create();
         device
             .table(Device::Table)
-            .col(ColumnDef::new(Device::Id).uuid().not_null().primary_key())
-            .col(
-                ColumnDef::new(Device::OwnerOrganizationId)
-                    .uuid()
-                    .not_null(),
-            )
-            .col(ColumnDef::new(Device::LocationId).uuid().not_null())
+            .col(uuid(Device::Id).primary_key())
+            .col(uuid(Device::OwnerOrganizationId))
+            .col(uuid(Device::LocationId))
             .col(ColumnDef::new(Device::Name).string_len(200).not_null())
             .col(ColumnDef::new(Device::PublicKey).binary_len(32).not_null())
             .col(ColumnDef::new(Device::Status).string_len(16).not_null())
@@ -260,26 +232,18 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Share::Table)
-                    .col(ColumnDef::new(Share::Id).uuid().not_null().primary_key())
-                    .col(ColumnDef::new(Share::OwnerOrganizationId).uuid().not_null())
-                    .col(
-                        ColumnDef::new(Share::GranteeOrganizationId)
-                            .uuid()
-                            .not_null(),
-                    )
+                    .col(uuid(Share::Id).primary_key())
+                    .col(uuid(Share::OwnerOrganizationId))
+                    .col(uuid(Share::GranteeOrganizationId))
                     .col(
                         ColumnDef::new(Share::ResourceType)
                             .string_len(16)
                             .not_null(),
                     )
-                    .col(ColumnDef::new(Share::RecordId).uuid().null())
+                    .col(uuid_null(Share::RecordId))
                     .col(ColumnDef::new(Share::Access).string_len(8).not_null())
-                    .col(ColumnDef::new(Share::IncludeSensitive).boolean().not_null())
-                    .col(
-                        ColumnDef::new(Share::CreatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
+                    .col(boolean(Share::IncludeSensitive))
+                    .col(timestamp_with_time_zone(Share::CreatedAt))
                     .foreign_key(&mut owner_fk(
                         Share::Table,
                         Share::OwnerOrganizationId,

@@ -1,7 +1,7 @@
 //! Financial transactions (orders with lines and parties, invoices, payments), idempotency records and the
 //! event outbox.
 
-use sea_orm_migration::prelude::*;
+use sea_orm_migration::{prelude::*, schema::*};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -144,56 +144,21 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(SalesOrder::Table)
-                    .col(
-                        ColumnDef::new(SalesOrder::Id)
-                            .uuid()
-                            .not_null()
-                            .primary_key(),
-                    )
-                    .col(
-                        ColumnDef::new(SalesOrder::OwnerOrganizationId)
-                            .uuid()
-                            .not_null(),
-                    )
-                    .col(ColumnDef::new(SalesOrder::CustomerId).uuid().null())
+                    .col(uuid(SalesOrder::Id).primary_key())
+                    .col(uuid(SalesOrder::OwnerOrganizationId))
+                    .col(uuid_null(SalesOrder::CustomerId))
                     .col(ColumnDef::new(SalesOrder::Status).string_len(16).not_null())
                     .col(
                         ColumnDef::new(SalesOrder::Currency)
                             .string_len(3)
                             .not_null(),
                     )
-                    .col(
-                        ColumnDef::new(SalesOrder::TotalMinor)
-                            .big_integer()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(SalesOrder::PaidMinor)
-                            .big_integer()
-                            .not_null()
-                            .default(0),
-                    )
-                    .col(
-                        ColumnDef::new(SalesOrder::Version)
-                            .integer()
-                            .not_null()
-                            .default(1),
-                    )
-                    .col(
-                        ColumnDef::new(SalesOrder::CreatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(SalesOrder::UpdatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(SalesOrder::PlacedAt)
-                            .timestamp_with_time_zone()
-                            .null(),
-                    )
+                    .col(big_integer(SalesOrder::TotalMinor))
+                    .col(big_integer(SalesOrder::PaidMinor).default(0))
+                    .col(integer(SalesOrder::Version).default(1))
+                    .col(timestamp_with_time_zone(SalesOrder::CreatedAt))
+                    .col(timestamp_with_time_zone(SalesOrder::UpdatedAt))
+                    .col(timestamp_with_time_zone_null(SalesOrder::PlacedAt))
                     .check(Expr::col(SalesOrder::TotalMinor).gte(0))
                     .check(Expr::col(SalesOrder::PaidMinor).gte(0))
                     .check(Expr::col(SalesOrder::PaidMinor).lte(Expr::col(SalesOrder::TotalMinor)))
@@ -214,31 +179,14 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(OrderLine::Table)
-                    .col(
-                        ColumnDef::new(OrderLine::Id)
-                            .uuid()
-                            .not_null()
-                            .primary_key(),
-                    )
-                    .col(ColumnDef::new(OrderLine::OrderId).uuid().not_null())
-                    .col(ColumnDef::new(OrderLine::LineNumber).integer().not_null())
-                    .col(ColumnDef::new(OrderLine::ProductId).uuid().not_null())
-                    .col(
-                        ColumnDef::new(OrderLine::SupplierOrganizationId)
-                            .uuid()
-                            .null(),
-                    )
-                    .col(ColumnDef::new(OrderLine::Quantity).integer().not_null())
-                    .col(
-                        ColumnDef::new(OrderLine::UnitPriceMinor)
-                            .big_integer()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(OrderLine::LineTotalMinor)
-                            .big_integer()
-                            .not_null(),
-                    )
+                    .col(uuid(OrderLine::Id).primary_key())
+                    .col(uuid(OrderLine::OrderId))
+                    .col(integer(OrderLine::LineNumber))
+                    .col(uuid(OrderLine::ProductId))
+                    .col(uuid_null(OrderLine::SupplierOrganizationId))
+                    .col(integer(OrderLine::Quantity))
+                    .col(big_integer(OrderLine::UnitPriceMinor))
+                    .col(big_integer(OrderLine::LineTotalMinor))
                     .check(Expr::col(OrderLine::Quantity).gt(0))
                     .foreign_key(&mut fk(
                         "fk_order_line_order",
@@ -262,8 +210,8 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(OrderParty::Table)
-                    .col(ColumnDef::new(OrderParty::OrderId).uuid().not_null())
-                    .col(ColumnDef::new(OrderParty::OrganizationId).uuid().not_null())
+                    .col(uuid(OrderParty::OrderId))
+                    .col(uuid(OrderParty::OrganizationId))
                     .primary_key(
                         Index::create()
                             .col(OrderParty::OrderId)
@@ -286,36 +234,15 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Invoice::Table)
-                    .col(ColumnDef::new(Invoice::Id).uuid().not_null().primary_key())
-                    .col(
-                        ColumnDef::new(Invoice::OwnerOrganizationId)
-                            .uuid()
-                            .not_null(),
-                    )
-                    .col(ColumnDef::new(Invoice::OrderId).uuid().not_null())
-                    .col(
-                        ColumnDef::new(Invoice::AmountMinor)
-                            .big_integer()
-                            .not_null(),
-                    )
+                    .col(uuid(Invoice::Id).primary_key())
+                    .col(uuid(Invoice::OwnerOrganizationId))
+                    .col(uuid(Invoice::OrderId))
+                    .col(big_integer(Invoice::AmountMinor))
                     .col(ColumnDef::new(Invoice::Currency).string_len(3).not_null())
                     .col(ColumnDef::new(Invoice::Status).string_len(16).not_null())
-                    .col(
-                        ColumnDef::new(Invoice::Version)
-                            .integer()
-                            .not_null()
-                            .default(1),
-                    )
-                    .col(
-                        ColumnDef::new(Invoice::IssuedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Invoice::UpdatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
+                    .col(integer(Invoice::Version).default(1))
+                    .col(timestamp_with_time_zone(Invoice::IssuedAt))
+                    .col(timestamp_with_time_zone(Invoice::UpdatedAt))
                     .check(Expr::col(Invoice::AmountMinor).gt(0))
                     .foreign_key(&mut fk(
                         "fk_invoice_owner",
@@ -334,32 +261,16 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Payment::Table)
-                    .col(ColumnDef::new(Payment::Id).uuid().not_null().primary_key())
-                    .col(
-                        ColumnDef::new(Payment::OwnerOrganizationId)
-                            .uuid()
-                            .not_null(),
-                    )
-                    .col(ColumnDef::new(Payment::OrderId).uuid().not_null())
-                    .col(ColumnDef::new(Payment::InvoiceId).uuid().null())
-                    .col(
-                        ColumnDef::new(Payment::AmountMinor)
-                            .big_integer()
-                            .not_null(),
-                    )
+                    .col(uuid(Payment::Id).primary_key())
+                    .col(uuid(Payment::OwnerOrganizationId))
+                    .col(uuid(Payment::OrderId))
+                    .col(uuid_null(Payment::InvoiceId))
+                    .col(big_integer(Payment::AmountMinor))
                     .col(ColumnDef::new(Payment::Currency).string_len(3).not_null())
                     .col(ColumnDef::new(Payment::Status).string_len(16).not_null())
-                    .col(ColumnDef::new(Payment::IssuerOrganizationId).uuid().null())
-                    .col(
-                        ColumnDef::new(Payment::CreatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Payment::UpdatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
+                    .col(uuid_null(Payment::IssuerOrganizationId))
+                    .col(timestamp_with_time_zone(Payment::CreatedAt))
+                    .col(timestamp_with_time_zone(Payment::UpdatedAt))
                     .check(Expr::col(Payment::AmountMinor).gt(0))
                     .foreign_key(&mut fk(
                         "fk_payment_owner",
@@ -388,7 +299,7 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(IdempotencyRecord::Table)
-                    .col(ColumnDef::new(IdempotencyRecord::ScopeId).uuid().not_null())
+                    .col(uuid(IdempotencyRecord::ScopeId))
                     .col(
                         ColumnDef::new(IdempotencyRecord::Operation)
                             .string_len(64)
@@ -405,16 +316,8 @@ impl MigrationTrait for Migration {
                             .not_null(),
                     )
                     .col(ColumnDef::new(IdempotencyRecord::Result).json().null())
-                    .col(
-                        ColumnDef::new(IdempotencyRecord::CreatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(IdempotencyRecord::ExpiresAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
+                    .col(timestamp_with_time_zone(IdempotencyRecord::CreatedAt))
+                    .col(timestamp_with_time_zone(IdempotencyRecord::ExpiresAt))
                     .primary_key(
                         Index::create()
                             .col(IdempotencyRecord::ScopeId)
@@ -428,31 +331,16 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Event::Table)
-                    .col(
-                        ColumnDef::new(Event::Seq)
-                            .big_integer()
-                            .not_null()
-                            .auto_increment()
-                            .primary_key(),
-                    )
-                    .col(ColumnDef::new(Event::Id).uuid().not_null().unique_key())
-                    .col(
-                        ColumnDef::new(Event::Position)
-                            .big_integer()
-                            .null()
-                            .unique_key(),
-                    )
+                    .col(big_integer(Event::Seq).auto_increment().primary_key())
+                    .col(uuid(Event::Id).unique_key())
+                    .col(big_integer_null(Event::Position).unique_key())
                     .col(ColumnDef::new(Event::EventType).string_len(64).not_null())
                     .col(ColumnDef::new(Event::Family).string_len(16).not_null())
                     .col(ColumnDef::new(Event::RecordType).string_len(32).not_null())
-                    .col(ColumnDef::new(Event::RecordId).uuid().not_null())
+                    .col(uuid(Event::RecordId))
                     .col(ColumnDef::new(Event::Status).string_len(32).not_null())
-                    .col(ColumnDef::new(Event::OwnerOrganizationId).uuid().not_null())
-                    .col(
-                        ColumnDef::new(Event::OccurredAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
+                    .col(uuid(Event::OwnerOrganizationId))
+                    .col(timestamp_with_time_zone(Event::OccurredAt))
                     .to_owned(),
             )
             .await?;
@@ -460,12 +348,8 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(EventRecipient::Table)
-                    .col(ColumnDef::new(EventRecipient::EventId).uuid().not_null())
-                    .col(
-                        ColumnDef::new(EventRecipient::OrganizationId)
-                            .uuid()
-                            .not_null(),
-                    )
+                    .col(uuid(EventRecipient::EventId))
+                    .col(uuid(EventRecipient::OrganizationId))
                     .primary_key(
                         Index::create()
                             .col(EventRecipient::EventId)

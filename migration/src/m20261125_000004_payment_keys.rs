@@ -1,6 +1,6 @@
 //! Payment-mode master data: issuer keys of financial providers and the cards they issue.
 
-use sea_orm_migration::prelude::*;
+use sea_orm_migration::{prelude::*, schema::*};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -46,46 +46,20 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(IssuerKey::Table)
-                    .col(
-                        ColumnDef::new(IssuerKey::Id)
-                            .uuid()
-                            .not_null()
-                            .primary_key(),
-                    )
-                    .col(
-                        ColumnDef::new(IssuerKey::OwnerOrganizationId)
-                            .uuid()
-                            .not_null(),
-                    )
-                    .col(ColumnDef::new(IssuerKey::KeyId).big_integer().not_null())
+                    .col(uuid(IssuerKey::Id).primary_key())
+                    .col(uuid(IssuerKey::OwnerOrganizationId))
+                    .col(big_integer(IssuerKey::KeyId))
                     .col(
                         ColumnDef::new(IssuerKey::PublicKey)
                             .binary_len(32)
                             .not_null(),
                     )
                     .col(ColumnDef::new(IssuerKey::Prefix).string_len(12).not_null())
-                    .col(
-                        ColumnDef::new(IssuerKey::NotAfter)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
+                    .col(timestamp_with_time_zone(IssuerKey::NotAfter))
                     .col(ColumnDef::new(IssuerKey::Status).string_len(16).not_null())
-                    .col(
-                        ColumnDef::new(IssuerKey::Version)
-                            .integer()
-                            .not_null()
-                            .default(1),
-                    )
-                    .col(
-                        ColumnDef::new(IssuerKey::CreatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(IssuerKey::UpdatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
+                    .col(integer(IssuerKey::Version).default(1))
+                    .col(timestamp_with_time_zone(IssuerKey::CreatedAt))
+                    .col(timestamp_with_time_zone(IssuerKey::UpdatedAt))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_issuer_key_owner")
@@ -110,27 +84,14 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Card::Table)
-                    .col(ColumnDef::new(Card::Id).uuid().not_null().primary_key())
-                    .col(ColumnDef::new(Card::IssuerOrganizationId).uuid().not_null())
+                    .col(uuid(Card::Id).primary_key())
+                    .col(uuid(Card::IssuerOrganizationId))
                     .col(ColumnDef::new(Card::PublicKey).binary_len(32).not_null())
                     .col(ColumnDef::new(Card::Status).string_len(16).not_null())
                     .col(ColumnDef::new(Card::LastFour).string_len(4).not_null())
-                    .col(
-                        ColumnDef::new(Card::Version)
-                            .integer()
-                            .not_null()
-                            .default(1),
-                    )
-                    .col(
-                        ColumnDef::new(Card::CreatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Card::UpdatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
+                    .col(integer(Card::Version).default(1))
+                    .col(timestamp_with_time_zone(Card::CreatedAt))
+                    .col(timestamp_with_time_zone(Card::UpdatedAt))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_card_issuer")

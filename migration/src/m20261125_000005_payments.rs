@@ -1,7 +1,7 @@
 //! Payment requests, single-use numbers and payment evidence; payments learn their request, card and
 //! terminal.
 
-use sea_orm_migration::prelude::*;
+use sea_orm_migration::{prelude::*, schema::*};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -86,24 +86,11 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(PaymentRequest::Table)
-                    .col(
-                        ColumnDef::new(PaymentRequest::Id)
-                            .uuid()
-                            .not_null()
-                            .primary_key(),
-                    )
-                    .col(
-                        ColumnDef::new(PaymentRequest::OwnerOrganizationId)
-                            .uuid()
-                            .not_null(),
-                    )
-                    .col(ColumnDef::new(PaymentRequest::OrderId).uuid().not_null())
-                    .col(ColumnDef::new(PaymentRequest::DeviceId).uuid().not_null())
-                    .col(
-                        ColumnDef::new(PaymentRequest::AmountMinor)
-                            .big_integer()
-                            .not_null(),
-                    )
+                    .col(uuid(PaymentRequest::Id).primary_key())
+                    .col(uuid(PaymentRequest::OwnerOrganizationId))
+                    .col(uuid(PaymentRequest::OrderId))
+                    .col(uuid(PaymentRequest::DeviceId))
+                    .col(big_integer(PaymentRequest::AmountMinor))
                     .col(
                         ColumnDef::new(PaymentRequest::Currency)
                             .string_len(3)
@@ -119,27 +106,11 @@ impl MigrationTrait for Migration {
                             .string_len(16)
                             .not_null(),
                     )
-                    .col(
-                        ColumnDef::new(PaymentRequest::TapDeadline)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(PaymentRequest::AcceptanceDeadline)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
-                    .col(ColumnDef::new(PaymentRequest::PaymentId).uuid().null())
-                    .col(
-                        ColumnDef::new(PaymentRequest::CreatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(PaymentRequest::UpdatedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
+                    .col(timestamp_with_time_zone(PaymentRequest::TapDeadline))
+                    .col(timestamp_with_time_zone(PaymentRequest::AcceptanceDeadline))
+                    .col(uuid_null(PaymentRequest::PaymentId))
+                    .col(timestamp_with_time_zone(PaymentRequest::CreatedAt))
+                    .col(timestamp_with_time_zone(PaymentRequest::UpdatedAt))
                     .check(Expr::col(PaymentRequest::AmountMinor).gt(0))
                     .foreign_key(
                         ForeignKey::create()
@@ -183,15 +154,11 @@ impl MigrationTrait for Migration {
                             .not_null()
                             .primary_key(),
                     )
-                    .col(ColumnDef::new(NumberUse::HashKeyId).integer().not_null())
-                    .col(ColumnDef::new(NumberUse::CardId).uuid().not_null())
-                    .col(ColumnDef::new(NumberUse::Sequence).big_integer().not_null())
-                    .col(ColumnDef::new(NumberUse::PaymentId).uuid().not_null())
-                    .col(
-                        ColumnDef::new(NumberUse::UsedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
+                    .col(integer(NumberUse::HashKeyId))
+                    .col(uuid(NumberUse::CardId))
+                    .col(big_integer(NumberUse::Sequence))
+                    .col(uuid(NumberUse::PaymentId))
+                    .col(timestamp_with_time_zone(NumberUse::UsedAt))
                     .to_owned(),
             )
             .await?;
@@ -210,24 +177,11 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(PaymentEvidence::Table)
-                    .col(
-                        ColumnDef::new(PaymentEvidence::Id)
-                            .uuid()
-                            .not_null()
-                            .primary_key(),
-                    )
-                    .col(ColumnDef::new(PaymentEvidence::RequestId).uuid().not_null())
-                    .col(
-                        ColumnDef::new(PaymentEvidence::OwnerOrganizationId)
-                            .uuid()
-                            .null(),
-                    )
-                    .col(
-                        ColumnDef::new(PaymentEvidence::IssuerOrganizationId)
-                            .uuid()
-                            .null(),
-                    )
-                    .col(ColumnDef::new(PaymentEvidence::PaymentId).uuid().null())
+                    .col(uuid(PaymentEvidence::Id).primary_key())
+                    .col(uuid(PaymentEvidence::RequestId))
+                    .col(uuid_null(PaymentEvidence::OwnerOrganizationId))
+                    .col(uuid_null(PaymentEvidence::IssuerOrganizationId))
+                    .col(uuid_null(PaymentEvidence::PaymentId))
                     .col(
                         ColumnDef::new(PaymentEvidence::Outcome)
                             .string_len(16)
@@ -238,7 +192,7 @@ impl MigrationTrait for Migration {
                             .string_len(32)
                             .null(),
                     )
-                    .col(ColumnDef::new(PaymentEvidence::Replay).boolean().not_null())
+                    .col(boolean(PaymentEvidence::Replay))
                     .col(
                         ColumnDef::new(PaymentEvidence::RedactedToken)
                             .binary()
@@ -249,11 +203,7 @@ impl MigrationTrait for Migration {
                             .binary_len(32)
                             .not_null(),
                     )
-                    .col(
-                        ColumnDef::new(PaymentEvidence::HashKeyId)
-                            .integer()
-                            .not_null(),
-                    )
+                    .col(integer(PaymentEvidence::HashKeyId))
                     .col(
                         ColumnDef::new(PaymentEvidence::CardSignature)
                             .binary()
@@ -264,18 +214,10 @@ impl MigrationTrait for Migration {
                             .binary()
                             .not_null(),
                     )
-                    .col(ColumnDef::new(PaymentEvidence::DeviceId).uuid().not_null())
-                    .col(ColumnDef::new(PaymentEvidence::JwtId).uuid().null())
-                    .col(
-                        ColumnDef::new(PaymentEvidence::IssuerKeyId)
-                            .big_integer()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(PaymentEvidence::RecordedAt)
-                            .timestamp_with_time_zone()
-                            .not_null(),
-                    )
+                    .col(uuid(PaymentEvidence::DeviceId))
+                    .col(uuid_null(PaymentEvidence::JwtId))
+                    .col(big_integer(PaymentEvidence::IssuerKeyId))
+                    .col(timestamp_with_time_zone(PaymentEvidence::RecordedAt))
                     .to_owned(),
             )
             .await?;
@@ -293,7 +235,7 @@ impl MigrationTrait for Migration {
                 .alter_table(
                     Table::alter()
                         .table(Payment::Table)
-                        .add_column(ColumnDef::new(column).uuid().null())
+                        .add_column(uuid_null(column))
                         .to_owned(),
                 )
                 .await?;

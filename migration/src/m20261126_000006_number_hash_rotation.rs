@@ -1,7 +1,7 @@
 //! Number-hash key rotation: each used number keeps its not-after, so the hub knows how long an older
 //! hash key must stay in the ring.
 
-use sea_orm_migration::prelude::*;
+use sea_orm_migration::{prelude::*, schema::*};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -23,11 +23,7 @@ impl MigrationTrait for Migration {
             .alter_table(
                 Table::alter()
                     .table(NumberUse::Table)
-                    .add_column(
-                        ColumnDef::new(NumberUse::NotAfter)
-                            .timestamp_with_time_zone()
-                            .null(),
-                    )
+                    .add_column(timestamp_with_time_zone_null(NumberUse::NotAfter))
                     .to_owned(),
             )
             .await?;

@@ -14,6 +14,7 @@
 
 use sea_orm_migration::{
     prelude::*,
+    schema::*,
     sea_orm::{DbBackend, Statement},
 };
 
@@ -36,11 +37,7 @@ impl MigrationTrait for Migration {
             .alter_table(
                 Table::alter()
                     .table(PaymentRequest::Table)
-                    .add_column(
-                        ColumnDef::new(PaymentRequest::RequestedByMemberId)
-                            .uuid()
-                            .null(),
-                    )
+                    .add_column(uuid_null(PaymentRequest::RequestedByMemberId))
                     .to_owned(),
             )
             .await?;

@@ -44,10 +44,8 @@ async fn dump(app: &TestApp) -> String {
              FROM pg_constraint WHERE connamespace = 'public'::regnamespace \
              ORDER BY conrelid::regclass::text, conname",
         ],
-        Backend::Sqlite => &[
-            "SELECT type, name, tbl_name, sql FROM sqlite_master \
-             WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
-        ],
+        Backend::Sqlite => &["SELECT type, name, tbl_name, sql FROM sqlite_master \
+             WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"],
     };
     let mut out = String::new();
     for query in queries {
