@@ -5,8 +5,6 @@
 //! response is sent. GENERATE PAYMENT always changes state (it consumes a number and advances the
 //! sequence), so a lost answer never lets a sequence be used twice.
 
-use std::{fs, path::Path};
-
 use base64::{Engine, engine::general_purpose::STANDARD};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -17,7 +15,7 @@ use crate::{
     batch::NumberBatch,
     bytes::Reader,
     card_signature::{PaymentRequestFields, REQUEST_FIELDS_LEN, sign_payment},
-    files::{hex, unhex, write_private},
+    files::{hex, unhex},
     keys::parse_public_key,
     token::Token,
 };
@@ -51,16 +49,21 @@ pub struct CardFile {
 }
 
 impl CardFile {
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = fs::read_to_string(path)
-            .map_err(|_| ProtocolError::Malformed("card file (unreadable)"))?;
-        serde_json::from_str(&text).map_err(|_| ProtocolError::Malformed("card file"))
+    #[cfg(feature = "files")]
+    pub fn load(path: &std::path::Path) -> std::result::Result<Self, crate::FileError> {
+        use crate::FileError;
+        let text = std::fs::read_to_string(path).map_err(FileError::io(path))?;
+        serde_json::from_str(&text)
+            .map_err(|_| FileError::content(path, ProtocolError::Malformed("card file")))
     }
 
     /// Writes the file atomically, readable by its owner only.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        write_private(path, &json)
+    #[cfg(feature = "files")]
+    pub fn save(&self, path: &std::path::Path) -> std::result::Result<(), crate::FileError> {
+        use crate::FileError;
+        let json =
+            serde_json::to_vec_pretty(self).map_err(|err| FileError::io(path)(err.into()))?;
+        crate::files::write_private(path, &json).map_err(FileError::io(path))
     }
 }
 

@@ -1,13 +1,48 @@
-//! Files that hold secret keys (card and issuer state): written atomically and privately, and the hex
-//! encoding of ids inside them.
-
-use std::{fs, io::Write, path::Path};
+//! Files that hold secret keys (card and issuer state): written atomically and privately (the `files`
+//! feature), and the hex encoding of ids inside them.
 
 use crate::{ProtocolError, Result};
 
+/// Why a state file could not be loaded or saved: the file system (with its cause), or the content.
+#[cfg(feature = "files")]
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read or write {}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid state file {}: {reason}", path.display())]
+    Content {
+        path: std::path::PathBuf,
+        #[source]
+        reason: ProtocolError,
+    },
+}
+
+#[cfg(feature = "files")]
+impl FileError {
+    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn content(path: &std::path::Path, reason: ProtocolError) -> Self {
+        Self::Content {
+            path: path.to_owned(),
+            reason,
+        }
+    }
+}
+
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename, directory fsync), mode 0600: a
 /// crash leaves either the old or the new file, never half of one.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+#[cfg(feature = "files")]
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::{fs, io::Write};
     let staging = path.with_extension("tmp");
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

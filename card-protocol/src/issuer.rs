@@ -1,7 +1,7 @@
 //! Issuer tooling: the issuer's key and number range, a persistent number counter, personalization of
 //! cards and signed top-up batches. The state lives in one JSON file that holds the issuer's secret key.
 
-use std::{collections::BTreeMap, fs, path::Path};
+use std::collections::BTreeMap;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use ed25519_dalek::SigningKey;
@@ -11,7 +11,7 @@ use crate::{
     Id, ProtocolError, Result,
     batch::{MAX_BATCH, NumberBatch},
     card::{CARD_FILE_VERSION, CardFile},
-    files::{hex, unhex, write_private},
+    files::{hex, unhex},
     number::{CardNumber, PrefixRange},
     token::{DomainRestrictions, Token, TokenBody},
 };
@@ -73,21 +73,28 @@ impl IssuerFile {
         }
     }
 
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = fs::read_to_string(path)
-            .map_err(|_| ProtocolError::Malformed("issuer file (unreadable)"))?;
-        let file: Self =
-            serde_json::from_str(&text).map_err(|_| ProtocolError::Malformed("issuer file"))?;
+    #[cfg(feature = "files")]
+    pub fn load(path: &std::path::Path) -> std::result::Result<Self, crate::FileError> {
+        use crate::FileError;
+        let text = std::fs::read_to_string(path).map_err(FileError::io(path))?;
+        let file: Self = serde_json::from_str(&text)
+            .map_err(|_| FileError::content(path, ProtocolError::Malformed("issuer file")))?;
         if file.version != ISSUER_FILE_VERSION {
-            return Err(ProtocolError::UnsupportedVersion(file.version));
+            return Err(FileError::content(
+                path,
+                ProtocolError::UnsupportedVersion(file.version),
+            ));
         }
         Ok(file)
     }
 
     /// Atomic, private, durable: the number counter must never go back.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        write_private(path, &json)
+    #[cfg(feature = "files")]
+    pub fn save(&self, path: &std::path::Path) -> std::result::Result<(), crate::FileError> {
+        use crate::FileError;
+        let json =
+            serde_json::to_vec_pretty(self).map_err(|err| FileError::io(path)(err.into()))?;
+        crate::files::write_private(path, &json).map_err(FileError::io(path))
     }
 
     pub fn signing_key(&self) -> Result<SigningKey> {

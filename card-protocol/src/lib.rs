@@ -22,6 +22,9 @@ pub mod keys;
 pub mod number;
 pub mod token;
 
+#[cfg(feature = "files")]
+pub use files::FileError;
+
 /// A 16-byte identifier (a UUID's raw bytes: organizations, cards, requests, terminals).
 pub type Id = [u8; 16];
 

@@ -426,3 +426,23 @@ fn unknown_instructions_classes_and_states_answer_the_right_status_words() {
     select(&mut card);
     assert_eq!(info(&mut card).numbers_left, 1);
 }
+
+/// A state file that cannot be read says why, with the file system's error as its cause.
+#[test]
+fn a_missing_state_file_keeps_its_cause() {
+    let dir = tempfile::tempdir().expect("dir");
+    let missing = dir.path().join("no-card.json");
+    match card_protocol::card::CardFile::load(&missing) {
+        Err(card_protocol::FileError::Io { source, path }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            assert_eq!(path, missing);
+        }
+        other => panic!("expected an I/O error with its cause, got {other:?}"),
+    }
+    std::fs::write(&missing, b"not json").expect("write");
+    let garbled = card_protocol::card::CardFile::load(&missing);
+    assert!(
+        matches!(garbled, Err(card_protocol::FileError::Content { .. })),
+        "{garbled:?}"
+    );
+}
