@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     auth::Principal,
-    db::pagination::{Ordering, Page, PageArgs, SortKey},
+    db::pagination::{Page, PageArgs, SortKey},
     error::ApiResult,
     master_data::{
         sensitive::{self, CustomerContact},
@@ -59,13 +59,11 @@ impl MasterDataService {
                 .filter(sensitive_visible::<customer::Entity>(principal));
         }
         // Sensitive fields are not sort keys (they will be ciphertext): customers sort by creation.
-        let ordering = Ordering {
-            name: "createdAt",
-            column: customer::Column::CreatedAt,
-            descending: direction == Direction::Desc,
-            key: |c: &customer::Model| SortKey::Time(c.created_at),
-        };
-        self.page(select, ordering, args, with_total).await
+        let by: (_, _, fn(&customer::Model) -> SortKey) =
+            (customer::Column::CreatedAt, "createdAt", |c| {
+                SortKey::Time(c.created_at)
+            });
+        self.page(select, by, direction, args, with_total).await
     }
 
     pub async fn customer(&self, principal: &Principal, id: Uuid) -> ApiResult<customer::Model> {

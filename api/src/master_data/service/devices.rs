@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     auth::Principal,
-    db::pagination::{Ordering, Page, PageArgs, SortKey},
+    db::pagination::{Page, PageArgs, SortKey},
     error::{ApiError, ApiResult},
     master_data::validate,
     policy::{Action, DeviceChange, Need, authorize, device_change_need},
@@ -65,7 +65,7 @@ impl MasterDataService {
         if let Some(location) = filter.location_id {
             select = select.filter(device::Column::LocationId.eq(location));
         }
-        let (column, name, key): (_, _, fn(&device::Model) -> SortKey) = match sort.0 {
+        let by: (_, _, fn(&device::Model) -> SortKey) = match sort.0 {
             DeviceSort::Name => (device::Column::Name, "name", |d| {
                 SortKey::Text(d.name.clone())
             }),
@@ -73,13 +73,7 @@ impl MasterDataService {
                 SortKey::Time(d.created_at)
             }),
         };
-        let ordering = Ordering {
-            name,
-            column,
-            descending: sort.1 == Direction::Desc,
-            key,
-        };
-        self.page(select, ordering, args, with_total).await
+        self.page(select, by, sort.1, args, with_total).await
     }
 
     pub async fn device(&self, principal: &Principal, id: Uuid) -> ApiResult<device::Model> {

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     auth::Principal,
-    db::pagination::{Ordering, Page, PageArgs, SortKey},
+    db::pagination::{Page, PageArgs, SortKey},
     error::ApiResult,
     master_data::validate,
     policy::{Action, Need, authorize},
@@ -70,7 +70,7 @@ impl MasterDataService {
         if let Some(needle) = filter.name_contains {
             select = select.filter(contains_ignoring_case(location::Column::Name, &needle));
         }
-        let (column, name, key): (_, _, fn(&location::Model) -> SortKey) = match sort.0 {
+        let by: (_, _, fn(&location::Model) -> SortKey) = match sort.0 {
             LocationSort::Name => (location::Column::Name, "name", |l| {
                 SortKey::Text(l.name.clone())
             }),
@@ -78,13 +78,7 @@ impl MasterDataService {
                 SortKey::Time(l.created_at)
             }),
         };
-        let ordering = Ordering {
-            name,
-            column,
-            descending: sort.1 == Direction::Desc,
-            key,
-        };
-        self.page(select, ordering, args, with_total).await
+        self.page(select, by, sort.1, args, with_total).await
     }
 
     pub async fn location(&self, principal: &Principal, id: Uuid) -> ApiResult<location::Model> {

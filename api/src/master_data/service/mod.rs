@@ -28,7 +28,7 @@ pub use shares::NewShare;
 use super::VersionedEntity;
 use crate::{
     auth::Principal,
-    db::pagination::{Ordering, Page, PageArgs, paginate},
+    db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
     error::{ApiError, ApiResult},
     idempotency::{IdempotencyKey, run_once},
     policy::{Action, Need, SharedEntity, authorize, resource_name, visible},
@@ -91,12 +91,21 @@ impl MasterDataService {
 }
 
 /// All rows of `E` the caller may read.
+/// How a listing sorts: the column, the ordering's name in cursors, and the key of a row.
+type SortBy<E> = (
+    <E as EntityTrait>::Column,
+    &'static str,
+    fn(&<E as EntityTrait>::Model) -> SortKey,
+);
+
 impl MasterDataService {
-    /// One page of `select` (already filtered), keyed by the entity's id as tie-breaker.
+    /// One page of `select` (already filtered), sorted by `sort` (column, cursor name, key of a row) in
+    /// `direction`, with the entity's id as tie-breaker.
     async fn page<E>(
         &self,
         select: Select<E>,
-        ordering: Ordering<E>,
+        sort: SortBy<E>,
+        direction: Direction,
         args: PageArgs,
         with_total: bool,
     ) -> ApiResult<Page<E::Model>>
@@ -104,6 +113,13 @@ impl MasterDataService {
         E: SharedEntity,
         E::Model: FromQueryResult + Sync,
     {
+        let (column, name, key) = sort;
+        let ordering = Ordering {
+            name,
+            column,
+            descending: direction == Direction::Desc,
+            key,
+        };
         paginate(
             &self.db,
             select,

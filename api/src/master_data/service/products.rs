@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     auth::Principal,
-    db::pagination::{Ordering, Page, PageArgs, SortKey},
+    db::pagination::{Page, PageArgs, SortKey},
     error::{ApiError, ApiResult},
     master_data::validate,
     policy::{Action, Need, authorize},
@@ -91,7 +91,7 @@ impl MasterDataService {
         if let Some(max) = filter.max_price_minor {
             select = select.filter(product::Column::PriceMinor.lte(max));
         }
-        let (column, name, key): (_, _, fn(&product::Model) -> SortKey) = match sort.0 {
+        let by: (_, _, fn(&product::Model) -> SortKey) = match sort.0 {
             ProductSort::Sku => (product::Column::Sku, "sku", |p| {
                 SortKey::Text(p.sku.clone())
             }),
@@ -105,13 +105,7 @@ impl MasterDataService {
                 SortKey::Time(p.created_at)
             }),
         };
-        let ordering = Ordering {
-            name,
-            column,
-            descending: sort.1 == Direction::Desc,
-            key,
-        };
-        self.page(select, ordering, args, with_total).await
+        self.page(select, by, sort.1, args, with_total).await
     }
 
     pub async fn product(&self, principal: &Principal, id: Uuid) -> ApiResult<product::Model> {
