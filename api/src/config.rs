@@ -314,12 +314,12 @@ impl HubConfig {
     }
 
     /// The hub's identity in card signatures: the same for every replica of one deployment.
-    pub fn hub_instance_id(&self) -> [u8; 16] {
+    pub fn hub_instance_id(&self) -> card_protocol::HubInstanceId {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(format!("ICH/hub-instance/v1/{}", self.token_audience));
         let mut id = [0u8; 16];
         id.copy_from_slice(&digest[..16]);
-        id
+        card_protocol::HubInstanceId::from_bytes(id)
     }
 
     pub fn max_token_lifetime(&self) -> Duration {

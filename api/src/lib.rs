@@ -21,6 +21,7 @@ pub mod identity;
 pub mod master_data;
 pub mod payments;
 pub mod policy;
+pub mod records;
 pub mod server;
 pub mod state;
 pub mod telemetry;

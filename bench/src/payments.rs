@@ -5,11 +5,13 @@
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
+use api::records::{GlobalId, RecordKind};
 use base64::{
     Engine,
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
 use card_protocol::{
+    CardId,
     apdu::{self, Command, sw},
     card::CardApplication,
     card_signature::PaymentRequestFields,
@@ -103,12 +105,10 @@ impl PaymentFixture {
             .await
             .context("creating the bank (the token must be the retailer's ADMIN)")?;
         let bank_gid = id_at(&bank, "/createOrganization/organization/id")?;
-        let bank_id = Uuid::parse_str(
-            String::from_utf8(URL_SAFE_NO_PAD.decode(&bank_gid)?)?
-                .split_once(':')
-                .map(|(_, id)| id)
-                .context("global id")?,
-        )?;
+        let bank_id = bank_gid
+            .parse::<GlobalId>()?
+            .id_of(RecordKind::Organization)
+            .context("the bank's ID names an organization")?;
         let bank_hub = hub.with_token(&bank_token(&bank_name, bank_token_file, hub_bin)?);
 
         // The bank's key with a prefix of its own, and the virtual cards.
@@ -122,7 +122,7 @@ impl PaymentFixture {
         );
         let not_after = chrono::Utc::now().timestamp() as u64 + 30 * 86_400;
         let mut issuer = IssuerFile::new(
-            bank_id.into_bytes(),
+            bank_id.into(),
             1,
             random()?,
             PrefixRange::new(&prefix)?,
@@ -165,7 +165,8 @@ impl PaymentFixture {
                 Terminal::register(hub, &location, &format!("bench-till-{run}-{lane}")).await?;
             let mut cards = Vec::with_capacity(cards_per_client);
             for _ in 0..cards_per_client {
-                let card_file = issuer.personalize(random()?, random()?, &issuance)?;
+                let card_file =
+                    issuer.personalize(CardId::from_bytes(random()?), random()?, &issuance)?;
                 let card = CardApplication::from_file(&card_file)?;
                 bank_hub
                     .graphql(
@@ -212,12 +213,10 @@ impl Terminal {
             )
             .await?;
         let global_id = id_at(&device, "/registerDevice/device/id")?;
-        let id = Uuid::parse_str(
-            String::from_utf8(URL_SAFE_NO_PAD.decode(&global_id)?)?
-                .split_once(':')
-                .map(|(_, id)| id)
-                .context("id")?,
-        )?;
+        let id = global_id
+            .parse::<GlobalId>()?
+            .id_of(RecordKind::Device)
+            .context("the device's ID names a device")?;
         Ok(Self { global_id, id, key })
     }
 
@@ -241,21 +240,21 @@ impl PaymentFixture {
             .cloned()
             .context("no request")?;
         let fields = &request["signingFields"];
-        let uuid = |name: &str| -> anyhow::Result<[u8; 16]> {
-            Ok(*Uuid::parse_str(fields[name].as_str().context("field")?)?.as_bytes())
+        let uuid = |name: &str| -> anyhow::Result<Uuid> {
+            Ok(Uuid::parse_str(fields[name].as_str().context("field")?)?)
         };
         let challenge: [u8; 16] = URL_SAFE_NO_PAD
             .decode(request["challenge"].as_str().context("challenge")?)?
             .try_into()
             .map_err(|_| anyhow::anyhow!("challenge length"))?;
         let signed = PaymentRequestFields {
-            request_id: uuid("requestId")?,
+            request_id: uuid("requestId")?.into(),
             challenge,
             amount_minor: 100,
             currency: *b"EUR",
-            merchant: uuid("merchantId")?,
-            terminal: uuid("terminalId")?,
-            hub_instance: uuid("hubInstanceId")?,
+            merchant: uuid("merchantId")?.into(),
+            terminal: uuid("terminalId")?.into(),
+            hub_instance: uuid("hubInstanceId")?.into(),
         };
         // The card is driven as a reader would: SELECT, GENERATE PAYMENT, GET RESPONSE; a card without
         // numbers left is put aside.

@@ -7,7 +7,7 @@
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::{
-    Id, ProtocolError, Result,
+    CardId, IssuerId, ProtocolError, Result,
     bytes::Reader,
     keys::{sign, verify},
     token::{TOKEN_LEN, Token},
@@ -19,9 +19,9 @@ pub const MAX_BATCH: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NumberBatch {
-    pub issuer: Id,
+    pub issuer: IssuerId,
     pub key_id: u32,
-    pub card_id: Id,
+    pub card_id: CardId,
     pub card_public_key: [u8; 32],
     /// Strictly increasing per card: a replayed or rolled-back batch is refused.
     pub load_counter: u32,
@@ -30,18 +30,18 @@ pub struct NumberBatch {
 }
 
 fn encode_body(
-    issuer: &Id,
+    issuer: &IssuerId,
     key_id: u32,
-    card_id: &Id,
+    card_id: &CardId,
     card_public_key: &[u8; 32],
     load_counter: u32,
     tokens: &[Token],
 ) -> Vec<u8> {
     let mut body = Vec::with_capacity(75 + tokens.len() * TOKEN_LEN);
     body.push(BATCH_VERSION);
-    body.extend_from_slice(issuer);
+    body.extend_from_slice(issuer.as_bytes());
     body.extend_from_slice(&key_id.to_be_bytes());
-    body.extend_from_slice(card_id);
+    body.extend_from_slice(card_id.as_bytes());
     body.extend_from_slice(card_public_key);
     body.extend_from_slice(&load_counter.to_be_bytes());
     body.extend_from_slice(&(tokens.len() as u16).to_be_bytes());
@@ -54,9 +54,9 @@ fn encode_body(
 impl NumberBatch {
     pub fn sign(
         issuer_key: &SigningKey,
-        issuer: Id,
+        issuer: IssuerId,
         key_id: u32,
-        card_id: Id,
+        card_id: CardId,
         card_public_key: [u8; 32],
         load_counter: u32,
         tokens: Vec<Token>,
@@ -107,9 +107,9 @@ impl NumberBatch {
         if version != BATCH_VERSION {
             return Err(ProtocolError::UnsupportedVersion(version));
         }
-        let issuer = r.array()?;
+        let issuer = r.id()?;
         let key_id = r.u32()?;
-        let card_id = r.array()?;
+        let card_id = r.id()?;
         let card_public_key = r.array()?;
         let load_counter = r.u32()?;
         let count = usize::from(r.u16()?);

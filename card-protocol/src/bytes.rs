@@ -27,6 +27,11 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    /// A 16-byte identifier of the role `T`.
+    pub(crate) fn id<T: From<[u8; 16]>>(&mut self) -> Result<T> {
+        Ok(T::from(self.array()?))
+    }
+
     pub(crate) fn u8(&mut self) -> Result<u8> {
         Ok(self.array::<1>()?[0])
     }

@@ -10,7 +10,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Id, ProtocolError, Result,
+    CardId, IssuerId, ProtocolError, Result,
     apdu::{self, Command, Response, sw},
     batch::NumberBatch,
     bytes::Reader,
@@ -70,9 +70,9 @@ impl CardFile {
 /// What CARD INFO answers: identities and counters, never an unused number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardInfo {
-    pub card_id: Id,
+    pub card_id: CardId,
     pub card_public_key: [u8; 32],
-    pub issuer: Id,
+    pub issuer: IssuerId,
     pub issuer_key_id: u32,
     pub load_counter: u32,
     pub next_sequence: u32,
@@ -84,9 +84,9 @@ pub const CARD_INFO_LEN: usize = 1 + 16 + 32 + 16 + 4 + 4 + 4 + 2;
 impl CardInfo {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![CARD_FILE_VERSION];
-        out.extend_from_slice(&self.card_id);
+        out.extend_from_slice(self.card_id.as_bytes());
         out.extend_from_slice(&self.card_public_key);
-        out.extend_from_slice(&self.issuer);
+        out.extend_from_slice(self.issuer.as_bytes());
         out.extend_from_slice(&self.issuer_key_id.to_be_bytes());
         out.extend_from_slice(&self.load_counter.to_be_bytes());
         out.extend_from_slice(&self.next_sequence.to_be_bytes());
@@ -101,9 +101,9 @@ impl CardInfo {
             return Err(ProtocolError::UnsupportedVersion(version));
         }
         let info = Self {
-            card_id: r.array()?,
+            card_id: r.id()?,
             card_public_key: r.array()?,
-            issuer: r.array()?,
+            issuer: r.id()?,
             issuer_key_id: r.u32()?,
             load_counter: r.u32()?,
             next_sequence: r.u32()?,
@@ -135,9 +135,9 @@ impl Outcome {
 }
 
 pub struct CardApplication {
-    card_id: Id,
+    card_id: CardId,
     card_key: SigningKey,
-    issuer: Id,
+    issuer: IssuerId,
     issuer_key_id: u32,
     issuer_key: VerifyingKey,
     load_counter: u32,
@@ -172,9 +172,9 @@ impl CardApplication {
             .collect::<Result<Vec<_>>>()?;
         numbers.sort_by_key(|token| token.body.sequence);
         Ok(Self {
-            card_id: unhex(&file.card_id, "card id")?,
+            card_id: CardId::from_bytes(unhex(&file.card_id, "card id")?),
             card_key: SigningKey::from_bytes(&base64_32(&file.card_secret_key)?),
-            issuer: unhex(&file.issuer, "issuer id")?,
+            issuer: IssuerId::from_bytes(unhex(&file.issuer, "issuer id")?),
             issuer_key_id: file.issuer_key_id,
             issuer_key: parse_public_key(&base64_32(&file.issuer_public_key)?)?,
             load_counter: file.load_counter,
@@ -190,9 +190,9 @@ impl CardApplication {
     pub fn to_file(&self) -> CardFile {
         CardFile {
             version: CARD_FILE_VERSION,
-            card_id: hex(&self.card_id),
+            card_id: hex(self.card_id),
             card_secret_key: STANDARD.encode(self.card_key.to_bytes()),
-            issuer: hex(&self.issuer),
+            issuer: hex(self.issuer),
             issuer_key_id: self.issuer_key_id,
             issuer_public_key: STANDARD.encode(self.issuer_key.to_bytes()),
             load_counter: self.load_counter,

@@ -9,7 +9,7 @@ use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    Id, ProtocolError, Result,
+    HubInstanceId, MerchantId, ProtocolError, RequestId, Result, TerminalId,
     bytes::Reader,
     keys::{parse_public_key, sign, verify},
     token::{Token, valid_currency},
@@ -23,25 +23,25 @@ pub const MESSAGE_LEN: usize = CARD_PAY_DOMAIN.len() + 32 + REQUEST_FIELDS_LEN;
 /// The payment request a card signs for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PaymentRequestFields {
-    pub request_id: Id,
+    pub request_id: RequestId,
     pub challenge: [u8; 16],
     pub amount_minor: u64,
     pub currency: [u8; 3],
-    pub merchant: Id,
-    pub terminal: Id,
-    pub hub_instance: Id,
+    pub merchant: MerchantId,
+    pub terminal: TerminalId,
+    pub hub_instance: HubInstanceId,
 }
 
 impl PaymentRequestFields {
     pub fn encode(&self) -> [u8; REQUEST_FIELDS_LEN] {
         let mut out = Vec::with_capacity(REQUEST_FIELDS_LEN);
-        out.extend_from_slice(&self.request_id);
+        out.extend_from_slice(self.request_id.as_bytes());
         out.extend_from_slice(&self.challenge);
         out.extend_from_slice(&self.amount_minor.to_be_bytes());
         out.extend_from_slice(&self.currency);
-        out.extend_from_slice(&self.merchant);
-        out.extend_from_slice(&self.terminal);
-        out.extend_from_slice(&self.hub_instance);
+        out.extend_from_slice(self.merchant.as_bytes());
+        out.extend_from_slice(self.terminal.as_bytes());
+        out.extend_from_slice(self.hub_instance.as_bytes());
         let mut fields = [0u8; REQUEST_FIELDS_LEN];
         fields.copy_from_slice(&out);
         fields
@@ -50,13 +50,13 @@ impl PaymentRequestFields {
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes, "payment request fields");
         let fields = Self {
-            request_id: r.array()?,
+            request_id: r.id()?,
             challenge: r.array()?,
             amount_minor: r.u64()?,
             currency: r.array()?,
-            merchant: r.array()?,
-            terminal: r.array()?,
-            hub_instance: r.array()?,
+            merchant: r.id()?,
+            terminal: r.id()?,
+            hub_instance: r.id()?,
         };
         r.finish()?;
         if !valid_currency(&fields.currency) {

@@ -8,7 +8,7 @@ use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Id, ProtocolError, Result,
+    CardId, IssuerId, ProtocolError, Result,
     batch::{MAX_BATCH, NumberBatch},
     card::{CARD_FILE_VERSION, CardFile},
     files::{hex, unhex},
@@ -55,7 +55,7 @@ pub struct Issuance {
 
 impl IssuerFile {
     pub fn new(
-        issuer: Id,
+        issuer: IssuerId,
         key_id: u32,
         seed: [u8; 32],
         range: PrefixRange,
@@ -63,7 +63,7 @@ impl IssuerFile {
     ) -> Self {
         Self {
             version: ISSUER_FILE_VERSION,
-            issuer: hex(&issuer),
+            issuer: hex(issuer),
             key_id,
             secret_key: STANDARD.encode(seed),
             range,
@@ -106,8 +106,8 @@ impl IssuerFile {
         Ok(SigningKey::from_bytes(&seed))
     }
 
-    pub fn issuer_id(&self) -> Result<Id> {
-        unhex(&self.issuer, "issuer id")
+    pub fn issuer_id(&self) -> Result<IssuerId> {
+        unhex(&self.issuer, "issuer id").map(IssuerId::from_bytes)
     }
 
     /// Takes the next `count` numbers of the range. Save the file before using them.
@@ -121,7 +121,7 @@ impl IssuerFile {
 
     fn tokens(
         &mut self,
-        card_id: Id,
+        card_id: CardId,
         card_public_key: [u8; 32],
         first_sequence: u32,
         issuance: &Issuance,
@@ -159,18 +159,18 @@ impl IssuerFile {
     /// Personalizes a new card: its key (from `card_seed`), id and a first signed batch, as a card file.
     pub fn personalize(
         &mut self,
-        card_id: Id,
+        card_id: CardId,
         card_seed: [u8; 32],
         issuance: &Issuance,
     ) -> Result<CardFile> {
         let card_key = SigningKey::from_bytes(&card_seed);
         let card_public_key = card_key.verifying_key().to_bytes();
-        if self.cards.contains_key(&hex(&card_id)) {
+        if self.cards.contains_key(&hex(card_id)) {
             return Err(ProtocolError::Mismatch("this card id is taken"));
         }
         let tokens = self.tokens(card_id, card_public_key, 1, issuance)?;
         self.cards.insert(
-            hex(&card_id),
+            hex(card_id),
             IssuedCard {
                 public_key: STANDARD.encode(card_public_key),
                 load_counter: 1,
@@ -179,7 +179,7 @@ impl IssuerFile {
         );
         Ok(CardFile {
             version: CARD_FILE_VERSION,
-            card_id: hex(&card_id),
+            card_id: hex(card_id),
             card_secret_key: STANDARD.encode(card_seed),
             issuer: self.issuer.clone(),
             issuer_key_id: self.key_id,
@@ -191,10 +191,10 @@ impl IssuerFile {
     }
 
     /// Signs a batch of new numbers for a card this issuer personalized.
-    pub fn top_up(&mut self, card_id: Id, issuance: &Issuance) -> Result<NumberBatch> {
+    pub fn top_up(&mut self, card_id: CardId, issuance: &Issuance) -> Result<NumberBatch> {
         let card = self
             .cards
-            .get(&hex(&card_id))
+            .get(&hex(card_id))
             .cloned()
             .ok_or(ProtocolError::Mismatch("unknown card"))?;
         let card_public_key: [u8; 32] = STANDARD
@@ -214,7 +214,7 @@ impl IssuerFile {
             tokens,
         )?;
         self.cards.insert(
-            hex(&card_id),
+            hex(card_id),
             IssuedCard {
                 load_counter,
                 next_sequence: card.next_sequence + issuance.count as u32,

@@ -17,6 +17,7 @@ mod bytes;
 pub mod card;
 pub mod card_signature;
 mod files;
+mod ids;
 pub mod issuer;
 pub mod keys;
 pub mod number;
@@ -25,8 +26,7 @@ pub mod token;
 #[cfg(feature = "files")]
 pub use files::FileError;
 
-/// A 16-byte identifier (a UUID's raw bytes: organizations, cards, requests, terminals).
-pub type Id = [u8; 16];
+pub use ids::{CardId, HubInstanceId, IssuerId, MerchantId, RequestId, TerminalId};
 
 /// Why something was refused. Deliberately coarse where detail would help an attacker probe.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

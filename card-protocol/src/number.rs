@@ -4,7 +4,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::{Id, ProtocolError, Result};
+use crate::{IssuerId, ProtocolError, Result};
 
 /// A one-time card number: exactly 16 ASCII digits with a valid Luhn check digit.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -128,12 +128,17 @@ pub struct NumberHash {
 
 const NUMBER_HASH_DOMAIN: &[u8] = b"ICH/number/v1";
 
-pub fn number_hash(key: &[u8; 32], key_id: u32, issuer: &Id, number: &CardNumber) -> NumberHash {
+pub fn number_hash(
+    key: &[u8; 32],
+    key_id: u32,
+    issuer: &IssuerId,
+    number: &CardNumber,
+) -> NumberHash {
     // HMAC accepts keys of any length; a 32-byte key cannot fail.
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(NUMBER_HASH_DOMAIN);
     mac.update(&key_id.to_be_bytes());
-    mac.update(issuer);
+    mac.update(issuer.as_bytes());
     mac.update(number.digits());
     NumberHash {
         key_id,

@@ -23,7 +23,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::{
-    Id, ProtocolError, Result,
+    CardId, IssuerId, MerchantId, ProtocolError, Result,
     bytes::Reader,
     keys::{parse_public_key, sign, verify},
     number::{CardNumber, PrefixRange},
@@ -63,7 +63,7 @@ pub struct DomainRestrictions {
     pub max_amount_minor: u64,
     pub currency: [u8; 3],
     /// `None`: any merchant.
-    pub merchant: Option<Id>,
+    pub merchant: Option<MerchantId>,
     pub channel: Channel,
 }
 
@@ -73,7 +73,7 @@ impl DomainRestrictions {
         &self,
         amount_minor: u64,
         currency: &[u8; 3],
-        merchant: &Id,
+        merchant: &MerchantId,
         channel: Channel,
     ) -> bool {
         amount_minor <= self.max_amount_minor
@@ -86,10 +86,10 @@ impl DomainRestrictions {
 /// What the issuer signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenBody {
-    pub issuer: Id,
+    pub issuer: IssuerId,
     pub key_id: u32,
     pub number: CardNumber,
-    pub card_id: Id,
+    pub card_id: CardId,
     pub sequence: u32,
     pub not_after: u64,
     pub restrictions: DomainRestrictions,
@@ -104,15 +104,17 @@ impl TokenBody {
     pub fn encode(&self) -> [u8; BODY_LEN] {
         let mut out = Vec::with_capacity(BODY_LEN);
         out.push(TOKEN_VERSION);
-        out.extend_from_slice(&self.issuer);
+        out.extend_from_slice(self.issuer.as_bytes());
         out.extend_from_slice(&self.key_id.to_be_bytes());
         out.extend_from_slice(self.number.digits());
-        out.extend_from_slice(&self.card_id);
+        out.extend_from_slice(self.card_id.as_bytes());
         out.extend_from_slice(&self.sequence.to_be_bytes());
         out.extend_from_slice(&self.not_after.to_be_bytes());
         out.extend_from_slice(&self.restrictions.max_amount_minor.to_be_bytes());
         out.extend_from_slice(&self.restrictions.currency);
-        out.extend_from_slice(&self.restrictions.merchant.unwrap_or([0; 16]));
+        // Zero bytes stand for "any merchant".
+        let merchant = self.restrictions.merchant.map(MerchantId::to_bytes);
+        out.extend_from_slice(&merchant.unwrap_or([0; 16]));
         out.push(self.restrictions.channel.code());
         out.extend_from_slice(&self.card_public_key);
         let mut body = [0u8; BODY_LEN];
@@ -129,10 +131,10 @@ impl TokenBody {
         if version != TOKEN_VERSION {
             return Err(ProtocolError::UnsupportedVersion(version));
         }
-        let issuer = r.array()?;
+        let issuer = r.id()?;
         let key_id = r.u32()?;
         let number = CardNumber::parse(&r.array()?)?;
-        let card_id = r.array()?;
+        let card_id = r.id()?;
         let sequence = r.u32()?;
         let not_after = r.u64()?;
         let max_amount_minor = r.u64()?;
@@ -140,7 +142,7 @@ impl TokenBody {
         if !valid_currency(&currency) {
             return Err(ProtocolError::Malformed("token currency"));
         }
-        let merchant: Id = r.array()?;
+        let merchant: [u8; 16] = r.array()?;
         let channel = Channel::from_code(r.u8()?)?;
         let card_public_key: [u8; 32] = r.array()?;
         parse_public_key(&card_public_key)?;
@@ -155,7 +157,7 @@ impl TokenBody {
             restrictions: DomainRestrictions {
                 max_amount_minor,
                 currency,
-                merchant: (merchant != [0; 16]).then_some(merchant),
+                merchant: (merchant != [0; 16]).then_some(MerchantId::from_bytes(merchant)),
                 channel,
             },
             card_public_key,
@@ -173,7 +175,7 @@ pub struct Token {
 /// The public half of an issuer key, as the hub registers it: whose it is, its id and its number range.
 #[derive(Debug, Clone)]
 pub struct IssuerKey {
-    pub issuer: Id,
+    pub issuer: IssuerId,
     pub key_id: u32,
     pub public_key: VerifyingKey,
     pub range: PrefixRange,

@@ -7,6 +7,7 @@ use base64::{
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
 use card_protocol::{
+    CardId,
     apdu::{self, Command, sw},
     card::{CardApplication, CardFile},
     card_signature::{PaymentRequestFields, sign_payment},
@@ -19,7 +20,7 @@ use entities::organization::OrganizationKind;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{Backend, TestApp, decode_global_id, encode_global_id};
+use crate::{Backend, RecordKind, TestApp, decode_global_id, encode_global_id};
 
 pub const PAY: &str =
     "mutation($input: PayWithOneTimeNumberInput!) { payWithOneTimeNumber(input: $input) {
@@ -29,7 +30,7 @@ pub const REQUEST: &str = "mutation($input: RequestPaymentInput!) { requestPayme
 
 pub const ISSUER_SEED: [u8; 32] = [0x61; 32];
 pub const CARD_SEED: [u8; 32] = [0x62; 32];
-pub const CARD_ID: [u8; 16] = [0x77; 16];
+pub const CARD_ID: CardId = CardId::from_bytes([0x77; 16]);
 
 pub struct Checkout {
     pub app: TestApp,
@@ -67,7 +68,7 @@ impl Checkout {
         // The bank's key and a card, made by the issuer tooling.
         let key_not_after = chrono::Utc::now().timestamp() as u64 + 365 * 86_400;
         let mut issuer = IssuerFile::new(
-            bank.into_bytes(),
+            bank.into(),
             1,
             [0x61; 32],
             PrefixRange::new("400012").expect("prefix"),
@@ -75,7 +76,7 @@ impl Checkout {
         );
         let card_file: CardFile = issuer
             .personalize(
-                [0x77; 16],
+                CARD_ID,
                 [0x62; 32],
                 &Issuance {
                     count: 64,
@@ -167,7 +168,7 @@ impl Checkout {
         let response = self
             .app
             .graphql(Some(&self.member), REQUEST, json!({ "input": {
-                "orderId": self.order, "terminalId": encode_global_id("Device", self.device), "amountMinor": amount, "currency": "EUR" } }))
+                "orderId": self.order, "terminalId": encode_global_id(RecordKind::Device, self.device), "amountMinor": amount, "currency": "EUR" } }))
             .await;
         response.data("/requestPayment/paymentRequest").clone()
     }
@@ -217,7 +218,7 @@ impl Checkout {
             SigningKey::from_bytes(&CARD_SEED),
         ];
         let mut body = TokenBody {
-            issuer: self.bank.into_bytes(),
+            issuer: self.bank.into(),
             key_id: 1,
             number: PrefixRange::new("400012")
                 .expect("prefix")
@@ -258,16 +259,12 @@ pub fn device_token(device: Uuid, key: &SigningKey) -> String {
 /// The request fields a card signs, from a payment request as the hub shows it.
 pub fn signed_fields(request: &Value) -> PaymentRequestFields {
     let fields = &request["signingFields"];
-    let uuid = |name: &str| {
-        *Uuid::parse_str(fields[name].as_str().expect(name))
-            .expect("uuid")
-            .as_bytes()
-    };
+    let uuid = |name: &str| Uuid::parse_str(fields[name].as_str().expect(name)).expect("uuid");
     let challenge = URL_SAFE_NO_PAD
         .decode(request["challenge"].as_str().expect("challenge"))
         .expect("b64");
     PaymentRequestFields {
-        request_id: uuid("requestId"),
+        request_id: uuid("requestId").into(),
         challenge: challenge.try_into().expect("16 bytes"),
         amount_minor: request["amountMinor"]
             .as_str()
@@ -275,9 +272,9 @@ pub fn signed_fields(request: &Value) -> PaymentRequestFields {
             .parse()
             .expect("int"),
         currency: *b"EUR",
-        merchant: uuid("merchantId"),
-        terminal: uuid("terminalId"),
-        hub_instance: uuid("hubInstanceId"),
+        merchant: uuid("merchantId").into(),
+        terminal: uuid("terminalId").into(),
+        hub_instance: uuid("hubInstanceId").into(),
     }
 }
 
@@ -316,7 +313,7 @@ impl Checkout {
     pub async fn request_for(&self, order: &str, amount: i64) -> Value {
         self.app
             .graphql(Some(&self.member), REQUEST, json!({ "input": {
-                "orderId": order, "terminalId": encode_global_id("Device", self.device), "amountMinor": amount, "currency": "EUR" } }))
+                "orderId": order, "terminalId": encode_global_id(RecordKind::Device, self.device), "amountMinor": amount, "currency": "EUR" } }))
             .await
             .data("/requestPayment/paymentRequest")
             .clone()
@@ -351,12 +348,12 @@ impl Checkout {
     }
 
     /// Another card of the bank (its id and key seeded by `seed`), registered by the bank.
-    pub async fn add_card(&self, seed: u8) -> ([u8; 16], SigningKey) {
+    pub async fn add_card(&self, seed: u8) -> (CardId, SigningKey) {
         let key = SigningKey::from_bytes(&[seed; 32]);
-        let card_id = [seed; 16];
+        let card_id = CardId::from_bytes([seed; 16]);
         self.app
             .graphql(Some(&self.bank_admin), "mutation($input: RegisterCardInput!) { registerCard(input: $input) { card { id } } }",
-                json!({ "input": { "cardId": Uuid::from_bytes(card_id), "publicKey": STANDARD.encode(key.verifying_key().as_bytes()), "lastFour": "4321" } }))
+                json!({ "input": { "cardId": Uuid::from(card_id), "publicKey": STANDARD.encode(key.verifying_key().as_bytes()), "lastFour": "4321" } }))
             .await
             .data("/registerCard/card/id");
         (card_id, key)

@@ -19,6 +19,7 @@ pub use fingerprint::Fingerprint;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+pub use api::records::{GlobalId, RecordKind};
 pub use postgres::TestDatabase;
 pub use replicas::{ReplicaProcess, Replicas};
 
@@ -328,17 +329,14 @@ pub async fn post_graphql(
     GqlResponse { status, body }
 }
 
-/// The UUID inside a global ID (`base64url("Type:uuid")`), for tests that build IDs of their own.
+/// The UUID inside a global ID the hub minted, of whatever kind.
 pub fn decode_global_id(id: &str) -> Uuid {
-    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(id).expect("base64url")).expect("utf-8");
-    let (_, uuid) = text.split_once(':').expect("Type:uuid");
-    Uuid::parse_str(uuid).expect("uuid")
+    id.parse::<GlobalId>().expect("a global ID").id
 }
 
-pub fn encode_global_id(type_name: &str, id: Uuid) -> String {
-    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-    URL_SAFE_NO_PAD.encode(format!("{type_name}:{id}"))
+/// The global ID of the record `id` of `kind`, for tests that build IDs of their own.
+pub fn encode_global_id(kind: RecordKind, id: Uuid) -> String {
+    kind.global_id(id).to_string()
 }
 
 /// Runs one async test body against both backends, as two tests named `postgres` and `sqlite`.

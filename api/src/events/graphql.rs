@@ -10,7 +10,8 @@ use entities::event;
 use super::EventService;
 use crate::{
     error::ApiError,
-    graphql::{ContextExt, relay::encode_id, scalars::Int64},
+    graphql::{ContextExt, scalars::Int64},
+    records::global_id_by_name,
 };
 
 /// A committed change of a transaction record. Carries ids, type, status and time, never sensitive values.
@@ -35,7 +36,8 @@ impl Event {
     }
     /// Global ID of the record (fetch it with `node(id:)`).
     async fn record_id(&self) -> ID {
-        encode_id(&self.0.record_type, self.0.record_id)
+        // A row written by a newer hub may name a kind this one does not know; its ID still names it.
+        ID(global_id_by_name(&self.0.record_type, self.0.record_id))
     }
     /// The record's status after the change.
     async fn status(&self) -> &str {

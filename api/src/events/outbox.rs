@@ -20,6 +20,7 @@ use crate::{
     auth::Principal,
     db::write_transaction,
     error::{ApiError, ApiResult},
+    records::RecordKind,
 };
 
 /// Key of the advisory lock held by the one stamper at work.
@@ -40,7 +41,7 @@ pub const FINANCIAL: &str = "FINANCIAL";
 pub struct NewEvent {
     pub event_type: &'static str,
     pub family: &'static str,
-    pub record_type: &'static str,
+    pub record_type: RecordKind,
     pub record_id: Uuid,
     pub status: String,
     pub owner: Uuid,
@@ -56,7 +57,7 @@ pub async fn record<C: ConnectionTrait>(txn: &C, event: NewEvent) -> ApiResult<(
         position: Set(None),
         event_type: Set(event.event_type.to_owned()),
         family: Set(event.family.to_owned()),
-        record_type: Set(event.record_type.to_owned()),
+        record_type: Set(event.record_type.name().to_owned()),
         record_id: Set(event.record_id),
         status: Set(event.status),
         owner_organization_id: Set(event.owner),

@@ -22,13 +22,10 @@ use crate::{
         scalars::Int64,
     },
     identity::graphql::Organization,
-    master_data::graphql::{CUSTOMER, Customer, PRODUCT, Product},
+    master_data::graphql::{Customer, Product},
     policy::may_see_order_totals,
+    records::RecordKind,
 };
-
-pub const ORDER: &str = "Order";
-pub const INVOICE: &str = "Invoice";
-pub const PAYMENT: &str = "Payment";
 
 fn service<'a>(ctx: &Context<'a>) -> &'a FinancialService {
     ctx.data_unchecked::<FinancialService>()
@@ -91,7 +88,7 @@ impl Order {
 #[Object]
 impl Order {
     pub async fn id(&self) -> ID {
-        encode_id(ORDER, self.0.id)
+        encode_id(RecordKind::Order, self.0.id)
     }
     async fn status(&self) -> OrderStatus {
         self.0.status.into()
@@ -195,7 +192,7 @@ impl OrderLine {
         Ok(ctx.scope().product(self.0.product_id).await?.map(Product))
     }
     async fn product_id(&self) -> ID {
-        encode_id(PRODUCT, self.0.product_id)
+        encode_id(RecordKind::Product, self.0.product_id)
     }
     async fn supplier(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Organization>> {
         match self.0.supplier_organization_id {
@@ -220,10 +217,10 @@ pub struct Invoice(pub invoice::Model);
 #[Object]
 impl Invoice {
     pub async fn id(&self) -> ID {
-        encode_id(INVOICE, self.0.id)
+        encode_id(RecordKind::Invoice, self.0.id)
     }
     async fn order_id(&self) -> ID {
-        encode_id(ORDER, self.0.order_id)
+        encode_id(RecordKind::Order, self.0.order_id)
     }
     async fn amount_minor(&self) -> Int64 {
         Int64(self.0.amount_minor)
@@ -248,13 +245,15 @@ pub struct Payment(pub payment::Model);
 #[Object]
 impl Payment {
     pub async fn id(&self) -> ID {
-        encode_id(PAYMENT, self.0.id)
+        encode_id(RecordKind::Payment, self.0.id)
     }
     async fn order_id(&self) -> ID {
-        encode_id(ORDER, self.0.order_id)
+        encode_id(RecordKind::Order, self.0.order_id)
     }
     async fn invoice_id(&self) -> Option<ID> {
-        self.0.invoice_id.map(|id| encode_id(INVOICE, id))
+        self.0
+            .invoice_id
+            .map(|id| encode_id(RecordKind::Invoice, id))
     }
     async fn amount_minor(&self) -> Int64 {
         Int64(self.0.amount_minor)
@@ -410,7 +409,7 @@ impl FinancialMutation {
         input: OrderTransitionInput,
         action: OrderAction,
     ) -> async_graphql::Result<OrderPayload> {
-        let id = decode_id("id", ORDER, &input.id)?;
+        let id = decode_id("id", RecordKind::Order, &input.id)?;
         let order = service(ctx)
             .transition(ctx.principal()?, id, action)
             .await?;
@@ -433,7 +432,7 @@ impl FinancialMutation {
             .iter()
             .map(|line| {
                 Ok(NewOrderLine {
-                    product_id: decode_id("productId", PRODUCT, &line.product_id)?,
+                    product_id: decode_id("productId", RecordKind::Product, &line.product_id)?,
                     quantity: line.quantity,
                 })
             })
@@ -441,7 +440,7 @@ impl FinancialMutation {
         let customer_id = input
             .customer_id
             .as_ref()
-            .map(|id| decode_id("customerId", CUSTOMER, id))
+            .map(|id| decode_id("customerId", RecordKind::Customer, id))
             .transpose()?;
         let order = service(ctx)
             .create_order(
@@ -497,7 +496,7 @@ impl FinancialMutation {
         ctx: &Context<'_>,
         input: RaiseInvoiceInput,
     ) -> async_graphql::Result<InvoicePayload> {
-        let order_id = decode_id("orderId", ORDER, &input.order_id)?;
+        let order_id = decode_id("orderId", RecordKind::Order, &input.order_id)?;
         let invoice = service(ctx)
             .raise_invoice(ctx.principal()?, order_id, input.idempotency_key.as_deref())
             .await?;
@@ -512,7 +511,7 @@ impl FinancialMutation {
         ctx: &Context<'_>,
         input: InvoiceTransitionInput,
     ) -> async_graphql::Result<InvoicePayload> {
-        let id = decode_id("id", INVOICE, &input.id)?;
+        let id = decode_id("id", RecordKind::Invoice, &input.id)?;
         let invoice = service(ctx).pay_invoice(ctx.principal()?, id).await?;
         Ok(InvoicePayload {
             invoice: Invoice(invoice),
@@ -525,7 +524,7 @@ impl FinancialMutation {
         ctx: &Context<'_>,
         input: InvoiceTransitionInput,
     ) -> async_graphql::Result<InvoicePayload> {
-        let id = decode_id("id", INVOICE, &input.id)?;
+        let id = decode_id("id", RecordKind::Invoice, &input.id)?;
         let invoice = service(ctx).void_invoice(ctx.principal()?, id).await?;
         Ok(InvoicePayload {
             invoice: Invoice(invoice),

@@ -30,6 +30,7 @@ use crate::{
         Action, Need, authorize, invoice_visible, order_line_visible, order_visible,
         payment_visible, visible,
     },
+    records::RecordKind,
 };
 
 const MAX_LINES: usize = 100;
@@ -737,7 +738,7 @@ fn order_event(
     NewEvent {
         event_type,
         family: FINANCIAL,
-        record_type: "Order",
+        record_type: RecordKind::Order,
         record_id: id,
         status: status.to_value(),
         owner,
@@ -754,7 +755,7 @@ fn invoice_event(
     NewEvent {
         event_type,
         family: FINANCIAL,
-        record_type: "Invoice",
+        record_type: RecordKind::Invoice,
         record_id: id,
         status: status.to_value(),
         owner,

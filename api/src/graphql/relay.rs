@@ -5,43 +5,31 @@ use async_graphql::{
     Context, ID, OutputType, SimpleObject,
     connection::{Connection, Edge},
 };
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use uuid::Uuid;
 
 pub use crate::db::pagination::PageArgs;
 use crate::{
     db::pagination::Page,
     error::{ApiError, ApiResult},
+    records::{GlobalId, RecordKind},
 };
 
-/// Encodes `Type:uuid` as unpadded base64url, so IDs are opaque and carry their type.
-pub fn encode_id(type_name: &str, id: Uuid) -> ID {
-    ID(URL_SAFE_NO_PAD.encode(format!("{type_name}:{id}")))
+/// The global ID of the record `id` of `kind`.
+pub fn encode_id(kind: RecordKind, id: Uuid) -> ID {
+    ID(kind.global_id(id).to_string())
 }
 
-/// Decodes a global ID that must name `expected_type`.
+/// Decodes a global ID that must name a record of `expected`.
 ///
 /// An ID that does not decode at all (guessed or altered) names no record: NOT_FOUND, exactly like an ID
-/// of a record the caller may not see. A well-formed ID of another type is a VALIDATION error on `field`.
-pub fn decode_id(field: &'static str, expected_type: &'static str, id: &ID) -> ApiResult<Uuid> {
-    let (type_name, uuid) = parse_id(id).ok_or(ApiError::NotFound {
-        entity: expected_type,
+/// of a record the caller may not see. A well-formed ID of another kind is a VALIDATION error on `field`.
+pub fn decode_id(field: &'static str, expected: RecordKind, id: &ID) -> ApiResult<Uuid> {
+    let global: GlobalId = id.parse().map_err(|_| ApiError::NotFound {
+        entity: expected.name(),
     })?;
-    if type_name != expected_type {
-        return Err(ApiError::validation(
-            field,
-            format!("expected an ID of a {expected_type}"),
-        ));
-    }
-    Ok(uuid)
-}
-
-/// Splits a global ID into its type name and UUID, if it is well formed.
-pub fn parse_id(id: &ID) -> Option<(String, Uuid)> {
-    let bytes = URL_SAFE_NO_PAD.decode(id.as_str()).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    let (type_name, uuid) = text.split_once(':')?;
-    Some((type_name.to_owned(), Uuid::parse_str(uuid).ok()?))
+    global.id_of(expected).ok_or_else(|| {
+        ApiError::validation(field, format!("expected an ID of a {}", expected.name()))
+    })
 }
 
 /// Fields every connection carries besides edges and page info.
@@ -89,11 +77,16 @@ mod tests {
     #[test]
     fn ids_round_trip_and_keep_their_type() {
         let id = Uuid::new_v4();
-        let global = encode_id("Organization", id);
-        assert_eq!(decode_id("id", "Organization", &global).ok(), Some(id));
-        let err = decode_id("id", "Member", &global).err().map(|e| e.code());
+        let global = encode_id(RecordKind::Organization, id);
+        assert_eq!(
+            decode_id("id", RecordKind::Organization, &global).ok(),
+            Some(id)
+        );
+        let err = decode_id("id", RecordKind::Member, &global)
+            .err()
+            .map(|e| e.code());
         assert_eq!(err, Some("VALIDATION"));
-        let garbage = decode_id("id", "Organization", &ID("not base64!".into())).err();
+        let garbage = decode_id("id", RecordKind::Organization, &ID("not base64!".into())).err();
         assert_eq!(garbage.map(|e| e.code()), Some("NOT_FOUND"));
     }
 }

@@ -14,10 +14,8 @@ use crate::{
         ContextExt,
         relay::{HubConnection, PageArgs, decode_id, encode_id, wants_total},
     },
+    records::RecordKind,
 };
-
-const ORGANIZATION: &str = "Organization";
-const MEMBER: &str = "Member";
 
 /// The kind of party an organization is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -36,7 +34,7 @@ pub struct Organization(pub organization::Model);
 #[Object]
 impl Organization {
     pub async fn id(&self) -> ID {
-        encode_id(ORGANIZATION, self.0.id)
+        encode_id(RecordKind::Organization, self.0.id)
     }
     async fn name(&self) -> &str {
         &self.0.name
@@ -64,7 +62,7 @@ impl From<member::Model> for Member {
 #[Object]
 impl Member {
     pub async fn id(&self) -> ID {
-        encode_id(MEMBER, self.0.id)
+        encode_id(RecordKind::Member, self.0.id)
     }
     async fn name(&self) -> &str {
         &self.0.name
@@ -146,7 +144,7 @@ impl IdentityQuery {
     /// One directory entry.
     async fn organization(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Organization> {
         let principal = ctx.principal()?;
-        let id = decode_id("id", ORGANIZATION, &id)?;
+        let id = decode_id("id", RecordKind::Organization, &id)?;
         let org = ctx
             .data_unchecked::<IdentityService>()
             .organization(principal, id)
@@ -268,13 +266,13 @@ impl IdentityMutation {
         input: RemoveMemberInput,
     ) -> async_graphql::Result<RemoveMemberPayload> {
         let principal = ctx.principal()?;
-        let id = decode_id("memberId", MEMBER, &input.member_id)?;
+        let id = decode_id("memberId", RecordKind::Member, &input.member_id)?;
         let removed = ctx
             .data_unchecked::<IdentityService>()
             .remove_member(principal, id)
             .await?;
         Ok(RemoveMemberPayload {
-            removed_member_id: encode_id(MEMBER, removed),
+            removed_member_id: encode_id(RecordKind::Member, removed),
         })
     }
 
@@ -285,7 +283,7 @@ impl IdentityMutation {
         input: IssueTokenInput,
     ) -> async_graphql::Result<IssueTokenPayload> {
         let principal = ctx.principal()?;
-        let id = decode_id("memberId", MEMBER, &input.member_id)?;
+        let id = decode_id("memberId", RecordKind::Member, &input.member_id)?;
         let ttl = input
             .ttl_seconds
             .map(|secs| Duration::from_secs(secs.into()));

@@ -17,7 +17,7 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use card_protocol::{
-    Id,
+    IssuerId,
     number::{CardNumber, NumberHash, number_hash},
 };
 use chrono::{DateTime, Utc};
@@ -150,7 +150,7 @@ impl NumberHashKeys {
     }
 
     /// The number's hash under every key of the ring, the newest first.
-    pub fn hashes(&self, issuer: &Id, number: &CardNumber) -> NumberHashes {
+    pub fn hashes(&self, issuer: &IssuerId, number: &CardNumber) -> NumberHashes {
         NumberHashes {
             current: number_hash(&self.current, self.current_id, issuer, number),
             older: self
@@ -293,13 +293,19 @@ mod tests {
         let Ok(number) = CardNumber::parse(b"4000000000000002") else {
             panic!("a Luhn-valid number");
         };
-        let hashes = ring.hashes(&[9; 16], &number);
+        let hashes = ring.hashes(&IssuerId::from_bytes([9; 16]), &number);
         assert_eq!(
             hashes.all().map(|h| h.key_id).collect::<Vec<_>>(),
             vec![3, 2, 1]
         );
-        assert_eq!(hashes.current, number_hash(&[3; 32], 3, &[9; 16], &number));
-        assert_eq!(hashes.older[1], number_hash(&[1; 32], 1, &[9; 16], &number));
+        assert_eq!(
+            hashes.current,
+            number_hash(&[3; 32], 3, &IssuerId::from_bytes([9; 16]), &number)
+        );
+        assert_eq!(
+            hashes.older[1],
+            number_hash(&[1; 32], 1, &IssuerId::from_bytes([9; 16]), &number)
+        );
         assert_ne!(hashes.current.hash, hashes.older[0].hash);
     }
 

@@ -1,7 +1,7 @@
 //! Payment requests: a checkout asks for a card payment of an order at one of its terminals, with a
 //! fresh challenge and deadlines judged by the database clock (`docs/payments.md`).
 
-use card_protocol::card_signature::PaymentRequestFields;
+use card_protocol::{HubInstanceId, card_signature::PaymentRequestFields};
 use chrono::{Duration, Utc};
 use entities::{
     device::{self, DeviceStatus},
@@ -22,6 +22,7 @@ use crate::{
     error::{ApiError, ApiResult},
     events::{FINANCIAL, NewEvent, Outbox, record},
     policy::{Action, authorize, payment_request_visible},
+    records::RecordKind,
 };
 
 /// What a checkout asks for.
@@ -39,7 +40,7 @@ pub struct PaymentRequestService {
     db: DatabaseConnection,
     outbox: Outbox,
     limits: PaymentLimits,
-    hub_instance: [u8; 16],
+    hub_instance: HubInstanceId,
 }
 
 impl PaymentRequestService {
@@ -47,7 +48,7 @@ impl PaymentRequestService {
         db: DatabaseConnection,
         outbox: Outbox,
         limits: PaymentLimits,
-        hub_instance: [u8; 16],
+        hub_instance: HubInstanceId,
     ) -> Self {
         Self {
             db,
@@ -58,7 +59,7 @@ impl PaymentRequestService {
     }
 
     pub fn hub_instance(&self) -> Uuid {
-        Uuid::from_bytes(self.hub_instance)
+        self.hub_instance.into()
     }
 
     /// Opens a payment request for an order at one of the caller's terminals: one open request per
@@ -254,15 +255,15 @@ impl PaymentRequestService {
 /// What the card signs for a request, rebuilt from the stored request (never from what a device sent).
 pub(crate) fn signed_fields(
     request: &payment_request::Model,
-    hub_instance: [u8; 16],
+    hub_instance: HubInstanceId,
 ) -> PaymentRequestFields {
     PaymentRequestFields {
-        request_id: *request.id.as_bytes(),
+        request_id: request.id.into(),
         challenge: request.challenge.as_slice().try_into().unwrap_or([0; 16]),
         amount_minor: u64::try_from(request.amount_minor).unwrap_or(0),
         currency: request.currency.as_bytes().try_into().unwrap_or([0; 3]),
-        merchant: *request.owner_organization_id.as_bytes(),
-        terminal: *request.device_id.as_bytes(),
+        merchant: request.owner_organization_id.into(),
+        terminal: request.device_id.into(),
         hub_instance,
     }
 }
@@ -276,7 +277,7 @@ fn request_event(
     NewEvent {
         event_type,
         family: FINANCIAL,
-        record_type: "PaymentRequest",
+        record_type: RecordKind::PaymentRequest,
         record_id: id,
         status: status.to_value(),
         owner,

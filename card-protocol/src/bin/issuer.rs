@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use card_protocol::{
-    Id,
+    CardId,
     issuer::{Issuance, IssuerFile},
     number::PrefixRange,
     token::{Channel, DomainRestrictions},
@@ -100,12 +100,13 @@ fn random<const N: usize>() -> anyhow::Result<[u8; N]> {
     Ok(bytes)
 }
 
-fn parse_uuid(text: &str) -> anyhow::Result<Id> {
+fn parse_uuid<T: From<[u8; 16]>>(text: &str) -> anyhow::Result<T> {
     let hex: String = text.chars().filter(|c| *c != '-').collect();
-    parse_hex(&hex).with_context(|| format!("{text} is not a UUID"))
+    let bytes = parse_hex(&hex).with_context(|| format!("{text} is not a UUID"))?;
+    Ok(T::from(bytes))
 }
 
-fn parse_hex(hex: &str) -> anyhow::Result<Id> {
+fn parse_hex(hex: &str) -> anyhow::Result<[u8; 16]> {
     if hex.len() != 32 {
         bail!("expected 32 hex digits");
     }
@@ -201,7 +202,8 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             let mut file = IssuerFile::load(&cli.state)?;
-            let card = file.personalize(random()?, random()?, &issuance(&args)?)?;
+            let card =
+                file.personalize(CardId::from_bytes(random()?), random()?, &issuance(&args)?)?;
             // The counter moves on disk before the numbers exist anywhere else.
             file.save(&cli.state).context("saving the issuer state")?;
             card.save(&card_out)
@@ -219,7 +221,7 @@ fn main() -> anyhow::Result<()> {
             issuance: args,
         } => {
             let mut file = IssuerFile::load(&cli.state)?;
-            let batch = file.top_up(parse_hex(&card_id)?, &issuance(&args)?)?;
+            let batch = file.top_up(CardId::from_bytes(parse_hex(&card_id)?), &issuance(&args)?)?;
             file.save(&cli.state).context("saving the issuer state")?;
             std::fs::write(&out, batch.encode())
                 .with_context(|| format!("cannot write {}", out.display()))?;

@@ -2,6 +2,7 @@
 
 use super::fixtures::*;
 use card_protocol::{
+    CardId,
     apdu::{self, Command, Response, chain, sw},
     batch::NumberBatch,
     card::{CardApplication, CardFile, CardInfo, MAX_RESPONSE_CHUNK, MIN_GENERATE_INTERVAL_MS},
@@ -274,10 +275,10 @@ fn load_numbers_accepts_only_fresh_batches_of_this_cards_issuer() {
     // For another card key.
     let mut other_card_issuer = issuer.clone();
     let other_card = other_card_issuer
-        .personalize([0xd0; 16], [0x55; 32], &issuance(1))
+        .personalize(CardId::from_bytes([0xd0; 16]), [0x55; 32], &issuance(1))
         .expect("other card");
     let other_batch = other_card_issuer
-        .top_up([0xd0; 16], &issuance(3))
+        .top_up(CardId::from_bytes([0xd0; 16]), &issuance(3))
         .expect("batch for the other card");
     assert_ne!(other_card.card_id, file.card_id);
     assert_eq!(load(&mut card, &other_batch), sw::SECURITY_NOT_SATISFIED);

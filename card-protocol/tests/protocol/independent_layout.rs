@@ -6,7 +6,7 @@
 //! `ed25519_dalek` directly, and compared with the crate's encoder, decoder, signers and verifiers.
 
 use card_protocol::{
-    Id, ProtocolError,
+    ProtocolError,
     card_signature::{PaymentRequestFields, sign_payment, signed_bytes, verify_payment},
     number::{CardNumber, PrefixRange},
     token::{BODY_LEN, Channel, DomainRestrictions, IssuerKey, TOKEN_LEN, Token, TokenBody},
@@ -31,8 +31,13 @@ const AMOUNT: u64 = 0x00A1_B2C3_D4E5_F607;
 const AMOUNT_BE: [u8; 8] = [0x00, 0xa1, 0xb2, 0xc3, 0xd4, 0xe5, 0xf6, 0x07];
 
 /// A distinct 16-byte id per field (`first`, `first + 1`, …): two swapped fields cannot look alike.
-fn id(first: u8) -> Id {
+fn raw(first: u8) -> [u8; 16] {
     std::array::from_fn(|i| first + i as u8)
+}
+
+/// The id of role `T` whose bytes are `raw(first)`.
+fn id<T: From<[u8; 16]>>(first: u8) -> T {
+    T::from(raw(first))
 }
 
 /// Appends `field` at its documented `offset`, checking that nothing was skipped or overlapped.
@@ -67,15 +72,15 @@ fn body() -> TokenBody {
 fn hand_body() -> Vec<u8> {
     let mut b = Vec::new();
     put(&mut b, 0, &[0x01]); // version
-    put(&mut b, 1, &id(0x10)); // issuer organization id
+    put(&mut b, 1, &raw(0x10)); // issuer organization id
     put(&mut b, 17, &KEY_ID_BE); // issuer key id
     put(&mut b, 21, NUMBER); // number, ASCII digits
-    put(&mut b, 37, &id(0x30)); // card id
+    put(&mut b, 37, &raw(0x30)); // card id
     put(&mut b, 53, &SEQUENCE_BE); // sequence
     put(&mut b, 57, &NOT_AFTER_BE); // not-after
     put(&mut b, 65, &MAX_AMOUNT_BE); // maximum amount
     put(&mut b, 73, b"CHF"); // currency
-    put(&mut b, 76, &id(0x50)); // merchant organization id
+    put(&mut b, 76, &raw(0x50)); // merchant organization id
     put(&mut b, 92, &[0x01]); // channel: CONTACTLESS_PRESENT
     put(&mut b, 93, card_key().verifying_key().as_bytes()); // card public key
     assert_eq!(b.len(), 125);
@@ -107,7 +112,7 @@ fn registered() -> IssuerKey {
 fn request() -> PaymentRequestFields {
     PaymentRequestFields {
         request_id: id(0x70),
-        challenge: id(0x90),
+        challenge: raw(0x90),
         amount_minor: AMOUNT,
         currency: *b"CHF",
         merchant: id(0x50),
@@ -122,13 +127,13 @@ fn hand_card_message(token_bytes: &[u8]) -> Vec<u8> {
     put(&mut m, 0, b"ICH/card-pay/v1");
     put(&mut m, 15, &[0x00]);
     put(&mut m, 16, &Sha256::digest(token_bytes));
-    put(&mut m, 48, &id(0x70)); // request id
-    put(&mut m, 64, &id(0x90)); // challenge
+    put(&mut m, 48, &raw(0x70)); // request id
+    put(&mut m, 64, &raw(0x90)); // challenge
     put(&mut m, 80, &AMOUNT_BE); // amount, u64 big-endian
     put(&mut m, 88, b"CHF"); // currency
-    put(&mut m, 91, &id(0x50)); // merchant id
-    put(&mut m, 107, &id(0xb0)); // terminal id
-    put(&mut m, 123, &id(0xd0)); // hub instance id
+    put(&mut m, 91, &raw(0x50)); // merchant id
+    put(&mut m, 107, &raw(0xb0)); // terminal id
+    put(&mut m, 123, &raw(0xd0)); // hub instance id
     assert_eq!(m.len(), 139);
     m
 }
@@ -143,15 +148,15 @@ fn token_body_encoding_matches_the_hand_assembled_layout() {
     let encoded = body().encode();
     // Field by field first, so a failure names the field.
     assert_eq!(encoded[0], 0x01, "version");
-    assert_eq!(&encoded[1..17], &id(0x10), "issuer organization id");
+    assert_eq!(&encoded[1..17], &raw(0x10), "issuer organization id");
     assert_eq!(&encoded[17..21], &KEY_ID_BE, "issuer key id");
     assert_eq!(&encoded[21..37], NUMBER, "number digits");
-    assert_eq!(&encoded[37..53], &id(0x30), "card id");
+    assert_eq!(&encoded[37..53], &raw(0x30), "card id");
     assert_eq!(&encoded[53..57], &SEQUENCE_BE, "sequence");
     assert_eq!(&encoded[57..65], &NOT_AFTER_BE, "not-after");
     assert_eq!(&encoded[65..73], &MAX_AMOUNT_BE, "maximum amount");
     assert_eq!(&encoded[73..76], b"CHF", "currency");
-    assert_eq!(&encoded[76..92], &id(0x50), "merchant");
+    assert_eq!(&encoded[76..92], &raw(0x50), "merchant");
     assert_eq!(encoded[92], 0x01, "channel");
     let card_public_key = card_key().verifying_key().to_bytes();
     assert_eq!(&encoded[93..125], &card_public_key, "card key");

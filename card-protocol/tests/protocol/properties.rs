@@ -1,6 +1,7 @@
 //! Property tests: decoders never panic on any input; encodings round-trip.
 
 use card_protocol::{
+    MerchantId,
     apdu::Command,
     batch::NumberBatch,
     card::{CardApplication, CardInfo},
@@ -58,10 +59,10 @@ proptest! {
             issuer: ISSUER,
             key_id,
             number: PrefixRange::new("400012").expect("prefix").number(index).expect("number"),
-            card_id,
+            card_id: card_id.into(),
             sequence,
             not_after,
-            restrictions: DomainRestrictions { max_amount_minor: max_amount, currency: *b"USD", merchant, channel: Channel::ContactlessPresent },
+            restrictions: DomainRestrictions { max_amount_minor: max_amount, currency: *b"USD", merchant: merchant.map(MerchantId::from_bytes), channel: Channel::ContactlessPresent },
             card_public_key: SigningKey::from_bytes(&card_seed).verifying_key().to_bytes(),
         };
         let token = Token::sign(body, &issuer_key());
@@ -79,7 +80,10 @@ proptest! {
         data in proptest::collection::vec(any::<u8>(), 1..255),
         le in proptest::option::of(1usize..=256),
     ) {
-        let fields = PaymentRequestFields { request_id, challenge, amount_minor: amount, currency: *b"EUR", merchant: ids.0, terminal: ids.1, hub_instance: ids.2 };
+        let fields = PaymentRequestFields {
+            request_id: request_id.into(), challenge, amount_minor: amount, currency: *b"EUR",
+            merchant: ids.0.into(), terminal: ids.1.into(), hub_instance: ids.2.into(),
+        };
         prop_assert_eq!(PaymentRequestFields::decode(&fields.encode()), Ok(fields));
         let command = Command::new(0x80, ins, 0, 0, &data, le);
         prop_assert_eq!(Command::parse(&command.encode()), Ok(command));

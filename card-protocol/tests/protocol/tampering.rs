@@ -2,7 +2,7 @@
 //! non-canonical and foreign keys are refused; numbers outside the range or with a bad check digit too.
 
 use card_protocol::{
-    ProtocolError,
+    IssuerId, ProtocolError,
     batch::NumberBatch,
     card::CardInfo,
     card_signature::{PaymentRequestFields, sign_payment, verify_payment},
@@ -149,7 +149,7 @@ fn weak_non_canonical_and_foreign_keys_are_refused() {
     other_key_id.key_id = 8;
     assert!(token().verify(&other_key_id).is_err());
     let other_issuer = IssuerKey {
-        issuer: [9; 16],
+        issuer: IssuerId::from_bytes([9; 16]),
         ..registered_issuer_key()
     };
     assert!(token().verify(&other_issuer).is_err());

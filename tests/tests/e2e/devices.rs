@@ -169,7 +169,7 @@ async fn device_tokens_are_checked_on_every_request(backend: Backend) {
     );
 
     // Revoking the device stops its (still unexpired) token at once.
-    let device_id = hub_tests::encode_global_id("Device", device);
+    let device_id = hub_tests::encode_global_id(hub_tests::RecordKind::Device, device);
     app.graphql(
         Some(&admin),
         "mutation($id: ID!) { revokeDevice(input: { id: $id, version: 1 }) { device { status } } }",

@@ -217,7 +217,7 @@ async fn organization_names_are_unique_and_validated(backend: Backend) {
             .expect_error(code);
     }
     // A global ID of the wrong type is a validation error; an unknown one is NOT_FOUND.
-    let member_shaped = hub_tests::encode_global_id("Member", app.retailer_id);
+    let member_shaped = hub_tests::encode_global_id(hub_tests::RecordKind::Member, app.retailer_id);
     app.graphql(
         Some(&admin),
         "query($id: ID!) { organization(id: $id) { name } }",
@@ -225,7 +225,8 @@ async fn organization_names_are_unique_and_validated(backend: Backend) {
     )
     .await
     .expect_error("VALIDATION");
-    let unknown = hub_tests::encode_global_id("Organization", uuid::Uuid::new_v4());
+    let unknown =
+        hub_tests::encode_global_id(hub_tests::RecordKind::Organization, uuid::Uuid::new_v4());
     app.graphql(
         Some(&admin),
         "query($id: ID!) { organization(id: $id) { name } }",

@@ -5,8 +5,8 @@ use std::{collections::HashSet, time::Duration};
 use api::auth::Role;
 use entities::organization::OrganizationKind;
 use hub_tests::{
-    Backend, GqlResponse, Replicas, TestApp, encode_global_id, on_both_backends, on_postgres,
-    post_graphql,
+    Backend, GqlResponse, RecordKind, Replicas, TestApp, encode_global_id, on_both_backends,
+    on_postgres, post_graphql,
 };
 use serde_json::{Value, json};
 
@@ -65,7 +65,7 @@ async fn shop(app: &TestApp) -> Shop {
             .await,
         );
         app.graphql(Some(&token), "mutation($g: ID!) { grantShare(input: { granteeId: $g, resourceType: PRODUCT, access: READ }) { share { id } } }",
-            json!({ "g": encode_global_id("Organization", app.retailer_id) }))
+            json!({ "g": encode_global_id(RecordKind::Organization, app.retailer_id) }))
             .await
             .data("/grantShare");
         suppliers.push((id, token));

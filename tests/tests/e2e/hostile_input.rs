@@ -441,7 +441,7 @@ async fn sensitive_filters_need_the_sensitive_right(backend: Backend) {
         .data("/createCustomer");
     let grant = |include_sensitive: bool| {
         app.graphql(Some(&retailer), "mutation($input: GrantShareInput!) { grantShare(input: $input) { share { id } } }",
-            json!({ "input": { "granteeId": hub_tests::encode_global_id("Organization", partner), "resourceType": "CUSTOMER", "access": "READ", "includeSensitive": include_sensitive } }))
+            json!({ "input": { "granteeId": hub_tests::encode_global_id(hub_tests::RecordKind::Organization, partner), "resourceType": "CUSTOMER", "access": "READ", "includeSensitive": include_sensitive } }))
     };
     let share = grant(false).await.data("/grantShare/share/id").clone();
     let guess = "{ all: customers { totalCount } hit: customers(filter: { email: \"ada@example.com\" }) { totalCount edges { node { email } } } miss: customers(filter: { email: \"bob@example.com\" }) { totalCount } }";
@@ -489,7 +489,7 @@ async fn sensitive_filters_need_the_sensitive_right(backend: Backend) {
         .clone();
     let share = |include_sensitive: bool| {
         app.graphql(Some(&retailer), "mutation($input: GrantShareInput!) { grantShare(input: $input) { share { id } } }",
-            json!({ "input": { "granteeId": hub_tests::encode_global_id("Organization", writer), "resourceType": "CUSTOMER", "recordId": customer["id"], "access": "WRITE", "includeSensitive": include_sensitive } }))
+            json!({ "input": { "granteeId": hub_tests::encode_global_id(hub_tests::RecordKind::Organization, writer), "resourceType": "CUSTOMER", "recordId": customer["id"], "access": "WRITE", "includeSensitive": include_sensitive } }))
     };
     let blind = share(false).await.data("/grantShare/share/id").clone();
     let update = "mutation($input: UpdateCustomerInput!) { updateCustomer(input: $input) { customer { email } } }";
@@ -542,7 +542,7 @@ async fn device_shares_do_not_move_or_revoke(backend: Backend) {
         .data("/registerDevice/device")
         .clone();
     app.graphql(Some(&retailer), "mutation($input: GrantShareInput!) { grantShare(input: $input) { share { id } } }",
-        json!({ "input": { "granteeId": hub_tests::encode_global_id("Organization", partner), "resourceType": "DEVICE", "recordId": device["id"], "access": "WRITE" } }))
+        json!({ "input": { "granteeId": hub_tests::encode_global_id(hub_tests::RecordKind::Organization, partner), "resourceType": "DEVICE", "recordId": device["id"], "access": "WRITE" } }))
         .await
         .data("/grantShare/share/id");
     let partner_location = location(&app, &partner_admin, "Partner depot").await;

@@ -4,7 +4,7 @@
 use api::auth::Role;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use entities::organization::OrganizationKind;
-use hub_tests::{Backend, GqlResponse, TestApp, encode_global_id, on_both_backends};
+use hub_tests::{Backend, GqlResponse, RecordKind, TestApp, encode_global_id, on_both_backends};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -98,7 +98,7 @@ async fn each_type_round_trips(backend: Backend) {
     let supplier = app
         .create_organization("Fresh Farms", OrganizationKind::Supplier)
         .await;
-    let supplier_id = encode_global_id("Organization", supplier);
+    let supplier_id = encode_global_id(RecordKind::Organization, supplier);
     let admin = app.token(app.retailer_id, Role::Admin).await;
     let records = create_records(&app, &admin, "Main").await;
 
@@ -370,7 +370,7 @@ async fn organizations_see_only_what_they_may(backend: Backend) {
     let other = app
         .create_organization("Nosy Partner", OrganizationKind::ServiceProvider)
         .await;
-    let other_id = encode_global_id("Organization", other);
+    let other_id = encode_global_id(RecordKind::Organization, other);
     let other_admin = app.token(other, Role::Admin).await;
     let other_member = app.token(other, Role::Member).await;
     let mine = create_records(&app, &retailer_admin, "Own").await;
@@ -440,7 +440,7 @@ async fn organizations_see_only_what_they_may(backend: Backend) {
         }
     }
     // Guessed and altered IDs answer like invisible ones.
-    let guessed = encode_global_id("Product", Uuid::new_v4());
+    let guessed = encode_global_id(RecordKind::Product, Uuid::new_v4());
     let mut altered = mine.product.clone();
     altered.replace_range(3..4, if &altered[3..4] == "A" { "B" } else { "A" });
     for id in [guessed, altered, "%%%".to_owned()] {
@@ -548,7 +548,7 @@ async fn organizations_see_only_what_they_may(backend: Backend) {
     )
     .await
     .expect_error("NOT_FOUND");
-    app.graphql(Some(&other_admin), GRANT_SHARE, json!({ "input": { "granteeId": encode_global_id("Organization", app.retailer_id), "resourceType": "PRODUCT", "recordId": mine.product, "access": "READ" } }))
+    app.graphql(Some(&other_admin), GRANT_SHARE, json!({ "input": { "granteeId": encode_global_id(RecordKind::Organization, app.retailer_id), "resourceType": "PRODUCT", "recordId": mine.product, "access": "READ" } }))
         .await
         .expect_error("NOT_FOUND");
 
@@ -685,7 +685,7 @@ async fn bad_input_changes_nothing(backend: Backend) {
         (
             "share with itself",
             GRANT_SHARE,
-            json!({ "input": { "granteeId": encode_global_id("Organization", app.retailer_id), "resourceType": "PRODUCT", "access": "READ" } }),
+            json!({ "input": { "granteeId": encode_global_id(RecordKind::Organization, app.retailer_id), "resourceType": "PRODUCT", "access": "READ" } }),
             "VALIDATION",
         ),
     ];
@@ -738,7 +738,7 @@ async fn nested_suppliers_load_in_bounded_statements(backend: Backend) {
     let mut suppliers = Vec::new();
     for i in 0..5 {
         suppliers.push(encode_global_id(
-            "Organization",
+            RecordKind::Organization,
             app.create_organization(&format!("Supplier {i}"), OrganizationKind::Supplier)
                 .await,
         ));

@@ -4,6 +4,7 @@
 use api::auth::Role;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use card_protocol::{
+    CardId,
     issuer::{Issuance, IssuerFile},
     number::PrefixRange,
     token::{Channel, DomainRestrictions},
@@ -39,7 +40,7 @@ async fn issuer_keys_and_cards(backend: Backend) {
 
     // The issuer tooling's key and a personalized card, as a bank would have them.
     let mut issuer = IssuerFile::new(
-        bank.into_bytes(),
+        bank.into(),
         1,
         [0x31; 32],
         PrefixRange::new("400012").expect("prefix"),
@@ -47,7 +48,7 @@ async fn issuer_keys_and_cards(backend: Backend) {
     );
     let card = issuer
         .personalize(
-            [0xca; 16],
+            CardId::from_bytes([0xca; 16]),
             [0x41; 32],
             &Issuance {
                 count: 2,
@@ -90,7 +91,7 @@ async fn issuer_keys_and_cards(backend: Backend) {
     non_canonical[31] = 0x7f;
     let non_canonical_key = json!({ "input": { "keyId": 2, "publicKey": STANDARD.encode(non_canonical), "prefix": "400013", "notAfter": "2030-01-01T00:00:00Z" } });
     let other_issuer = IssuerFile::new(
-        other_bank.into_bytes(),
+        other_bank.into(),
         1,
         [0x32; 32],
         PrefixRange::new("400000").expect("prefix"),

@@ -335,13 +335,13 @@ fn junk_token() -> String {
     };
     let issuer = ed25519_dalek::SigningKey::from_bytes(&[0x31; 32]);
     let body = TokenBody {
-        issuer: [0x32; 16],
+        issuer: card_protocol::IssuerId::from_bytes([0x32; 16]),
         key_id: 1,
         number: PrefixRange::new("400099")
             .expect("prefix")
             .number(1)
             .expect("number"),
-        card_id: [0x33; 16],
+        card_id: card_protocol::CardId::from_bytes([0x33; 16]),
         sequence: 1,
         not_after: chrono::Utc::now().timestamp() as u64 + 3_600,
         restrictions: DomainRestrictions {
@@ -429,7 +429,7 @@ async fn every_action_for_every_role(backend: Backend) {
         for (party, role, token) in &callers {
             n += 1;
             let other = hub_tests::encode_global_id(
-                "Organization",
+                hub_tests::RecordKind::Organization,
                 if party.kind == OrganizationKind::Retailer {
                     bank_id
                 } else {

@@ -22,9 +22,8 @@ use crate::{
         service::{CustomerFilter, CustomerPatch, NewCustomer},
     },
     policy::SharedEntity,
+    records::RecordKind,
 };
-
-pub const CUSTOMER: &str = "Customer";
 
 // ---- node type ----
 
@@ -49,7 +48,7 @@ impl Customer {
 #[Object]
 impl Customer {
     pub async fn id(&self) -> ID {
-        encode_id(CUSTOMER, self.0.id)
+        encode_id(RecordKind::Customer, self.0.id)
     }
     async fn name(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
         Ok(self.contact(ctx).await?.map(|c| c.name))
@@ -187,7 +186,7 @@ impl CustomerMutation {
         ctx: &Context<'_>,
         input: UpdateCustomerInput,
     ) -> async_graphql::Result<CustomerPayload> {
-        let id = decode_id("id", CUSTOMER, &input.id)?;
+        let id = decode_id("id", RecordKind::Customer, &input.id)?;
         let changes = CustomerPatch {
             name: input.name,
             email: input.email,
@@ -208,10 +207,10 @@ impl CustomerMutation {
         ctx: &Context<'_>,
         input: DeleteRecordInput,
     ) -> async_graphql::Result<DeleteRecordPayload> {
-        let id = decode_id("id", CUSTOMER, &input.id)?;
+        let id = decode_id("id", RecordKind::Customer, &input.id)?;
         let deleted = service(ctx).delete_customer(ctx.principal()?, id).await?;
         Ok(DeleteRecordPayload {
-            deleted_id: encode_id(CUSTOMER, deleted),
+            deleted_id: encode_id(RecordKind::Customer, deleted),
         })
     }
 }

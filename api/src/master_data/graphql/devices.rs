@@ -7,9 +7,8 @@ use chrono::{DateTime, Utc};
 use entities::device;
 
 use super::{
-    OrderDirection,
-    locations::{LOCATION, Location},
-    node_selects, optional_id, organization, prime_organizations, service,
+    OrderDirection, locations::Location, node_selects, optional_id, organization,
+    prime_organizations, service,
 };
 use crate::graphql::relay::IntoConnection;
 use crate::{
@@ -19,9 +18,8 @@ use crate::{
     },
     identity::graphql::Organization,
     master_data::service::{DeviceFilter, DevicePatch, DeviceSort, NewDevice},
+    records::RecordKind,
 };
-
-pub const DEVICE: &str = "Device";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[graphql(remote = "entities::device::DeviceStatus")]
@@ -40,7 +38,7 @@ pub struct Device(pub device::Model);
 #[Object]
 impl Device {
     pub async fn id(&self) -> ID {
-        encode_id(DEVICE, self.0.id)
+        encode_id(RecordKind::Device, self.0.id)
     }
     async fn name(&self) -> &str {
         &self.0.name
@@ -122,7 +120,11 @@ impl DeviceQuery {
         };
         let filter = DeviceFilter {
             status: filter.status.map(Into::into),
-            location_id: optional_id("filter.locationId", LOCATION, filter.location_id.as_ref())?,
+            location_id: optional_id(
+                "filter.locationId",
+                RecordKind::Location,
+                filter.location_id.as_ref(),
+            )?,
         };
         let page = service(ctx)
             .devices(
@@ -194,7 +196,7 @@ impl DeviceMutation {
     ) -> async_graphql::Result<DevicePayload> {
         let new = NewDevice {
             name: input.name,
-            location_id: decode_id("locationId", LOCATION, &input.location_id)?,
+            location_id: decode_id("locationId", RecordKind::Location, &input.location_id)?,
             public_key_base64: input.public_key,
         };
         let device = service(ctx)
@@ -211,10 +213,14 @@ impl DeviceMutation {
         ctx: &Context<'_>,
         input: UpdateDeviceInput,
     ) -> async_graphql::Result<DevicePayload> {
-        let id = decode_id("id", DEVICE, &input.id)?;
+        let id = decode_id("id", RecordKind::Device, &input.id)?;
         let changes = DevicePatch {
             name: input.name,
-            location_id: optional_id("locationId", LOCATION, input.location_id.as_ref())?,
+            location_id: optional_id(
+                "locationId",
+                RecordKind::Location,
+                input.location_id.as_ref(),
+            )?,
         };
         let device = service(ctx)
             .update_device(ctx.principal()?, id, input.version, changes)
@@ -230,7 +236,7 @@ impl DeviceMutation {
         ctx: &Context<'_>,
         input: RevokeDeviceInput,
     ) -> async_graphql::Result<DevicePayload> {
-        let id = decode_id("id", DEVICE, &input.id)?;
+        let id = decode_id("id", RecordKind::Device, &input.id)?;
         let device = service(ctx)
             .revoke_device(ctx.principal()?, id, input.version)
             .await?;

@@ -17,9 +17,8 @@ use crate::{
     },
     identity::graphql::Organization,
     master_data::service::{LocationFilter, LocationPatch, LocationSort, NewLocation},
+    records::RecordKind,
 };
-
-pub const LOCATION: &str = "Location";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[graphql(remote = "entities::location::LocationKind")]
@@ -36,7 +35,7 @@ pub struct Location(pub location::Model);
 #[Object]
 impl Location {
     pub async fn id(&self) -> ID {
-        encode_id(LOCATION, self.0.id)
+        encode_id(RecordKind::Location, self.0.id)
     }
     async fn name(&self) -> &str {
         &self.0.name
@@ -207,7 +206,7 @@ impl LocationMutation {
         ctx: &Context<'_>,
         input: UpdateLocationInput,
     ) -> async_graphql::Result<LocationPayload> {
-        let id = decode_id("id", LOCATION, &input.id)?;
+        let id = decode_id("id", RecordKind::Location, &input.id)?;
         let patch = LocationPatch {
             name: input.name,
             kind: input.kind.map(Into::into),
@@ -231,10 +230,10 @@ impl LocationMutation {
         ctx: &Context<'_>,
         input: DeleteRecordInput,
     ) -> async_graphql::Result<DeleteRecordPayload> {
-        let id = decode_id("id", LOCATION, &input.id)?;
+        let id = decode_id("id", RecordKind::Location, &input.id)?;
         let deleted = service(ctx).delete_location(ctx.principal()?, id).await?;
         Ok(DeleteRecordPayload {
-            deleted_id: encode_id(LOCATION, deleted),
+            deleted_id: encode_id(RecordKind::Location, deleted),
         })
     }
 }

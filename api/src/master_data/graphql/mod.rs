@@ -13,23 +13,22 @@ mod shares;
 use async_graphql::{Context, Enum, ID, InputObject, MergedObject, SimpleObject};
 
 pub use customers::{
-    CUSTOMER, CreateCustomerInput, Customer, CustomerFilterInput, CustomerPayload,
-    UpdateCustomerInput,
+    CreateCustomerInput, Customer, CustomerFilterInput, CustomerPayload, UpdateCustomerInput,
 };
 pub use devices::{
-    DEVICE, Device, DeviceFilterInput, DeviceOrder, DeviceOrderField, DevicePayload, DeviceStatus,
+    Device, DeviceFilterInput, DeviceOrder, DeviceOrderField, DevicePayload, DeviceStatus,
     RegisterDeviceInput, RevokeDeviceInput, UpdateDeviceInput,
 };
 pub use locations::{
-    CreateLocationInput, LOCATION, Location, LocationFilterInput, LocationKind, LocationOrder,
+    CreateLocationInput, Location, LocationFilterInput, LocationKind, LocationOrder,
     LocationOrderField, LocationPayload, UpdateLocationInput,
 };
 pub use products::{
-    CreateProductInput, PRODUCT, Product, ProductFilterInput, ProductOrder, ProductOrderField,
+    CreateProductInput, Product, ProductFilterInput, ProductOrder, ProductOrderField,
     ProductPayload, UpdateProductInput,
 };
 pub use shares::{
-    GrantShareInput, RevokeShareInput, RevokeSharePayload, SHARE, Share, ShareAccess, SharePayload,
+    GrantShareInput, RevokeShareInput, RevokeSharePayload, Share, ShareAccess, SharePayload,
     ShareableType,
 };
 
@@ -45,9 +44,8 @@ use crate::{
     error::ApiResult,
     graphql::{ContextExt, relay::decode_id},
     identity::graphql::Organization,
+    records::RecordKind,
 };
-
-const ORGANIZATION: &str = "Organization";
 
 fn service<'a>(ctx: &Context<'a>) -> &'a MasterDataService {
     ctx.data_unchecked::<MasterDataService>()
@@ -107,10 +105,10 @@ async fn prime_organizations<M>(
 
 fn optional_id(
     field: &'static str,
-    type_name: &'static str,
+    kind: RecordKind,
     id: Option<&ID>,
 ) -> ApiResult<Option<uuid::Uuid>> {
-    id.map(|id| decode_id(field, type_name, id)).transpose()
+    id.map(|id| decode_id(field, kind, id)).transpose()
 }
 
 #[derive(InputObject)]

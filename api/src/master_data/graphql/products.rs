@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use entities::product;
 
 use super::{
-    DeleteRecordInput, DeleteRecordPayload, ORGANIZATION, OrderDirection, optional_id,
-    organization, patch, prime_organizations, service,
+    DeleteRecordInput, DeleteRecordPayload, OrderDirection, optional_id, organization, patch,
+    prime_organizations, service,
 };
 use crate::graphql::relay::IntoConnection;
 use crate::{
@@ -18,9 +18,8 @@ use crate::{
     },
     identity::graphql::Organization,
     master_data::service::{NewProduct, ProductFilter, ProductPatch, ProductSort},
+    records::RecordKind,
 };
-
-pub const PRODUCT: &str = "Product";
 
 // ---- node type ----
 
@@ -30,7 +29,7 @@ pub struct Product(pub product::Model);
 #[Object]
 impl Product {
     pub async fn id(&self) -> ID {
-        encode_id(PRODUCT, self.0.id)
+        encode_id(RecordKind::Product, self.0.id)
     }
     /// Unique per owner.
     async fn sku(&self) -> &str {
@@ -130,7 +129,7 @@ impl ProductQuery {
             name_contains: filter.name_contains,
             supplier_id: optional_id(
                 "filter.supplierId",
-                ORGANIZATION,
+                RecordKind::Organization,
                 filter.supplier_id.as_ref(),
             )?,
             currency: filter.currency,
@@ -218,7 +217,11 @@ impl ProductMutation {
             description: input.description,
             price_minor: input.price_minor.0,
             currency: input.currency,
-            supplier_id: optional_id("supplierId", ORGANIZATION, input.supplier_id.as_ref())?,
+            supplier_id: optional_id(
+                "supplierId",
+                RecordKind::Organization,
+                input.supplier_id.as_ref(),
+            )?,
         };
         let product = service(ctx)
             .create_product(ctx.principal()?, new, input.idempotency_key.as_deref())
@@ -234,11 +237,15 @@ impl ProductMutation {
         ctx: &Context<'_>,
         input: UpdateProductInput,
     ) -> async_graphql::Result<ProductPayload> {
-        let id = decode_id("id", PRODUCT, &input.id)?;
+        let id = decode_id("id", RecordKind::Product, &input.id)?;
         let supplier_id = match patch(input.supplier_id) {
             None => None,
             Some(None) => Some(None),
-            Some(Some(id)) => Some(Some(decode_id("supplierId", ORGANIZATION, &id)?)),
+            Some(Some(id)) => Some(Some(decode_id(
+                "supplierId",
+                RecordKind::Organization,
+                &id,
+            )?)),
         };
         let changes = ProductPatch {
             sku: input.sku,
@@ -262,10 +269,10 @@ impl ProductMutation {
         ctx: &Context<'_>,
         input: DeleteRecordInput,
     ) -> async_graphql::Result<DeleteRecordPayload> {
-        let id = decode_id("id", PRODUCT, &input.id)?;
+        let id = decode_id("id", RecordKind::Product, &input.id)?;
         let deleted = service(ctx).delete_product(ctx.principal()?, id).await?;
         Ok(DeleteRecordPayload {
-            deleted_id: encode_id(PRODUCT, deleted),
+            deleted_id: encode_id(RecordKind::Product, deleted),
         })
     }
 }

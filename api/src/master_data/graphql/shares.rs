@@ -5,9 +5,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entities::share;
 
-use super::{
-    CUSTOMER, DEVICE, LOCATION, ORGANIZATION, PRODUCT, optional_id, organization, service,
-};
+use super::{optional_id, organization, service};
 use crate::{
     graphql::{
         ContextExt,
@@ -15,17 +13,16 @@ use crate::{
     },
     identity::graphql::Organization,
     master_data::service::NewShare,
+    records::RecordKind,
 };
 
-pub const SHARE: &str = "Share";
-
-/// The GraphQL type name of a shareable record (the prefix of its global IDs).
-fn record_type_name(resource: share::ResourceType) -> &'static str {
+/// The kind of record a share of `resource` names.
+fn record_kind(resource: share::ResourceType) -> RecordKind {
     match resource {
-        share::ResourceType::Location => LOCATION,
-        share::ResourceType::Product => PRODUCT,
-        share::ResourceType::Customer => CUSTOMER,
-        share::ResourceType::Device => DEVICE,
+        share::ResourceType::Location => RecordKind::Location,
+        share::ResourceType::Product => RecordKind::Product,
+        share::ResourceType::Customer => RecordKind::Customer,
+        share::ResourceType::Device => RecordKind::Device,
     }
 }
 
@@ -56,7 +53,7 @@ pub struct Share(pub share::Model);
 #[Object]
 impl Share {
     pub async fn id(&self) -> ID {
-        encode_id(SHARE, self.0.id)
+        encode_id(RecordKind::Share, self.0.id)
     }
     async fn owner(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Organization>> {
         Ok(organization(ctx, self.0.owner_organization_id).await?)
@@ -69,8 +66,8 @@ impl Share {
     }
     /// The one shared record, or null when every record of the type is shared.
     async fn record_id(&self) -> Option<ID> {
-        let type_name = record_type_name(self.0.resource_type);
-        self.0.record_id.map(|id| encode_id(type_name, id))
+        let kind = record_kind(self.0.resource_type);
+        self.0.record_id.map(|id| encode_id(kind, id))
     }
     async fn access(&self) -> ShareAccess {
         self.0.access.into()
@@ -147,13 +144,9 @@ impl ShareMutation {
     ) -> async_graphql::Result<SharePayload> {
         let resource: share::ResourceType = input.resource_type.into();
         let new = NewShare {
-            grantee_id: decode_id("granteeId", ORGANIZATION, &input.grantee_id)?,
+            grantee_id: decode_id("granteeId", RecordKind::Organization, &input.grantee_id)?,
             resource,
-            record_id: optional_id(
-                "recordId",
-                record_type_name(resource),
-                input.record_id.as_ref(),
-            )?,
+            record_id: optional_id("recordId", record_kind(resource), input.record_id.as_ref())?,
             access: input.access.into(),
             include_sensitive: input.include_sensitive,
         };
@@ -171,10 +164,10 @@ impl ShareMutation {
         ctx: &Context<'_>,
         input: RevokeShareInput,
     ) -> async_graphql::Result<RevokeSharePayload> {
-        let id = decode_id("id", SHARE, &input.id)?;
+        let id = decode_id("id", RecordKind::Share, &input.id)?;
         let revoked = service(ctx).revoke_share(ctx.principal()?, id).await?;
         Ok(RevokeSharePayload {
-            revoked_share_id: encode_id(SHARE, revoked),
+            revoked_share_id: encode_id(RecordKind::Share, revoked),
         })
     }
 }

@@ -81,7 +81,7 @@ pub(super) async fn explain_lost_race(
     if reason != DeclineReason::NumberAlreadyUsed {
         return Ok(reason);
     }
-    let card_id = Uuid::from_bytes(judged.token.body.card_id);
+    let card_id = Uuid::from(judged.token.body.card_id);
     Ok(
         earlier_use(txn, &judged.hashes, card_id, judged.token.body.sequence)
             .await?

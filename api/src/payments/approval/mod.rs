@@ -8,6 +8,7 @@ mod limits;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use card_protocol::{
+    HubInstanceId,
     card_signature::verify_payment,
     keys::parse_public_key,
     number::PrefixRange,
@@ -55,6 +56,7 @@ use crate::{
         number_keys::{NumberHashKeys, NumberHashes},
     },
     policy::{Action, authorize, decline_visible},
+    records::RecordKind,
 };
 
 /// What a reader agent submits.
@@ -123,7 +125,7 @@ pub struct ApprovalService {
     db: DatabaseConnection,
     outbox: Outbox,
     limits: PaymentLimits,
-    hub_instance: [u8; 16],
+    hub_instance: HubInstanceId,
     number_hash_keys: NumberHashKeys,
 }
 
@@ -132,7 +134,7 @@ impl ApprovalService {
         db: DatabaseConnection,
         outbox: Outbox,
         limits: PaymentLimits,
-        hub_instance: [u8; 16],
+        hub_instance: HubInstanceId,
         number_hash_keys: NumberHashKeys,
     ) -> Self {
         Self {
@@ -294,7 +296,7 @@ impl ApprovalService {
         let Some(request) = request else {
             return decline(DeclineReason::RequestUnknown, None, None);
         };
-        let issuer = Uuid::from_bytes(token.body.issuer);
+        let issuer = Uuid::from(token.body.issuer);
         // Issuer key: known, not revoked, not retired past its validity.
         let key = issuer_key::Entity::find()
             .filter(issuer_key::Column::OwnerOrganizationId.eq(issuer))
@@ -347,7 +349,7 @@ impl ApprovalService {
         // every payment an earlier holder committed.
         lock_device(txn, device_id).await?;
         // The card: registered by the same issuer, not blocked, with exactly this key.
-        let card_id = Uuid::from_bytes(token.body.card_id);
+        let card_id = Uuid::from(token.body.card_id);
         let card = card::Entity::find_by_id(card_id)
             .filter(card::Column::IssuerOrganizationId.eq(issuer))
             .lock(LockType::NoKeyUpdate)
@@ -382,7 +384,7 @@ impl ApprovalService {
         if !token.body.restrictions.permit(
             amount,
             &currency,
-            request.owner_organization_id.as_bytes(),
+            &request.owner_organization_id.into(),
             Channel::ContactlessPresent,
         ) {
             return decline(
@@ -599,7 +601,7 @@ impl ApprovalService {
             NewEvent {
                 event_type: "payment.authorized",
                 family: FINANCIAL,
-                record_type: "Payment",
+                record_type: RecordKind::Payment,
                 record_id: payment_id,
                 status: PaymentStatus::Authorized.to_value(),
                 owner: request.owner_organization_id,

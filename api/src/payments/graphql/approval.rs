@@ -3,7 +3,6 @@
 use async_graphql::{Context, Enum, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 
-use super::requests::PAYMENT_REQUEST;
 use crate::graphql::relay::IntoConnection;
 use crate::payments::approval::{ApprovalService, PaymentOutcome, Submission};
 use crate::{
@@ -12,6 +11,7 @@ use crate::{
         ContextExt,
         relay::{HubConnection, PageArgs, decode_id, encode_id, wants_total},
     },
+    records::RecordKind,
 };
 
 fn approval<'a>(ctx: &Context<'a>) -> &'a ApprovalService {
@@ -114,7 +114,7 @@ impl PaymentDecline {
         ID(self.0.id.to_string())
     }
     async fn request_id(&self) -> ID {
-        encode_id(PAYMENT_REQUEST, self.0.request_id)
+        encode_id(RecordKind::PaymentRequest, self.0.request_id)
     }
     async fn reason(&self) -> Option<DeclineReason> {
         self.0.decline_reason.map(Into::into)
@@ -175,7 +175,7 @@ impl ApprovalMutation {
         input: PayWithOneTimeNumberInput,
     ) -> async_graphql::Result<PayPayload> {
         let submission = Submission {
-            request_id: decode_id("requestId", PAYMENT_REQUEST, &input.request_id)?,
+            request_id: decode_id("requestId", RecordKind::PaymentRequest, &input.request_id)?,
             token: input.token,
             card_signature: input.card_signature,
         };

@@ -17,10 +17,8 @@ use crate::{
         ContextExt,
         relay::{HubConnection, PageArgs, decode_id, encode_id, wants_total},
     },
+    records::RecordKind,
 };
-
-pub const ISSUER_KEY: &str = "IssuerKey";
-pub const CARD: &str = "Card";
 
 fn service<'a>(ctx: &Context<'a>) -> &'a PaymentKeysService {
     ctx.data_unchecked::<PaymentKeysService>()
@@ -51,7 +49,7 @@ pub struct IssuerKey(pub issuer_key::Model);
 #[Object]
 impl IssuerKey {
     pub async fn id(&self) -> ID {
-        encode_id(ISSUER_KEY, self.0.id)
+        encode_id(RecordKind::IssuerKey, self.0.id)
     }
     /// The key id tokens carry.
     async fn key_id(&self) -> i64 {
@@ -82,7 +80,7 @@ pub struct Card(pub card::Model);
 #[Object]
 impl Card {
     pub async fn id(&self) -> ID {
-        encode_id(CARD, self.0.id)
+        encode_id(RecordKind::Card, self.0.id)
     }
     /// The card id tokens carry (UUID form of the 16 bytes).
     async fn card_id(&self) -> String {
@@ -211,7 +209,7 @@ impl PaymentKeysMutation {
         ctx: &Context<'_>,
         input: IssuerKeyStepInput,
     ) -> async_graphql::Result<IssuerKeyPayload> {
-        let id = decode_id("id", ISSUER_KEY, &input.id)?;
+        let id = decode_id("id", RecordKind::IssuerKey, &input.id)?;
         let key = service(ctx)
             .step_issuer_key(ctx.principal()?, id, KeyStep::Retire)
             .await?;
@@ -226,7 +224,7 @@ impl PaymentKeysMutation {
         ctx: &Context<'_>,
         input: IssuerKeyStepInput,
     ) -> async_graphql::Result<IssuerKeyPayload> {
-        let id = decode_id("id", ISSUER_KEY, &input.id)?;
+        let id = decode_id("id", RecordKind::IssuerKey, &input.id)?;
         let key = service(ctx)
             .step_issuer_key(ctx.principal()?, id, KeyStep::Revoke)
             .await?;
@@ -258,7 +256,7 @@ impl PaymentKeysMutation {
         ctx: &Context<'_>,
         input: CardStepInput,
     ) -> async_graphql::Result<CardPayload> {
-        let id = decode_id("id", CARD, &input.id)?;
+        let id = decode_id("id", RecordKind::Card, &input.id)?;
         let card = service(ctx)
             .set_card_status(ctx.principal()?, id, entities::card::CardStatus::Blocked)
             .await?;
@@ -271,7 +269,7 @@ impl PaymentKeysMutation {
         ctx: &Context<'_>,
         input: CardStepInput,
     ) -> async_graphql::Result<CardPayload> {
-        let id = decode_id("id", CARD, &input.id)?;
+        let id = decode_id("id", RecordKind::Card, &input.id)?;
         let card = service(ctx)
             .set_card_status(ctx.principal()?, id, entities::card::CardStatus::Active)
             .await?;

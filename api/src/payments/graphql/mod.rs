@@ -6,5 +6,5 @@ mod issuers;
 mod requests;
 
 pub use approval::{ApprovalMutation, DeclineReason, DeclinesQuery, PayPayload, PaymentDecline};
-pub use issuers::{CARD, Card, ISSUER_KEY, IssuerKey, PaymentKeysMutation, PaymentKeysQuery};
-pub use requests::{PAYMENT_REQUEST, PaymentRequest, PaymentRequestMutation, PaymentRequestQuery};
+pub use issuers::{Card, IssuerKey, PaymentKeysMutation, PaymentKeysQuery};
+pub use requests::{PaymentRequest, PaymentRequestMutation, PaymentRequestQuery};

@@ -8,21 +8,18 @@ use entities::payment_request;
 use crate::graphql::relay::IntoConnection;
 use crate::payments::requests::{NewPaymentRequest, PaymentRequestService};
 use crate::{
-    financial::graphql::ORDER,
     graphql::{
         ContextExt,
         relay::{HubConnection, PageArgs, decode_id, encode_id, wants_total},
         scalars::Int64,
     },
-    master_data::graphql::DEVICE,
     policy::may_see_challenge,
+    records::RecordKind,
 };
 
 fn requests<'a>(ctx: &Context<'a>) -> &'a PaymentRequestService {
     ctx.data_unchecked::<PaymentRequestService>()
 }
-
-pub const PAYMENT_REQUEST: &str = "PaymentRequest";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[graphql(remote = "entities::payment_request::PaymentRequestStatus")]
@@ -41,13 +38,13 @@ pub struct PaymentRequest(pub payment_request::Model);
 #[Object]
 impl PaymentRequest {
     pub async fn id(&self) -> ID {
-        encode_id(PAYMENT_REQUEST, self.0.id)
+        encode_id(RecordKind::PaymentRequest, self.0.id)
     }
     async fn order_id(&self) -> ID {
-        encode_id(ORDER, self.0.order_id)
+        encode_id(RecordKind::Order, self.0.order_id)
     }
     async fn terminal_id(&self) -> ID {
-        encode_id(DEVICE, self.0.device_id)
+        encode_id(RecordKind::Device, self.0.device_id)
     }
     async fn amount_minor(&self) -> Int64 {
         Int64(self.0.amount_minor)
@@ -162,8 +159,8 @@ impl PaymentRequestMutation {
         input: RequestPaymentInput,
     ) -> async_graphql::Result<PaymentRequestPayload> {
         let new = NewPaymentRequest {
-            order_id: decode_id("orderId", ORDER, &input.order_id)?,
-            terminal_id: decode_id("terminalId", DEVICE, &input.terminal_id)?,
+            order_id: decode_id("orderId", RecordKind::Order, &input.order_id)?,
+            terminal_id: decode_id("terminalId", RecordKind::Device, &input.terminal_id)?,
             amount_minor: input.amount_minor.0,
             currency: input.currency,
         };
@@ -179,7 +176,7 @@ impl PaymentRequestMutation {
         ctx: &Context<'_>,
         input: CancelPaymentRequestInput,
     ) -> async_graphql::Result<PaymentRequestPayload> {
-        let id = decode_id("id", PAYMENT_REQUEST, &input.id)?;
+        let id = decode_id("id", RecordKind::PaymentRequest, &input.id)?;
         let request = requests(ctx)
             .cancel_payment_request(ctx.principal()?, id)
             .await?;

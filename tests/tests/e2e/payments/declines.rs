@@ -6,13 +6,14 @@ use base64::{
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
 use card_protocol::{
+    CardId, MerchantId,
     card_signature::sign_payment,
     number::PrefixRange,
     token::{Token, TokenBody},
 };
 use ed25519_dalek::SigningKey;
 use hub_tests::{
-    Backend,
+    Backend, RecordKind,
     checkout::{CARD_SEED, Checkout, PAY, device_token, replay_for, signed_fields},
     decode_global_id, encode_global_id, on_both_backends,
 };
@@ -52,11 +53,13 @@ async fn every_decline_reason_consumes_nothing(backend: Backend) {
         ),
         (
             "DOMAIN_RESTRICTION",
-            Box::new(|body, _| body.restrictions.merchant = Some([0x42; 16])),
+            Box::new(|body, _| {
+                body.restrictions.merchant = Some(MerchantId::from_bytes([0x42; 16]))
+            }),
         ),
         (
             "CARD_UNKNOWN",
-            Box::new(|body, _| body.card_id = [0x99; 16]),
+            Box::new(|body, _| body.card_id = CardId::from_bytes([0x99; 16])),
         ),
         ("CARD_KEY_MISMATCH", {
             let k = other_key.clone();
@@ -89,7 +92,7 @@ async fn every_decline_reason_consumes_nothing(backend: Backend) {
     )
     .await;
     let mut unknown = request.clone();
-    unknown["id"] = json!(encode_global_id("PaymentRequest", Uuid::new_v4()));
+    unknown["id"] = json!(encode_global_id(RecordKind::PaymentRequest, Uuid::new_v4()));
     expect_decline(
         &checkout,
         &unknown,

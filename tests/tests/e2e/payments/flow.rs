@@ -8,7 +8,7 @@ use base64::{
 use ed25519_dalek::SigningKey;
 use entities::organization::OrganizationKind;
 use hub_tests::{
-    Backend,
+    Backend, RecordKind,
     checkout::{Checkout, PAY, REQUEST},
     decode_global_id, encode_global_id, on_both_backends,
 };
@@ -247,7 +247,7 @@ async fn declines_consume_nothing_flow(backend: Backend) {
 
     // Refused requests are errors, not declines: above the balance, a second open request, a stranger.
     let app = &checkout.app;
-    let request_input = |amount: i64| json!({ "input": { "orderId": checkout.order, "terminalId": encode_global_id("Device", checkout.device), "amountMinor": amount, "currency": "EUR" } });
+    let request_input = |amount: i64| json!({ "input": { "orderId": checkout.order, "terminalId": encode_global_id(RecordKind::Device, checkout.device), "amountMinor": amount, "currency": "EUR" } });
     app.graphql(Some(&checkout.member), REQUEST, request_input(10_000))
         .await
         .expect_error("VALIDATION");
@@ -277,7 +277,7 @@ async fn only_verified_issuers_see_declines(backend: Backend) {
     let request = checkout.request(500).await;
     // Names the stranger as issuer, signed by nobody it registered.
     let junk = checkout.forge(&request, 1, |body, keys| {
-        body.issuer = nosy.into_bytes();
+        body.issuer = nosy.into();
         keys[0] = SigningKey::from_bytes(&[0x55; 32]);
     });
     let outcome = checkout.pay(&request, &junk.0, &junk.1, "junk").await;

@@ -3,7 +3,7 @@
 use super::*;
 use api::auth::Role;
 use hub_tests::{
-    Backend,
+    Backend, RecordKind,
     checkout::{Checkout, replay_for},
     decode_global_id, encode_global_id, on_both_backends, on_postgres,
 };
@@ -144,7 +144,7 @@ async fn unique_keys_are_recognised_by_name(backend: Backend) {
     checkout
         .app
         .graphql(Some(&admin), "mutation($g: ID!) { grantShare(input: { granteeId: $g, resourceType: PRODUCT, access: READ }) { share { id } } }",
-            json!({ "g": encode_global_id("Organization", checkout.bank) }))
+            json!({ "g": encode_global_id(RecordKind::Organization, checkout.bank) }))
         .await
         .data("/grantShare/share/id");
     let keys: [&UniqueKey; 9] = [

@@ -135,7 +135,7 @@ async fn replay_storms_on_two_replicas(backend: Backend) {
     let first_tap = checkout.tap(&request);
     let second_tap = checkout.tap(&request);
     let other_card = checkout.forge(&request, 60, |body, keys| {
-        body.card_id = [0x78; 16];
+        body.card_id = card_protocol::CardId::from_bytes([0x78; 16]);
         keys[1] = SigningKey::from_bytes(&second_card);
         body.card_public_key = keys[1].verifying_key().to_bytes();
     });
