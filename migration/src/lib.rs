@@ -2,6 +2,7 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod common;
 mod m20261125_000001_identity;
 mod m20261125_000002_master_data;
 mod m20261125_000003_transactions;

@@ -2,6 +2,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::common::{OnDelete, foreign_key};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -54,13 +56,12 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Member::Name).string_len(200).not_null())
                     .col(ColumnDef::new(Member::Role).string_len(16).not_null())
                     .col(timestamp_with_time_zone(Member::CreatedAt))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_member_organization")
-                            .from(Member::Table, Member::OrganizationId)
-                            .to(Organization::Table, Organization::Id)
-                            .on_delete(ForeignKeyAction::Restrict),
-                    )
+                    .foreign_key(&mut foreign_key(
+                        "fk_member_organization",
+                        (Member::Table, Member::OrganizationId),
+                        (Organization::Table, Organization::Id),
+                        OnDelete::Restrict,
+                    ))
                     .to_owned(),
             )
             .await?;

@@ -5,6 +5,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::common::{OnDelete, VersionedColumns, foreign_key};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -87,31 +89,6 @@ enum Share {
     CreatedAt,
 }
 
-fn owner_fk(
-    table: impl IntoIden + 'static,
-    column: impl IntoIden + 'static,
-    name: &str,
-) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .name(name)
-        .from(table, column)
-        .to(Organization::Table, Organization::Id)
-        .on_delete(ForeignKeyAction::NoAction)
-        .to_owned()
-}
-
-fn timestamps(
-    table: &mut TableCreateStatement,
-    version: impl IntoIden,
-    created: impl IntoIden,
-    updated: impl IntoIden,
-) {
-    table
-        .col(integer(version).default(1))
-        .col(timestamp_with_time_zone(created))
-        .col(timestamp_with_time_zone(updated));
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -134,17 +111,13 @@ impl MigrationTrait for Migration {
                     .string_len(2)
                     .not_null(),
             )
-            .foreign_key(&mut owner_fk(
-                Location::Table,
-                Location::OwnerOrganizationId,
+            .foreign_key(&mut foreign_key(
                 "fk_location_owner",
-            ));
-        timestamps(
-            &mut location,
-            Location::Version,
-            Location::CreatedAt,
-            Location::UpdatedAt,
-        );
+                (Location::Table, Location::OwnerOrganizationId),
+                (Organization::Table, Organization::Id),
+                OnDelete::NoAction,
+            ))
+            .versioned(Location::Version, Location::CreatedAt, Location::UpdatedAt);
         manager.create_table(location).await?;
 
         let mut product = Table::create();
@@ -159,22 +132,19 @@ impl MigrationTrait for Migration {
             .col(ColumnDef::new(Product::Currency).string_len(3).not_null())
             .col(uuid_null(Product::SupplierOrganizationId))
             .check(Expr::col(Product::PriceMinor).gte(0))
-            .foreign_key(&mut owner_fk(
-                Product::Table,
-                Product::OwnerOrganizationId,
+            .foreign_key(&mut foreign_key(
                 "fk_product_owner",
+                (Product::Table, Product::OwnerOrganizationId),
+                (Organization::Table, Organization::Id),
+                OnDelete::NoAction,
             ))
-            .foreign_key(&mut owner_fk(
-                Product::Table,
-                Product::SupplierOrganizationId,
+            .foreign_key(&mut foreign_key(
                 "fk_product_supplier",
-            ));
-        timestamps(
-            &mut product,
-            Product::Version,
-            Product::CreatedAt,
-            Product::UpdatedAt,
-        );
+                (Product::Table, Product::SupplierOrganizationId),
+                (Organization::Table, Organization::Id),
+                OnDelete::NoAction,
+            ))
+            .versioned(Product::Version, Product::CreatedAt, Product::UpdatedAt);
         manager.create_table(product).await?;
 
         let mut customer = Table::create();
@@ -186,17 +156,13 @@ impl MigrationTrait for Migration {
             .col(ColumnDef::new(Customer::Email).text().not_null())
             .col(ColumnDef::new(Customer::Phone).text().null())
             .col(ColumnDef::new(Customer::Address).text().null())
-            .foreign_key(&mut owner_fk(
-                Customer::Table,
-                Customer::OwnerOrganizationId,
+            .foreign_key(&mut foreign_key(
                 "fk_customer_owner",
-            ));
-        timestamps(
-            &mut customer,
-            Customer::Version,
-            Customer::CreatedAt,
-            Customer::UpdatedAt,
-        );
+                (Customer::Table, Customer::OwnerOrganizationId),
+                (Organization::Table, Organization::Id),
+                OnDelete::NoAction,
+            ))
+            .versioned(Customer::Version, Customer::CreatedAt, Customer::UpdatedAt);
         manager.create_table(customer).await?;
 
         let mut device = Table::create();
@@ -208,24 +174,19 @@ impl MigrationTrait for Migration {
             .col(ColumnDef::new(Device::Name).string_len(200).not_null())
             .col(ColumnDef::new(Device::PublicKey).binary_len(32).not_null())
             .col(ColumnDef::new(Device::Status).string_len(16).not_null())
-            .foreign_key(&mut owner_fk(
-                Device::Table,
-                Device::OwnerOrganizationId,
+            .foreign_key(&mut foreign_key(
                 "fk_device_owner",
+                (Device::Table, Device::OwnerOrganizationId),
+                (Organization::Table, Organization::Id),
+                OnDelete::NoAction,
             ))
-            .foreign_key(
-                ForeignKey::create()
-                    .name("fk_device_location")
-                    .from(Device::Table, Device::LocationId)
-                    .to(Location::Table, Location::Id)
-                    .on_delete(ForeignKeyAction::NoAction),
-            );
-        timestamps(
-            &mut device,
-            Device::Version,
-            Device::CreatedAt,
-            Device::UpdatedAt,
-        );
+            .foreign_key(&mut foreign_key(
+                "fk_device_location",
+                (Device::Table, Device::LocationId),
+                (Location::Table, Location::Id),
+                OnDelete::NoAction,
+            ))
+            .versioned(Device::Version, Device::CreatedAt, Device::UpdatedAt);
         manager.create_table(device).await?;
 
         manager
@@ -244,15 +205,17 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Share::Access).string_len(8).not_null())
                     .col(boolean(Share::IncludeSensitive))
                     .col(timestamp_with_time_zone(Share::CreatedAt))
-                    .foreign_key(&mut owner_fk(
-                        Share::Table,
-                        Share::OwnerOrganizationId,
+                    .foreign_key(&mut foreign_key(
                         "fk_share_owner",
+                        (Share::Table, Share::OwnerOrganizationId),
+                        (Organization::Table, Organization::Id),
+                        OnDelete::NoAction,
                     ))
-                    .foreign_key(&mut owner_fk(
-                        Share::Table,
-                        Share::GranteeOrganizationId,
+                    .foreign_key(&mut foreign_key(
                         "fk_share_grantee",
+                        (Share::Table, Share::GranteeOrganizationId),
+                        (Organization::Table, Organization::Id),
+                        OnDelete::NoAction,
                     ))
                     .to_owned(),
             )

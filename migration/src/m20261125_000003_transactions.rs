@@ -3,6 +3,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::common::{OnDelete, VersionedColumns, foreign_key};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -124,19 +126,6 @@ enum EventRecipient {
     OrganizationId,
 }
 
-fn fk(
-    name: &str,
-    from: (impl IntoIden + 'static, impl IntoIden + 'static),
-    to: (impl IntoIden + 'static, impl IntoIden + 'static),
-) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .name(name)
-        .from(from.0, from.1)
-        .to(to.0, to.1)
-        .on_delete(ForeignKeyAction::NoAction)
-        .to_owned()
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -155,22 +144,26 @@ impl MigrationTrait for Migration {
                     )
                     .col(big_integer(SalesOrder::TotalMinor))
                     .col(big_integer(SalesOrder::PaidMinor).default(0))
-                    .col(integer(SalesOrder::Version).default(1))
-                    .col(timestamp_with_time_zone(SalesOrder::CreatedAt))
-                    .col(timestamp_with_time_zone(SalesOrder::UpdatedAt))
+                    .versioned(
+                        SalesOrder::Version,
+                        SalesOrder::CreatedAt,
+                        SalesOrder::UpdatedAt,
+                    )
                     .col(timestamp_with_time_zone_null(SalesOrder::PlacedAt))
                     .check(Expr::col(SalesOrder::TotalMinor).gte(0))
                     .check(Expr::col(SalesOrder::PaidMinor).gte(0))
                     .check(Expr::col(SalesOrder::PaidMinor).lte(Expr::col(SalesOrder::TotalMinor)))
-                    .foreign_key(&mut fk(
+                    .foreign_key(&mut foreign_key(
                         "fk_order_owner",
                         (SalesOrder::Table, SalesOrder::OwnerOrganizationId),
                         (Organization::Table, Organization::Id),
+                        OnDelete::NoAction,
                     ))
-                    .foreign_key(&mut fk(
+                    .foreign_key(&mut foreign_key(
                         "fk_order_customer",
                         (SalesOrder::Table, SalesOrder::CustomerId),
                         (Customer::Table, Customer::Id),
+                        OnDelete::NoAction,
                     ))
                     .to_owned(),
             )
@@ -188,20 +181,23 @@ impl MigrationTrait for Migration {
                     .col(big_integer(OrderLine::UnitPriceMinor))
                     .col(big_integer(OrderLine::LineTotalMinor))
                     .check(Expr::col(OrderLine::Quantity).gt(0))
-                    .foreign_key(&mut fk(
+                    .foreign_key(&mut foreign_key(
                         "fk_order_line_order",
                         (OrderLine::Table, OrderLine::OrderId),
                         (SalesOrder::Table, SalesOrder::Id),
+                        OnDelete::NoAction,
                     ))
-                    .foreign_key(&mut fk(
+                    .foreign_key(&mut foreign_key(
                         "fk_order_line_product",
                         (OrderLine::Table, OrderLine::ProductId),
                         (Product::Table, Product::Id),
+                        OnDelete::NoAction,
                     ))
-                    .foreign_key(&mut fk(
+                    .foreign_key(&mut foreign_key(
                         "fk_order_line_supplier",
                         (OrderLine::Table, OrderLine::SupplierOrganizationId),
                         (Organization::Table, Organization::Id),
+                        OnDelete::NoAction,
                     ))
                     .to_owned(),
             )
@@ -217,15 +213,17 @@ impl MigrationTrait for Migration {
                             .col(OrderParty::OrderId)
                             .col(OrderParty::OrganizationId),
                     )
-                    .foreign_key(&mut fk(
+                    .foreign_key(&mut foreign_key(
                         "fk_order_party_order",
                         (OrderParty::Table, OrderParty::OrderId),
                         (SalesOrder::Table, SalesOrder::Id),
+                        OnDelete::NoAction,
                     ))
-                    .foreign_key(&mut fk(
+                    .foreign_key(&mut foreign_key(
                         "fk_order_party_organization",
                         (OrderParty::Table, OrderParty::OrganizationId),
                         (Organization::Table, Organization::Id),
+                        OnDelete::NoAction,
                     ))
                     .to_owned(),
             )
@@ -244,15 +242,17 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone(Invoice::IssuedAt))
                     .col(timestamp_with_time_zone(Invoice::UpdatedAt))
                     .check(Expr::col(Invoice::AmountMinor).gt(0))
-                    .foreign_key(&mut fk(
+                    .foreign_key(&mut foreign_key(
                         "fk_invoice_owner",
                         (Invoice::Table, Invoice::OwnerOrganizationId),
                         (Organization::Table, Organization::Id),
+                        OnDelete::NoAction,
                     ))
-                    .foreign_key(&mut fk(
+                    .foreign_key(&mut foreign_key(
                         "fk_invoice_order",
                         (Invoice::Table, Invoice::OrderId),
                         (SalesOrder::Table, SalesOrder::Id),
+                        OnDelete::NoAction,
                     ))
                     .to_owned(),
             )
@@ -272,25 +272,29 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone(Payment::CreatedAt))
                     .col(timestamp_with_time_zone(Payment::UpdatedAt))
                     .check(Expr::col(Payment::AmountMinor).gt(0))
-                    .foreign_key(&mut fk(
+                    .foreign_key(&mut foreign_key(
                         "fk_payment_owner",
                         (Payment::Table, Payment::OwnerOrganizationId),
                         (Organization::Table, Organization::Id),
+                        OnDelete::NoAction,
                     ))
-                    .foreign_key(&mut fk(
+                    .foreign_key(&mut foreign_key(
                         "fk_payment_order",
                         (Payment::Table, Payment::OrderId),
                         (SalesOrder::Table, SalesOrder::Id),
+                        OnDelete::NoAction,
                     ))
-                    .foreign_key(&mut fk(
+                    .foreign_key(&mut foreign_key(
                         "fk_payment_invoice",
                         (Payment::Table, Payment::InvoiceId),
                         (Invoice::Table, Invoice::Id),
+                        OnDelete::NoAction,
                     ))
-                    .foreign_key(&mut fk(
+                    .foreign_key(&mut foreign_key(
                         "fk_payment_issuer",
                         (Payment::Table, Payment::IssuerOrganizationId),
                         (Organization::Table, Organization::Id),
+                        OnDelete::NoAction,
                     ))
                     .to_owned(),
             )

@@ -2,6 +2,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::common::{OnDelete, VersionedColumns, foreign_key};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -57,15 +59,17 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(IssuerKey::Prefix).string_len(12).not_null())
                     .col(timestamp_with_time_zone(IssuerKey::NotAfter))
                     .col(ColumnDef::new(IssuerKey::Status).string_len(16).not_null())
-                    .col(integer(IssuerKey::Version).default(1))
-                    .col(timestamp_with_time_zone(IssuerKey::CreatedAt))
-                    .col(timestamp_with_time_zone(IssuerKey::UpdatedAt))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_issuer_key_owner")
-                            .from(IssuerKey::Table, IssuerKey::OwnerOrganizationId)
-                            .to(Organization::Table, Organization::Id),
+                    .versioned(
+                        IssuerKey::Version,
+                        IssuerKey::CreatedAt,
+                        IssuerKey::UpdatedAt,
                     )
+                    .foreign_key(&mut foreign_key(
+                        "fk_issuer_key_owner",
+                        (IssuerKey::Table, IssuerKey::OwnerOrganizationId),
+                        (Organization::Table, Organization::Id),
+                        OnDelete::Unstated,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -89,15 +93,13 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Card::PublicKey).binary_len(32).not_null())
                     .col(ColumnDef::new(Card::Status).string_len(16).not_null())
                     .col(ColumnDef::new(Card::LastFour).string_len(4).not_null())
-                    .col(integer(Card::Version).default(1))
-                    .col(timestamp_with_time_zone(Card::CreatedAt))
-                    .col(timestamp_with_time_zone(Card::UpdatedAt))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_card_issuer")
-                            .from(Card::Table, Card::IssuerOrganizationId)
-                            .to(Organization::Table, Organization::Id),
-                    )
+                    .versioned(Card::Version, Card::CreatedAt, Card::UpdatedAt)
+                    .foreign_key(&mut foreign_key(
+                        "fk_card_issuer",
+                        (Card::Table, Card::IssuerOrganizationId),
+                        (Organization::Table, Organization::Id),
+                        OnDelete::Unstated,
+                    ))
                     .to_owned(),
             )
             .await?;

@@ -3,6 +3,8 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
+use crate::common::{OnDelete, foreign_key};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -112,18 +114,18 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone(PaymentRequest::CreatedAt))
                     .col(timestamp_with_time_zone(PaymentRequest::UpdatedAt))
                     .check(Expr::col(PaymentRequest::AmountMinor).gt(0))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_payment_request_order")
-                            .from(PaymentRequest::Table, PaymentRequest::OrderId)
-                            .to(SalesOrder::Table, SalesOrder::Id),
-                    )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_payment_request_device")
-                            .from(PaymentRequest::Table, PaymentRequest::DeviceId)
-                            .to(Device::Table, Device::Id),
-                    )
+                    .foreign_key(&mut foreign_key(
+                        "fk_payment_request_order",
+                        (PaymentRequest::Table, PaymentRequest::OrderId),
+                        (SalesOrder::Table, SalesOrder::Id),
+                        OnDelete::Unstated,
+                    ))
+                    .foreign_key(&mut foreign_key(
+                        "fk_payment_request_device",
+                        (PaymentRequest::Table, PaymentRequest::DeviceId),
+                        (Device::Table, Device::Id),
+                        OnDelete::Unstated,
+                    ))
                     .to_owned(),
             )
             .await?;
