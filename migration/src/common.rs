@@ -60,3 +60,41 @@ impl VersionedColumns for TableCreateStatement {
             .col(timestamp_with_time_zone(updated_at))
     }
 }
+
+/// A named index on `columns` of `table`, in that order.
+pub fn index<C: IntoIden>(
+    name: &str,
+    table: impl IntoIden,
+    columns: impl IntoIterator<Item = C>,
+) -> IndexCreateStatement {
+    let mut index = Index::create();
+    index.name(name).table(table);
+    for column in columns {
+        index.col(column);
+    }
+    index
+}
+
+/// Creates the indexes in order.
+pub async fn create_indexes(
+    manager: &SchemaManager<'_>,
+    indexes: impl IntoIterator<Item = IndexCreateStatement>,
+) -> Result<(), DbErr> {
+    for index in indexes {
+        manager.create_index(index).await?;
+    }
+    Ok(())
+}
+
+/// Drops the tables in order (dependents first).
+pub async fn drop_tables(
+    manager: &SchemaManager<'_>,
+    tables: impl IntoIterator<Item = DynIden>,
+) -> Result<(), DbErr> {
+    for table in tables {
+        manager
+            .drop_table(Table::drop().table(table).to_owned())
+            .await?;
+    }
+    Ok(())
+}

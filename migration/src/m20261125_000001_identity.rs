@@ -2,7 +2,7 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
-use crate::common::{OnDelete, foreign_key};
+use crate::common::{OnDelete, foreign_key, index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -67,13 +67,13 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("ux_member_organization_name")
-                    .table(Member::Table)
-                    .col(Member::OrganizationId)
-                    .col(Member::Name)
-                    .unique()
-                    .to_owned(),
+                index(
+                    "ux_member_organization_name",
+                    Member::Table,
+                    [Member::OrganizationId, Member::Name],
+                )
+                .unique()
+                .to_owned(),
             )
             .await
     }

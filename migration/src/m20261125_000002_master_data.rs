@@ -5,7 +5,7 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
-use crate::common::{OnDelete, VersionedColumns, foreign_key};
+use crate::common::{OnDelete, VersionedColumns, create_indexes, drop_tables, foreign_key, index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -222,77 +222,60 @@ impl MigrationTrait for Migration {
             .await?;
 
         let indexes = [
-            Index::create()
-                .name("ux_product_owner_sku")
-                .table(Product::Table)
-                .col(Product::OwnerOrganizationId)
-                .col(Product::Sku)
-                .unique()
-                .to_owned(),
-            Index::create()
-                .name("ix_product_owner_name")
-                .table(Product::Table)
-                .col(Product::OwnerOrganizationId)
-                .col(Product::Name)
-                .to_owned(),
-            Index::create()
-                .name("ix_product_supplier")
-                .table(Product::Table)
-                .col(Product::SupplierOrganizationId)
-                .to_owned(),
-            Index::create()
-                .name("ix_location_owner_name")
-                .table(Location::Table)
-                .col(Location::OwnerOrganizationId)
-                .col(Location::Name)
-                .to_owned(),
-            Index::create()
-                .name("ix_customer_owner")
-                .table(Customer::Table)
-                .col(Customer::OwnerOrganizationId)
-                .col(Customer::CreatedAt)
-                .to_owned(),
-            Index::create()
-                .name("ix_device_owner")
-                .table(Device::Table)
-                .col(Device::OwnerOrganizationId)
-                .col(Device::Name)
-                .to_owned(),
-            Index::create()
-                .name("ix_device_location")
-                .table(Device::Table)
-                .col(Device::LocationId)
-                .to_owned(),
-            Index::create()
-                .name("ix_share_grantee")
-                .table(Share::Table)
-                .col(Share::GranteeOrganizationId)
-                .col(Share::ResourceType)
-                .to_owned(),
-            Index::create()
-                .name("ix_share_owner")
-                .table(Share::Table)
-                .col(Share::OwnerOrganizationId)
-                .to_owned(),
+            index(
+                "ux_product_owner_sku",
+                Product::Table,
+                [Product::OwnerOrganizationId, Product::Sku],
+            )
+            .unique()
+            .to_owned(),
+            index(
+                "ix_product_owner_name",
+                Product::Table,
+                [Product::OwnerOrganizationId, Product::Name],
+            ),
+            index(
+                "ix_product_supplier",
+                Product::Table,
+                [Product::SupplierOrganizationId],
+            ),
+            index(
+                "ix_location_owner_name",
+                Location::Table,
+                [Location::OwnerOrganizationId, Location::Name],
+            ),
+            index(
+                "ix_customer_owner",
+                Customer::Table,
+                [Customer::OwnerOrganizationId, Customer::CreatedAt],
+            ),
+            index(
+                "ix_device_owner",
+                Device::Table,
+                [Device::OwnerOrganizationId, Device::Name],
+            ),
+            index("ix_device_location", Device::Table, [Device::LocationId]),
+            index(
+                "ix_share_grantee",
+                Share::Table,
+                [Share::GranteeOrganizationId, Share::ResourceType],
+            ),
+            index("ix_share_owner", Share::Table, [Share::OwnerOrganizationId]),
         ];
-        for index in indexes {
-            manager.create_index(index).await?;
-        }
-        Ok(())
+        create_indexes(manager, indexes).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in [
-            Share::Table.into_iden(),
-            Device::Table.into_iden(),
-            Customer::Table.into_iden(),
-            Product::Table.into_iden(),
-            Location::Table.into_iden(),
-        ] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
-        }
-        Ok(())
+        drop_tables(
+            manager,
+            [
+                Share::Table.into_iden(),
+                Device::Table.into_iden(),
+                Customer::Table.into_iden(),
+                Product::Table.into_iden(),
+                Location::Table.into_iden(),
+            ],
+        )
+        .await
     }
 }

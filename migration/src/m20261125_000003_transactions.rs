@@ -3,7 +3,7 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
-use crate::common::{OnDelete, VersionedColumns, foreign_key};
+use crate::common::{OnDelete, VersionedColumns, create_indexes, drop_tables, foreign_key, index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -363,72 +363,58 @@ impl MigrationTrait for Migration {
             )
             .await?;
         let indexes = [
-            Index::create()
-                .name("ix_order_owner")
-                .table(SalesOrder::Table)
-                .col(SalesOrder::OwnerOrganizationId)
-                .col(SalesOrder::CreatedAt)
-                .to_owned(),
-            Index::create()
-                .name("ux_order_line_number")
-                .table(OrderLine::Table)
-                .col(OrderLine::OrderId)
-                .col(OrderLine::LineNumber)
-                .unique()
-                .to_owned(),
-            Index::create()
-                .name("ix_order_line_product")
-                .table(OrderLine::Table)
-                .col(OrderLine::ProductId)
-                .to_owned(),
-            Index::create()
-                .name("ix_order_party_organization")
-                .table(OrderParty::Table)
-                .col(OrderParty::OrganizationId)
-                .to_owned(),
-            Index::create()
-                .name("ix_invoice_order")
-                .table(Invoice::Table)
-                .col(Invoice::OrderId)
-                .to_owned(),
-            Index::create()
-                .name("ix_payment_order")
-                .table(Payment::Table)
-                .col(Payment::OrderId)
-                .to_owned(),
-            Index::create()
-                .name("ix_idempotency_expiry")
-                .table(IdempotencyRecord::Table)
-                .col(IdempotencyRecord::ExpiresAt)
-                .to_owned(),
-            Index::create()
-                .name("ix_event_recipient_organization")
-                .table(EventRecipient::Table)
-                .col(EventRecipient::OrganizationId)
-                .col(EventRecipient::EventId)
-                .to_owned(),
+            index(
+                "ix_order_owner",
+                SalesOrder::Table,
+                [SalesOrder::OwnerOrganizationId, SalesOrder::CreatedAt],
+            ),
+            index(
+                "ux_order_line_number",
+                OrderLine::Table,
+                [OrderLine::OrderId, OrderLine::LineNumber],
+            )
+            .unique()
+            .to_owned(),
+            index(
+                "ix_order_line_product",
+                OrderLine::Table,
+                [OrderLine::ProductId],
+            ),
+            index(
+                "ix_order_party_organization",
+                OrderParty::Table,
+                [OrderParty::OrganizationId],
+            ),
+            index("ix_invoice_order", Invoice::Table, [Invoice::OrderId]),
+            index("ix_payment_order", Payment::Table, [Payment::OrderId]),
+            index(
+                "ix_idempotency_expiry",
+                IdempotencyRecord::Table,
+                [IdempotencyRecord::ExpiresAt],
+            ),
+            index(
+                "ix_event_recipient_organization",
+                EventRecipient::Table,
+                [EventRecipient::OrganizationId, EventRecipient::EventId],
+            ),
         ];
-        for index in indexes {
-            manager.create_index(index).await?;
-        }
-        Ok(())
+        create_indexes(manager, indexes).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in [
-            EventRecipient::Table.into_iden(),
-            Event::Table.into_iden(),
-            IdempotencyRecord::Table.into_iden(),
-            Payment::Table.into_iden(),
-            Invoice::Table.into_iden(),
-            OrderParty::Table.into_iden(),
-            OrderLine::Table.into_iden(),
-            SalesOrder::Table.into_iden(),
-        ] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
-        }
-        Ok(())
+        drop_tables(
+            manager,
+            [
+                EventRecipient::Table.into_iden(),
+                Event::Table.into_iden(),
+                IdempotencyRecord::Table.into_iden(),
+                Payment::Table.into_iden(),
+                Invoice::Table.into_iden(),
+                OrderParty::Table.into_iden(),
+                OrderLine::Table.into_iden(),
+                SalesOrder::Table.into_iden(),
+            ],
+        )
+        .await
     }
 }

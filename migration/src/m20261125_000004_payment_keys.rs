@@ -2,7 +2,7 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
-use crate::common::{OnDelete, VersionedColumns, foreign_key};
+use crate::common::{OnDelete, VersionedColumns, foreign_key, index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -75,13 +75,13 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("ux_issuer_key_owner_key_id")
-                    .table(IssuerKey::Table)
-                    .col(IssuerKey::OwnerOrganizationId)
-                    .col(IssuerKey::KeyId)
-                    .unique()
-                    .to_owned(),
+                index(
+                    "ux_issuer_key_owner_key_id",
+                    IssuerKey::Table,
+                    [IssuerKey::OwnerOrganizationId, IssuerKey::KeyId],
+                )
+                .unique()
+                .to_owned(),
             )
             .await?;
         manager
@@ -104,14 +104,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_card_issuer")
-                    .table(Card::Table)
-                    .col(Card::IssuerOrganizationId)
-                    .col(Card::CreatedAt)
-                    .to_owned(),
-            )
+            .create_index(index(
+                "ix_card_issuer",
+                Card::Table,
+                [Card::IssuerOrganizationId, Card::CreatedAt],
+            ))
             .await
     }
 

@@ -3,7 +3,7 @@
 
 use sea_orm_migration::{prelude::*, schema::*};
 
-use crate::common::{OnDelete, foreign_key};
+use crate::common::{OnDelete, foreign_key, index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -137,14 +137,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_payment_request_device")
-                    .table(PaymentRequest::Table)
-                    .col(PaymentRequest::DeviceId)
-                    .col(PaymentRequest::CreatedAt)
-                    .to_owned(),
-            )
+            .create_index(index(
+                "ix_payment_request_device",
+                PaymentRequest::Table,
+                [PaymentRequest::DeviceId, PaymentRequest::CreatedAt],
+            ))
             .await?;
         manager
             .create_table(
@@ -166,13 +163,13 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("ux_number_use_card_sequence")
-                    .table(NumberUse::Table)
-                    .col(NumberUse::CardId)
-                    .col(NumberUse::Sequence)
-                    .unique()
-                    .to_owned(),
+                index(
+                    "ux_number_use_card_sequence",
+                    NumberUse::Table,
+                    [NumberUse::CardId, NumberUse::Sequence],
+                )
+                .unique()
+                .to_owned(),
             )
             .await?;
         manager
@@ -224,13 +221,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_payment_evidence_request")
-                    .table(PaymentEvidence::Table)
-                    .col(PaymentEvidence::RequestId)
-                    .to_owned(),
-            )
+            .create_index(index(
+                "ix_payment_evidence_request",
+                PaymentEvidence::Table,
+                [PaymentEvidence::RequestId],
+            ))
             .await?;
         for column in [Payment::RequestId, Payment::CardId, Payment::DeviceId] {
             manager
