@@ -83,6 +83,9 @@ pub struct HubConfig {
 
     #[command(flatten)]
     pub payment_limits: PaymentLimits,
+
+    #[command(flatten)]
+    pub subscriptions: SubscriptionLimits,
 }
 
 /// Limits of the secure payment mode, in minor units of the payment's currency.
@@ -249,6 +252,61 @@ impl Limits {
     }
 }
 
+/// Live subscriptions over WebSocket.
+#[derive(Debug, Clone, Args)]
+pub struct SubscriptionLimits {
+    /// Events buffered per organization for its subscribers on this replica; a subscriber further
+    /// behind is ended with SLOW_CONSUMER and its cursor.
+    #[arg(
+        long,
+        env = "HUB_SUBSCRIPTION_BUFFER",
+        default_value_t = 1024,
+        global = true
+    )]
+    pub subscription_buffer: usize,
+    /// Open subscriptions allowed on one WebSocket connection.
+    #[arg(
+        long,
+        env = "HUB_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        default_value_t = 32,
+        global = true
+    )]
+    pub max_subscriptions_per_connection: usize,
+    /// WebSocket connections allowed per organization on one replica.
+    #[arg(
+        long,
+        env = "HUB_MAX_CONNECTIONS_PER_ORGANIZATION",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub max_connections_per_organization: usize,
+    /// How often an open connection's token, member or device is checked again, in milliseconds
+    /// (a connection also ends at its token's expiry, to the second).
+    #[arg(
+        long,
+        env = "HUB_SUBSCRIPTION_RECHECK_MS",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub subscription_recheck_ms: u64,
+    /// How often the event feed reads the table when no wake-up arrives, in milliseconds (the bound on
+    /// delivery latency while Redis or LISTEN is down).
+    #[arg(long, env = "HUB_FEED_POLL_MS", default_value_t = 1_000, global = true)]
+    pub feed_poll_ms: u64,
+}
+
+impl Default for SubscriptionLimits {
+    fn default() -> Self {
+        Self {
+            subscription_buffer: 1024,
+            max_subscriptions_per_connection: 32,
+            max_connections_per_organization: 2000,
+            subscription_recheck_ms: 5_000,
+            feed_poll_ms: 1_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -279,6 +337,7 @@ impl HubConfig {
             limits: Limits::default(),
             number_hash_key_file: None,
             payment_limits: PaymentLimits::default(),
+            subscriptions: SubscriptionLimits::default(),
         }
     }
 

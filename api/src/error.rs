@@ -46,6 +46,12 @@ pub enum ApiError {
     /// A document that cannot be valid, found before the engine's validation runs.
     #[error("invalid document: {0}")]
     InvalidDocument(String),
+    /// A subscriber fell further behind than its buffer; it resumes with `after: cursor`.
+    #[error("the subscriber fell too far behind; resume after cursor {cursor}")]
+    SlowConsumer { cursor: i64 },
+    /// More subscriptions on one connection than allowed.
+    #[error("too many subscriptions on this connection (at most {limit})")]
+    TooManySubscriptions { limit: usize },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -77,6 +83,8 @@ impl ApiError {
             Self::BadRequest(_) => "BAD_REQUEST",
             Self::QueryTooComplex { .. } => crate::graphql::edge::QUERY_TOO_COMPLEX,
             Self::InvalidDocument(_) => crate::graphql::edge::VALIDATION_FAILED,
+            Self::SlowConsumer { .. } => "SLOW_CONSUMER",
+            Self::TooManySubscriptions { .. } => "TOO_MANY_SUBSCRIPTIONS",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -98,6 +106,9 @@ impl ApiError {
             Self::InvalidTransition { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::SlowConsumer { .. } | Self::TooManySubscriptions { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,6 +128,10 @@ impl ApiError {
         }
         if matches!(self, Self::InProgress) {
             extensions.set("retryable", true);
+        }
+        if let Self::SlowConsumer { cursor } = self {
+            // Decimal text, like every event cursor.
+            extensions.set("cursor", cursor.to_string());
         }
     }
 

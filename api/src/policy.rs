@@ -320,6 +320,15 @@ pub fn payment_request_visible(principal: &Principal) -> Condition {
     condition
 }
 
+/// Whether the caller may follow the payment requests of `terminal` (owned by `terminal_owner`): the
+/// terminal's own device, or a member of the organization that owns it.
+pub fn may_follow_terminal(principal: &Principal, terminal: Uuid, terminal_owner: Uuid) -> bool {
+    terminal_owner == principal.organization_id
+        && principal
+            .device_id()
+            .is_none_or(|device| device == terminal)
+}
+
 /// Declines the caller may see: at its own terminals (the merchant), or of tokens whose signature by
 /// the caller (the issuer) verified.
 pub fn decline_visible(principal: &Principal) -> Condition {

@@ -8,7 +8,7 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use crate::{
     auth::{Authenticator, SigningKey, TokenIssuer, keys::write_private_file},
     config::{HubConfig, Mode},
-    events::{EventService, Outbox},
+    events::{Bus, EventFeed, EventService, Outbox},
     financial::FinancialService,
     graphql::{Services, build_schema},
     identity::IdentityService,
@@ -50,7 +50,25 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
     number_hash_keys.check_coverage(&db).await?;
     let issuer = TokenIssuer::new(&key, &config.token_audience, config.max_token_lifetime());
     let background_db = crate::db::connect_background(&config).await?;
-    let outbox = Outbox::new(background_db.clone());
+    let redis = match &config.redis_url {
+        None => None,
+        Some(url) => {
+            let client = redis::Client::open(url.as_str()).context("invalid REDIS_URL")?;
+            let manager = redis::aio::ConnectionManager::new(client.clone())
+                .await
+                .context("cannot connect to Redis")?;
+            Some((client, manager))
+        }
+    };
+    let bus = Bus::new(&background_db, redis.clone());
+    tracing::info!(carrier = bus.carrier_name(), "event wake-ups");
+    let feed = EventFeed::new(
+        background_db.clone(),
+        bus.wake_ups(),
+        Duration::from_millis(config.subscriptions.feed_poll_ms.max(10)),
+        config.subscriptions.subscription_buffer,
+    );
+    let outbox = Outbox::new(background_db.clone(), bus);
     let services = Services {
         db: db.clone(),
         identity: IdentityService::new(db.clone(), issuer.clone()),
@@ -71,32 +89,23 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
             config.hub_instance_id(),
             number_hash_keys,
         ),
+        feed,
     };
     if mode == Mode::Embedded {
         write_admin_token(&config, &services.identity, &admin)?;
     }
-    let redis = match &config.redis_url {
-        None => None,
-        Some(url) => {
-            let client = redis::Client::open(url.as_str()).context("invalid REDIS_URL")?;
-            Some(
-                redis::aio::ConnectionManager::new(client)
-                    .await
-                    .context("cannot connect to Redis")?,
-            )
-        }
-    };
     let schema = build_schema(&config.limits, Some(services.clone()));
     let (query_root, mutation_root) = crate::graphql::root_type_names();
     let operation_labels =
         telemetry::OperationLabels::from_sdl(&schema.sdl(), &query_root, &mutation_root);
     Ok(AppState {
+        connections: Default::default(),
         operation_labels,
         schema,
         authenticator: Authenticator::new(issuer),
         services,
         db,
-        redis,
+        redis: redis.map(|(_, manager)| manager),
         metrics: telemetry::metrics_handle(),
         outbox,
         statements,
@@ -129,8 +138,8 @@ fn write_admin_token(
 /// How often expired idempotency keys are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
-/// The work a serving hub does besides answering requests: stamping event positions, purging expired
-/// idempotency keys. Aborted when the hub stops.
+/// The work a serving hub does besides answering requests: stamping event positions, feeding live
+/// subscriptions (and listening for other replicas' stamps), purging expired idempotency keys. Aborted when the hub stops.
 pub fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
     let db = state.outbox.db().clone();
     let purge = tokio::spawn(async move {
@@ -144,7 +153,9 @@ pub fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
             }
         }
     });
-    vec![state.outbox.spawn(), purge]
+    let mut tasks = vec![state.outbox.spawn(), state.services.feed.spawn(), purge];
+    tasks.extend(state.outbox.bus().spawn_listener());
+    tasks
 }
 
 /// Serves `/metrics` on its own address when one is configured; the task ends with the hub.

@@ -22,6 +22,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub outbox: crate::events::Outbox,
     pub statements: crate::db::StatementCounter,
+    /// Open subscription connections per organization.
+    pub connections: crate::http::subscriptions::ConnectionCounts,
     /// The bounded set of operation labels `/metrics` counts requests under.
     pub operation_labels: crate::telemetry::OperationLabels,
 }

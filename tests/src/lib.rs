@@ -6,6 +6,7 @@ pub mod checkout;
 mod fingerprint;
 mod postgres;
 mod replicas;
+mod subscriber;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -22,6 +23,7 @@ use uuid::Uuid;
 pub use api::records::{GlobalId, RecordKind};
 pub use postgres::TestDatabase;
 pub use replicas::{ReplicaProcess, Replicas};
+pub use subscriber::{Received, Subscriber};
 
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

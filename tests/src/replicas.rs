@@ -24,6 +24,11 @@ pub struct Replicas {
 
 impl Replicas {
     pub async fn start(count: usize) -> Self {
+        Self::start_with_env(count, &[]).await
+    }
+
+    /// Replicas with extra environment (for example `REDIS_URL`).
+    pub async fn start_with_env(count: usize, env: &[(String, String)]) -> Self {
         let database = TestDatabase::create().await;
         let dir = tempfile::tempdir().expect("dir");
         let key = dir.path().join("signing-key.pem");
@@ -41,7 +46,7 @@ impl Replicas {
         let mut children = Vec::new();
         let mut urls = Vec::new();
         for index in 0..count {
-            let (child, url) = spawn_hub(database.url(), &key, &hash_key, dir.path(), index, &[]);
+            let (child, url) = spawn_hub(database.url(), &key, &hash_key, dir.path(), index, env);
             children.push(child);
             urls.push(url);
         }

@@ -9,9 +9,26 @@ pub use keys::{KeyError, SigningKey, generate_secret_file, generate_signing_key_
 pub use principal::{Actor, Principal, Role};
 pub use tokens::{MAX_TOKEN_TTL, MintedToken, PartnerClaims, TokenIssuer};
 
+use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, EntityTrait};
 
 use crate::error::{ApiError, ApiResult};
+
+/// An authenticated caller and the end of its token's validity.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub principal: Principal,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Session {
+    fn new(principal: Principal, exp: i64) -> Self {
+        Self {
+            principal,
+            expires_at: DateTime::from_timestamp(exp, 0).unwrap_or(DateTime::<Utc>::MIN_UTC),
+        }
+    }
+}
 
 /// Turns a bearer token into a [`Principal`], checking it against the database on every request so a
 /// removed member or a demoted role takes effect at once.
@@ -30,6 +47,16 @@ impl Authenticator {
         db: &DatabaseConnection,
         bearer: Option<&str>,
     ) -> ApiResult<Principal> {
+        Ok(self.authenticate_session(db, bearer).await?.principal)
+    }
+
+    /// Like [`Self::authenticate`], and also says until when the token is valid: a long-lived
+    /// connection (a subscription) must end when its token does.
+    pub async fn authenticate_session(
+        &self,
+        db: &DatabaseConnection,
+        bearer: Option<&str>,
+    ) -> ApiResult<Session> {
         let token = bearer.ok_or(ApiError::Unauthenticated)?;
         if device_tokens::claims_device_issuer(token) {
             return self.authenticate_device(db, token).await;
@@ -51,14 +78,15 @@ impl Authenticator {
             tracing::info!(member = %claims.sub, "token refused: organization mismatch");
             return Err(ApiError::Unauthenticated);
         }
-        Ok(Principal {
+        let principal = Principal {
             actor: Actor::Member(member.id),
             organization_id: organization.id,
             organization_kind: organization.kind,
             // A token never grants more than the member holds now.
             role: Role::from(claims.role).least(Role::from(member.role)),
             token_id: Some(claims.jti),
-        })
+        };
+        Ok(Session::new(principal, claims.exp))
     }
 
     /// A device's own token, verified with its registered key; the device must be ACTIVE now, so a
@@ -67,7 +95,7 @@ impl Authenticator {
         &self,
         db: &DatabaseConnection,
         token: &str,
-    ) -> ApiResult<Principal> {
+    ) -> ApiResult<Session> {
         let refuse = |reason: &str| {
             tracing::info!(%reason, "device token refused");
             ApiError::Unauthenticated
@@ -86,13 +114,14 @@ impl Authenticator {
             device_tokens::verify(token, device.id, &device.public_key, self.issuer.audience())
                 .map_err(|reason| refuse(&reason))?;
         let organization = organization.ok_or_else(|| refuse("owner missing"))?;
-        Ok(Principal {
+        let principal = Principal {
             actor: Actor::Device(device.id),
             organization_id: organization.id,
             organization_kind: organization.kind,
             role: Role::Device,
             token_id: claims.jti,
-        })
+        };
+        Ok(Session::new(principal, claims.exp))
     }
 
     pub fn issuer(&self) -> &TokenIssuer {

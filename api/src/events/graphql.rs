@@ -1,21 +1,23 @@
 //! `events(after:)`: the caller's visible events in commit order.
 
 use async_graphql::{
-    Context, ID, Object,
+    Context, ID, InputObject, Object, Subscription,
     connection::{Connection, Edge, EmptyFields},
 };
 use chrono::{DateTime, Utc};
 use entities::event;
+use futures_util::{Stream, StreamExt, future::ready};
 
-use super::EventService;
+use super::{EventFeed, EventService};
 use crate::{
     error::ApiError,
-    graphql::{ContextExt, scalars::Int64},
+    graphql::{ContextExt, live::take_slot, scalars::Int64},
+    policy::{Action, authorize},
     records::global_id_by_name,
 };
 
 /// A committed change of a transaction record. Carries ids, type, status and time, never sensitive values.
-pub struct Event(event::Model);
+pub struct Event(pub event::Model);
 
 #[Object]
 impl Event {
@@ -62,13 +64,7 @@ impl EventQuery {
         #[graphql(default = 100, desc = "Page size, 1 to 500.")] first: i32,
     ) -> async_graphql::Result<Connection<String, Event, EmptyFields, EmptyFields>> {
         let principal = ctx.principal()?;
-        let after = after
-            .map(|cursor| {
-                cursor
-                    .parse::<i64>()
-                    .map_err(|_| ApiError::validation("after", "not an event cursor"))
-            })
-            .transpose()?;
+        let after = parse_cursor(after.as_deref())?;
         let first = u64::try_from(first)
             .map_err(|_| ApiError::validation("first", "must be between 1 and 500"))?;
         let (events, more) = ctx
@@ -82,5 +78,79 @@ impl EventQuery {
             }),
         );
         Ok(connection)
+    }
+}
+
+/// An event cursor: the decimal position of the last event a client processed.
+fn parse_cursor(after: Option<&str>) -> Result<Option<i64>, ApiError> {
+    after
+        .map(|cursor| {
+            cursor
+                .parse::<i64>()
+                .ok()
+                .filter(|position| *position >= 0)
+                .ok_or_else(|| ApiError::validation("after", "not an event cursor"))
+        })
+        .transpose()
+}
+
+/// Which events a subscriber wants; every given field must match.
+#[derive(InputObject, Default, Clone)]
+pub struct EventFilterInput {
+    /// FINANCIAL, WORK or LOGISTIC.
+    family: Option<String>,
+    /// The record kind, e.g. `Order`, `PaymentRequest`.
+    record_type: Option<String>,
+    /// e.g. `order.placed`.
+    event_type: Option<String>,
+}
+
+impl EventFilterInput {
+    fn matches(&self, event: &event::Model) -> bool {
+        let wanted =
+            |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f == value);
+        wanted(&self.family, &event.family)
+            && wanted(&self.record_type, &event.record_type)
+            && wanted(&self.event_type, &event.event_type)
+    }
+}
+
+#[derive(Default)]
+pub struct EventSubscription;
+
+#[Subscription]
+impl EventSubscription {
+    /// Events about records the caller's organization may see, live. With `after` (the `position`
+    /// of the last event processed), first every later event from the log, then live ones, without a
+    /// gap or a repeat. A subscriber that falls too far behind is ended with SLOW_CONSUMER and the
+    /// cursor to resume from (`extensions.cursor`).
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        filter: Option<EventFilterInput>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Event>> + use<>> {
+        let slot = take_slot(ctx)?;
+        let principal = ctx.principal()?.clone();
+        authorize(&principal, Action::ReadOwnOrganization)?;
+        let after = parse_cursor(after.as_deref())?;
+        let filter = filter.unwrap_or_default();
+        let followed = ctx.data_unchecked::<EventFeed>().follow(
+            ctx.data_unchecked::<EventService>().clone(),
+            principal,
+            after,
+        );
+        Ok(followed.filter_map(move |item| {
+            // The slot is held for as long as the stream lives.
+            let _held = &slot;
+            ready(match item {
+                Ok(event) if filter.matches(&event) => {
+                    EventFeed::record_delivery(&event);
+                    Some(Ok(Event(event.as_ref().clone())))
+                }
+                Ok(_) => None,
+                Err(err) => Some(Err(err.into())),
+            })
+        }))
     }
 }

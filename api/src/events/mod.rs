@@ -1,6 +1,10 @@
 //! Events: the transactional outbox of transaction records, stamped with positions in commit order.
 
+pub mod bus;
+pub mod feed;
 pub mod graphql;
 pub mod outbox;
 
+pub use bus::Bus;
+pub use feed::EventFeed;
 pub use outbox::{EventService, FINANCIAL, NewEvent, Outbox, record};

@@ -16,6 +16,7 @@ use sea_orm::{
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::bus::{Bus, PG_CHANNEL};
 use crate::{
     auth::Principal,
     db::write_transaction,
@@ -91,14 +92,21 @@ pub async fn record<C: ConnectionTrait>(txn: &C, event: NewEvent) -> ApiResult<(
 pub struct Outbox {
     db: DatabaseConnection,
     wake: Arc<Notify>,
+    bus: Bus,
 }
 
 impl Outbox {
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub fn new(db: DatabaseConnection, bus: Bus) -> Self {
         Self {
             db,
             wake: Arc::new(Notify::new()),
+            bus,
         }
+    }
+
+    /// The bus that announces stamped positions.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
     }
 
     /// The background pool the stamper works on.
@@ -123,7 +131,11 @@ impl Outbox {
                     tokio::time::sleep(GATHER).await;
                 }
                 loop {
-                    match outbox.stamp().await {
+                    let stamped = outbox.stamp().await;
+                    if matches!(stamped, Ok(n) if n > 0) {
+                        outbox.bus.stamped();
+                    }
+                    match stamped {
                         Ok(n) if n >= BATCH as u64 => continue,
                         Ok(_) => break,
                         Err(err) => {
@@ -138,6 +150,7 @@ impl Outbox {
 
     /// Gives committed, unstamped events the next positions, in insert order. Returns how many.
     pub async fn stamp(&self) -> ApiResult<u64> {
+        let notify = self.bus.notify_in_transaction();
         write_transaction(&self.db, |txn| {
             Box::pin(async move {
                 let backend = txn.get_database_backend();
@@ -165,10 +178,19 @@ impl Outbox {
                        FROM event WHERE position IS NULL ORDER BY seq LIMIT {BATCH} \
                      ) AS pending WHERE event.seq = pending.seq"
                 );
-                Ok(txn
+                let stamped = txn
                     .execute_raw(Statement::from_string(backend, sql))
                     .await?
-                    .rows_affected())
+                    .rows_affected();
+                if notify && stamped > 0 {
+                    // Delivered to every listening replica when this transaction commits.
+                    txn.execute_raw(Statement::from_string(
+                        backend,
+                        format!("SELECT pg_notify('{PG_CHANNEL}', '')"),
+                    ))
+                    .await?;
+                }
+                Ok(stamped)
             })
         })
         .await

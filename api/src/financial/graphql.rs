@@ -3,9 +3,12 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, dataloader::Loader};
+use async_graphql::{
+    Context, Enum, ID, InputObject, Object, SimpleObject, Subscription, dataloader::Loader,
+};
 use chrono::{DateTime, Utc};
 use entities::{invoice, order, order_line, payment};
+use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
 use super::{
@@ -16,6 +19,8 @@ use crate::graphql::relay::IntoConnection;
 use crate::{
     auth::Principal,
     error::{ApiError, ApiResult},
+    events::{EventFeed, EventService},
+    graphql::live::take_slot,
     graphql::{
         ContextExt,
         relay::{HubConnection, PageArgs, decode_id, encode_id, wants_total},
@@ -529,5 +534,41 @@ impl FinancialMutation {
         Ok(InvoicePayload {
             invoice: Invoice(invoice),
         })
+    }
+}
+
+#[derive(Default)]
+pub struct FinancialSubscription;
+
+#[Subscription]
+impl FinancialSubscription {
+    /// An order as it is now, then each time it changes (placed, fulfilled, paid, ...), for as long as
+    /// the caller may see it.
+    async fn order(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Order>> + use<>> {
+        let slot = take_slot(ctx)?;
+        let principal = ctx.principal()?.clone();
+        let id = decode_id("id", RecordKind::Order, &id)?;
+        let service = service(ctx).clone();
+        // Joined before the first read, so no change can fall between the two.
+        let followed = ctx.data_unchecked::<EventFeed>().follow(
+            ctx.data_unchecked::<EventService>().clone(),
+            principal.clone(),
+            None,
+        );
+        let current = service.order(&principal, id).await?;
+        let read = move || {
+            let (service, principal) = (service.clone(), principal.clone());
+            async move { service.order(&principal, id).await }
+        };
+        let versions =
+            EventFeed::follow_record(followed, RecordKind::Order, id, current, read, |_| false);
+        Ok(versions.map(move |version| {
+            let _held = &slot;
+            version.map(Order).map_err(Into::into)
+        }))
     }
 }

@@ -87,7 +87,9 @@ pub struct RequestScope {
     pub order_lines: DataLoader<OrderLinesLoader, HashMapCache>,
     pub invoices: DataLoader<InvoicesLoader, HashMapCache>,
     pub payments: DataLoader<PaymentsLoader, HashMapCache>,
-    received_shares: OnceCell<ReceivedShares>,
+    received_shares: OnceCell<Arc<ReceivedShares>>,
+    /// Off for a long-lived connection: what it is shown must be read when it is shown.
+    caching: bool,
 }
 
 impl RequestScope {
@@ -112,18 +114,40 @@ impl RequestScope {
                 cached(PaymentsLoader { service, principal })
             },
             received_shares: OnceCell::new(),
+            caching: true,
         }
     }
 
-    /// The caller's received shares, read once per request.
+    /// A scope for a WebSocket connection: batching without caching, so each delivery reads the
+    /// records (and the shares that decide what is visible) as they are at delivery time.
+    pub fn uncached(services: &Services, principal: &Principal) -> Self {
+        let scope = Self {
+            caching: false,
+            ..Self::new(services, principal)
+        };
+        scope.organizations.enable_all_cache(false);
+        scope.locations.enable_all_cache(false);
+        scope.products.enable_all_cache(false);
+        scope.customers.enable_all_cache(false);
+        scope.order_lines.enable_all_cache(false);
+        scope.invoices.enable_all_cache(false);
+        scope.payments.enable_all_cache(false);
+        scope
+    }
+
+    /// The caller's received shares, read once per request (each time on a long-lived connection).
     pub async fn received_shares(
         &self,
         service: &MasterDataService,
         principal: &Principal,
-    ) -> ApiResult<&ReceivedShares> {
+    ) -> ApiResult<Arc<ReceivedShares>> {
+        if !self.caching {
+            return Ok(Arc::new(service.received_shares(principal).await?));
+        }
         self.received_shares
-            .get_or_try_init(|| service.received_shares(principal))
+            .get_or_try_init(|| async { Ok(Arc::new(service.received_shares(principal).await?)) })
             .await
+            .cloned()
     }
 
     /// Loads the organizations a page refers to in one query, so its rows' nested fields hit the cache

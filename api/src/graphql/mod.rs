@@ -2,12 +2,13 @@
 
 pub mod cost;
 pub mod edge;
+pub mod live;
 pub mod loaders;
 pub mod node;
 pub mod relay;
 pub mod scalars;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 
 use sea_orm::DatabaseConnection;
 
@@ -15,10 +16,13 @@ use crate::{
     auth::Principal,
     config::Limits,
     error::{ApiError, ApiResult},
-    events::{EventService, graphql::EventQuery},
+    events::{
+        EventFeed, EventService,
+        graphql::{EventQuery, EventSubscription},
+    },
     financial::{
         FinancialService,
-        graphql::{FinancialMutation, FinancialQuery},
+        graphql::{FinancialMutation, FinancialQuery, FinancialSubscription},
     },
     graphql::{loaders::RequestScope, node::NodeQuery},
     identity::{
@@ -33,7 +37,7 @@ use crate::{
         ApprovalService, PaymentKeysService, PaymentRequestService,
         graphql::{
             ApprovalMutation, DeclinesQuery, PaymentKeysMutation, PaymentKeysQuery,
-            PaymentRequestMutation, PaymentRequestQuery,
+            PaymentRequestMutation, PaymentRequestQuery, PaymentRequestSubscription,
         },
     },
 };
@@ -60,7 +64,14 @@ pub struct MutationRoot(
     ApprovalMutation,
 );
 
-pub type HubSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct SubscriptionRoot(
+    EventSubscription,
+    PaymentRequestSubscription,
+    FinancialSubscription,
+);
+
+pub type HubSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Services the resolvers reach through the context.
 #[derive(Clone)]
@@ -73,6 +84,7 @@ pub struct Services {
     pub payment_keys: PaymentKeysService,
     pub payment_requests: PaymentRequestService,
     pub approval: ApprovalService,
+    pub feed: EventFeed,
 }
 
 /// Builds the schema; `services` is `None` only for printing the SDL.
@@ -80,7 +92,7 @@ pub fn build_schema(limits: &Limits, services: Option<Services>) -> HubSchema {
     let mut builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot::default(),
     )
     .limit_depth(limits.max_query_depth)
     .limit_complexity(limits.max_query_complexity)
@@ -98,7 +110,8 @@ pub fn build_schema(limits: &Limits, services: Option<Services>) -> HubSchema {
             .data(services.events)
             .data(services.payment_keys)
             .data(services.payment_requests)
-            .data(services.approval);
+            .data(services.approval)
+            .data(services.feed);
     }
     builder.finish()
 }

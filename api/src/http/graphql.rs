@@ -2,12 +2,17 @@
 
 use std::time::Instant;
 
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols};
 use async_graphql::{http::GraphiQLSource, parser::types::OperationType};
 use axum::{
     Json,
     body::Body,
-    extract::{RawQuery, State},
-    http::{HeaderMap, StatusCode},
+    extract::{FromRequestParts, Request, State, ws::WebSocketUpgrade},
+    http::{
+        HeaderMap, StatusCode,
+        header::{SEC_WEBSOCKET_PROTOCOL, UPGRADE},
+        request::Parts,
+    },
     response::{Html, IntoResponse, Response},
 };
 
@@ -50,11 +55,18 @@ fn parse_body(bytes: &[u8]) -> Result<async_graphql::Request, ApiError> {
         .map_err(|err| ApiError::BadRequest(format!("body is not a GraphQL request: {err}")))
 }
 
-pub async fn get(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
+/// A GraphQL query over GET, or the upgrade to a WebSocket for subscriptions.
+pub async fn get(State(state): State<AppState>, request: Request) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    if parts
+        .headers
+        .get(UPGRADE)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"))
+    {
+        return upgrade(state, &mut parts).await;
+    }
+    let query = parts.uri.query().map(str::to_owned);
+    let headers = parts.headers;
     let started = Instant::now();
     match async_graphql::http::parse_query_string(query.as_deref().unwrap_or_default()) {
         Ok(request) => execute(&state, &headers, request, Transport::Get, started).await,
@@ -63,6 +75,33 @@ pub async fn get(
             UNPARSED_LABEL,
             started,
         ),
+    }
+}
+
+async fn upgrade(state: AppState, parts: &mut Parts) -> Response {
+    // The first protocol offered that the hub speaks (graphql-transport-ws or the legacy graphql-ws).
+    let protocol = parts
+        .headers
+        .get(SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|offered| {
+            offered
+                .split(',')
+                .find_map(|name| name.trim().parse::<WebSocketProtocols>().ok())
+        });
+    let Some(protocol) = protocol else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "subscriptions speak graphql-transport-ws (Sec-WebSocket-Protocol)",
+        )
+            .into_response();
+    };
+    match WebSocketUpgrade::from_request_parts(parts, &state).await {
+        Ok(upgrade) => upgrade
+            .protocols(ALL_WEBSOCKET_PROTOCOLS)
+            .on_upgrade(move |socket| super::subscriptions::serve(socket, protocol, state))
+            .into_response(),
+        Err(rejection) => rejection.into_response(),
     }
 }
 

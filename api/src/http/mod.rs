@@ -2,6 +2,7 @@
 
 mod graphql;
 mod health;
+pub mod subscriptions;
 
 use axum::{
     Router,

@@ -10,7 +10,7 @@ use entities::{
 };
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    QueryFilter, sea_query::Expr,
+    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -21,7 +21,7 @@ use crate::{
     db::{database_now, write_transaction},
     error::{ApiError, ApiResult},
     events::{FINANCIAL, NewEvent, Outbox, record},
-    policy::{Action, authorize, payment_request_visible},
+    policy::{Action, authorize, may_follow_terminal, payment_request_visible},
     records::RecordKind,
 };
 
@@ -220,6 +220,30 @@ impl PaymentRequestService {
             .ok_or(ApiError::not_found("payment request"))
     }
 
+    /// The open requests at `terminal`, oldest first (at most 100): what its reader waits on.
+    pub async fn open_requests_at(
+        &self,
+        principal: &Principal,
+        terminal: Uuid,
+    ) -> ApiResult<Vec<payment_request::Model>> {
+        authorize(principal, Action::RequestPayment)
+            .or_else(|_| authorize(principal, Action::ReadOwnOrganization))?;
+        let device = device::Entity::find_by_id(terminal).one(&self.db).await?;
+        if !device.is_some_and(|device| {
+            may_follow_terminal(principal, terminal, device.owner_organization_id)
+        }) {
+            return Err(ApiError::not_found("terminal"));
+        }
+        Ok(payment_request::Entity::find()
+            .filter(payment_request_visible(principal))
+            .filter(payment_request::Column::DeviceId.eq(terminal))
+            .filter(payment_request::Column::Status.eq(PaymentRequestStatus::Open))
+            .order_by_asc(payment_request::Column::CreatedAt)
+            .limit(100)
+            .all(&self.db)
+            .await?)
+    }
+
     pub async fn payment_requests(
         &self,
         principal: &Principal,
@@ -268,7 +292,7 @@ pub(crate) fn signed_fields(
     }
 }
 
-fn request_event(
+pub(crate) fn request_event(
     id: Uuid,
     owner: Uuid,
     event_type: &'static str,

@@ -12,4 +12,5 @@ mod payment_keys;
 mod payments;
 mod roles;
 mod schema_snapshot;
+mod subscriptions;
 mod tokens;

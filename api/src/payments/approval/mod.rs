@@ -38,7 +38,7 @@ use self::{
 };
 use super::{
     decline::{DeclineReason, is_replay},
-    requests::signed_fields,
+    requests::{request_event, signed_fields},
 };
 use crate::{
     auth::Principal,
@@ -607,6 +607,17 @@ impl ApprovalService {
                 owner: request.owner_organization_id,
                 parties: vec![verified.issuer_organization],
             },
+        )
+        .await?;
+        // The request's own change, for whoever follows the request (the checkout screen).
+        record(
+            txn,
+            request_event(
+                request.id,
+                request.owner_organization_id,
+                "payment_request.paid",
+                PaymentRequestStatus::Paid,
+            ),
         )
         .await?;
         Ok(Recorded::Approved(Box::new(PaymentOutcome {

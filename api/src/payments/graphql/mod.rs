@@ -7,4 +7,6 @@ mod requests;
 
 pub use approval::{ApprovalMutation, DeclineReason, DeclinesQuery, PayPayload, PaymentDecline};
 pub use issuers::{Card, IssuerKey, PaymentKeysMutation, PaymentKeysQuery};
-pub use requests::{PaymentRequest, PaymentRequestMutation, PaymentRequestQuery};
+pub use requests::{
+    PaymentRequest, PaymentRequestMutation, PaymentRequestQuery, PaymentRequestSubscription,
+};

@@ -1,13 +1,16 @@
 //! Payment requests at terminals, over [`PaymentRequestService`].
 
-use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Subscription};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use entities::payment_request;
+use futures_util::{Stream, StreamExt, stream};
 
 use crate::graphql::relay::IntoConnection;
 use crate::payments::requests::{NewPaymentRequest, PaymentRequestService};
 use crate::{
+    events::{EventFeed, EventService},
+    graphql::live::take_slot,
     graphql::{
         ContextExt,
         relay::{HubConnection, PageArgs, decode_id, encode_id, wants_total},
@@ -183,5 +186,100 @@ impl PaymentRequestMutation {
         Ok(PaymentRequestPayload {
             payment_request: PaymentRequest(request),
         })
+    }
+}
+
+fn is_final(request: &payment_request::Model) -> bool {
+    request.status != payment_request::PaymentRequestStatus::Open
+}
+
+#[derive(Default)]
+pub struct PaymentRequestSubscription;
+
+#[Subscription]
+impl PaymentRequestSubscription {
+    /// A payment request as it is now, then each time it changes, until it is PAID or CANCELLED
+    /// (what a checkout screen shows).
+    async fn payment_request(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<PaymentRequest>> + use<>>
+    {
+        let slot = take_slot(ctx)?;
+        let principal = ctx.principal()?.clone();
+        let id = decode_id("id", RecordKind::PaymentRequest, &id)?;
+        let service = requests(ctx).clone();
+        // Joined before the first read, so no change can fall between the two.
+        let followed = ctx.data_unchecked::<EventFeed>().follow(
+            ctx.data_unchecked::<EventService>().clone(),
+            principal.clone(),
+            None,
+        );
+        let current = service.payment_request(&principal, id).await?;
+        let read = move || {
+            let (service, principal) = (service.clone(), principal.clone());
+            async move { service.payment_request(&principal, id).await }
+        };
+        let versions = EventFeed::follow_record(
+            followed,
+            RecordKind::PaymentRequest,
+            id,
+            current,
+            read,
+            is_final,
+        );
+        Ok(versions.map(move |version| {
+            let _held = &slot;
+            version.map(PaymentRequest).map_err(Into::into)
+        }))
+    }
+
+    /// The payment requests of a terminal: first every open one, then each one that is opened, paid
+    /// or cancelled there. For the terminal's own device (its reader) and its organization's members.
+    async fn terminal_payment_requests(
+        &self,
+        ctx: &Context<'_>,
+        terminal_id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<PaymentRequest>> + use<>>
+    {
+        let slot = take_slot(ctx)?;
+        let principal = ctx.principal()?.clone();
+        let terminal = decode_id("terminalId", RecordKind::Device, &terminal_id)?;
+        let service = requests(ctx).clone();
+        let followed = ctx.data_unchecked::<EventFeed>().follow(
+            ctx.data_unchecked::<EventService>().clone(),
+            principal.clone(),
+            None,
+        );
+        let open = service.open_requests_at(&principal, terminal).await?;
+        let changes = followed.filter_map(move |item| {
+            let (service, principal) = (service.clone(), principal.clone());
+            async move {
+                let event = match item {
+                    Ok(event) => event,
+                    Err(err) => return Some(Err(err)),
+                };
+                if event.record_type != RecordKind::PaymentRequest.name() {
+                    return None;
+                }
+                match service.payment_request(&principal, event.record_id).await {
+                    Ok(request) if request.device_id == terminal => {
+                        EventFeed::record_delivery(&event);
+                        Some(Ok(request))
+                    }
+                    Ok(_) => None,
+                    // Gone from view (or never in it): not this subscriber's concern.
+                    Err(crate::error::ApiError::NotFound { .. }) => None,
+                    Err(err) => Some(Err(err)),
+                }
+            }
+        });
+        Ok(stream::iter(open.into_iter().map(Ok))
+            .chain(changes)
+            .map(move |request| {
+                let _held = &slot;
+                request.map(PaymentRequest).map_err(Into::into)
+            }))
     }
 }
