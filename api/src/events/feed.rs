@@ -197,13 +197,11 @@ impl EventFeed {
         after: Option<i64>,
     ) -> impl Stream<Item = Result<Arc<event::Model>, ApiError>> + Send + 'static + use<> {
         let mut live = self.join(principal.organization_id);
-        let feed = self.clone();
+        // Without a cursor, "live" starts at joining: the newest position this replica had read then
+        // (taken here, not at the stream's first poll, which may come much later).
+        let start = after.unwrap_or_else(|| self.inner.head.load(Ordering::SeqCst));
         async_stream::stream! {
-            // Without a cursor, "live" starts now: the newest position this replica has read.
-            let mut cursor = match after {
-                Some(after) => after,
-                None => feed.inner.head.load(Ordering::SeqCst),
-            };
+            let mut cursor = start;
             let mut replay = after.is_some();
             loop {
                 if replay {

@@ -11,7 +11,11 @@ use futures_util::{Stream, StreamExt, future::ready};
 use super::{EventFeed, EventService};
 use crate::{
     error::ApiError,
-    graphql::{ContextExt, live::take_slot, scalars::Int64},
+    graphql::{
+        ContextExt,
+        live::{self, Following},
+        scalars::Int64,
+    },
     policy::{Action, authorize},
     records::global_id_by_name,
 };
@@ -130,27 +134,20 @@ impl EventSubscription {
         after: Option<String>,
         filter: Option<EventFilterInput>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Event>> + use<>> {
-        let slot = take_slot(ctx)?;
-        let principal = ctx.principal()?.clone();
-        authorize(&principal, Action::ReadOwnOrganization)?;
+        authorize(ctx.principal()?, Action::ReadOwnOrganization)?;
         let after = parse_cursor(after.as_deref())?;
         let filter = filter.unwrap_or_default();
-        let followed = ctx.data_unchecked::<EventFeed>().follow(
-            ctx.data_unchecked::<EventService>().clone(),
-            principal,
-            after,
-        );
-        Ok(followed.filter_map(move |item| {
-            // The slot is held for as long as the stream lives.
-            let _held = &slot;
+        let Following { slot, events, .. } = live::follow(ctx, after)?;
+        let wanted = events.filter_map(move |item| {
             ready(match item {
                 Ok(event) if filter.matches(&event) => {
                     EventFeed::record_delivery(&event);
-                    Some(Ok(Event(event.as_ref().clone())))
+                    Some(Ok(event.as_ref().clone()))
                 }
                 Ok(_) => None,
-                Err(err) => Some(Err(err.into())),
+                Err(err) => Some(Err(err)),
             })
-        }))
+        });
+        Ok(live::deliver(slot, wanted, Event))
     }
 }

@@ -8,7 +8,7 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 use entities::{invoice, order, order_line, payment};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use uuid::Uuid;
 
 use super::{
@@ -19,8 +19,8 @@ use crate::graphql::relay::IntoConnection;
 use crate::{
     auth::Principal,
     error::{ApiError, ApiResult},
-    events::{EventFeed, EventService},
-    graphql::live::take_slot,
+    events::EventFeed,
+    graphql::live::{self, Following},
     graphql::{
         ContextExt,
         relay::{HubConnection, PageArgs, decode_id, encode_id, wants_total},
@@ -549,26 +549,20 @@ impl FinancialSubscription {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Order>> + use<>> {
-        let slot = take_slot(ctx)?;
-        let principal = ctx.principal()?.clone();
         let id = decode_id("id", RecordKind::Order, &id)?;
         let service = service(ctx).clone();
-        // Joined before the first read, so no change can fall between the two.
-        let followed = ctx.data_unchecked::<EventFeed>().follow(
-            ctx.data_unchecked::<EventService>().clone(),
-            principal.clone(),
-            None,
-        );
+        let Following {
+            slot,
+            principal,
+            events,
+        } = live::follow(ctx, None)?;
         let current = service.order(&principal, id).await?;
         let read = move || {
             let (service, principal) = (service.clone(), principal.clone());
             async move { service.order(&principal, id).await }
         };
         let versions =
-            EventFeed::follow_record(followed, RecordKind::Order, id, current, read, |_| false);
-        Ok(versions.map(move |version| {
-            let _held = &slot;
-            version.map(Order).map_err(Into::into)
-        }))
+            EventFeed::follow_record(events, RecordKind::Order, id, current, read, |_| false);
+        Ok(live::deliver(slot, versions, Order))
     }
 }

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use async_graphql::{
     Response, ServerError, ServerResult, ValidationResult, Variables,
     extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextValidation,
+        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
+        NextValidation,
     },
     parser::types::ExecutableDocument,
 };
+use futures_util::{StreamExt, stream::BoxStream};
 
 use crate::error::ApiError;
 
@@ -39,6 +41,23 @@ impl Extension for ErrorCodesExtension {
             assign_code(error);
         }
         response
+    }
+
+    /// Each response of a subscription gets its codes like a query's.
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream)
+            .map(|mut response| {
+                for error in &mut response.errors {
+                    assign_code(error);
+                }
+                response
+            })
+            .boxed()
     }
 
     async fn parse_query(

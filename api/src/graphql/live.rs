@@ -7,8 +7,15 @@ use std::sync::{
 };
 
 use async_graphql::Context;
+use entities::event;
+use futures_util::{Stream, StreamExt, stream::BoxStream};
 
-use crate::error::{ApiError, ApiResult};
+use super::ContextExt;
+use crate::{
+    auth::Principal,
+    error::{ApiError, ApiResult},
+    events::{EventFeed, EventService},
+};
 
 /// The open subscriptions of one WebSocket connection.
 #[derive(Clone)]
@@ -57,4 +64,44 @@ pub fn take_slot(ctx: &Context<'_>) -> ApiResult<Slot> {
     ctx.data_opt::<SubscriptionSlots>()
         .ok_or_else(|| ApiError::BadRequest("subscriptions need a WebSocket connection".into()))?
         .take()
+}
+
+/// What a live resolver starts from: its slot, the caller, and the caller's organization's events,
+/// joined now (before the resolver's first read, so nothing between that read and the first event is
+/// missed) and replayed after `after` when given.
+pub struct Following {
+    pub slot: Slot,
+    pub principal: Principal,
+    pub events: BoxStream<'static, ApiResult<Arc<event::Model>>>,
+}
+
+/// Takes a slot and joins the feed for the caller of `ctx`.
+pub fn follow(ctx: &Context<'_>, after: Option<i64>) -> ApiResult<Following> {
+    let slot = take_slot(ctx)?;
+    let principal = ctx.principal()?.clone();
+    let events = ctx
+        .data_unchecked::<EventFeed>()
+        .follow(
+            ctx.data_unchecked::<EventService>().clone(),
+            principal.clone(),
+            after,
+        )
+        .boxed();
+    Ok(Following {
+        slot,
+        principal,
+        events,
+    })
+}
+
+/// A subscription's items as GraphQL results, holding `slot` for as long as the stream lives.
+pub fn deliver<M: 'static, T: 'static>(
+    slot: Slot,
+    items: impl Stream<Item = ApiResult<M>> + Send + 'static,
+    node: fn(M) -> T,
+) -> impl Stream<Item = async_graphql::Result<T>> + Send + 'static {
+    items.map(move |item| {
+        let _held = &slot;
+        item.map(node).map_err(Into::into)
+    })
 }

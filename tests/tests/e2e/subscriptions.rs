@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use api::auth::Role;
 use entities::organization::OrganizationKind;
-use hub_tests::{Backend, Received, Replicas, Subscriber, TestApp, on_both_backends, on_postgres};
+use hub_tests::{
+    Backend, Received, RecordKind, Replicas, Subscriber, TestApp, checkout::Checkout,
+    encode_global_id, on_both_backends, on_postgres,
+};
 use serde_json::{Value, json};
 
 const CREATE_PRODUCT: &str =
@@ -202,4 +205,203 @@ async fn across_replicas(_backend: Backend) {
         assert_eq!(record, id, "written through A, delivered by B");
     }
     replicas.stop().await;
+}
+
+const TERMINAL_REQUESTS: &str =
+    "subscription($terminal: ID!) { terminalPaymentRequests(terminalId: $terminal) {
+    id status amountMinor } }";
+const FOLLOW_REQUEST: &str =
+    "subscription($id: ID!) { paymentRequest(id: $id) { id status amountMinor } }";
+
+on_both_backends!(checkout_screen_and_reader_follow_a_payment, checkout_flow);
+async fn checkout_flow(backend: Backend) {
+    let mut checkout = Checkout::new_with(backend, 3, |config| {
+        config.subscriptions.subscription_recheck_ms = 200;
+    })
+    .await;
+    let base_url = checkout.app.base_url.clone();
+    let terminal = encode_global_id(RecordKind::Device, checkout.device);
+
+    // The reader (the terminal's own device) learns of the request; a stranger may not follow it.
+    let mut reader = Subscriber::acknowledged(&base_url, &checkout.device_token()).await;
+    reader
+        .subscribe("r", TERMINAL_REQUESTS, json!({ "terminal": terminal }))
+        .await;
+    let stranger_org = checkout
+        .app
+        .create_organization("Nosy", OrganizationKind::Supplier)
+        .await;
+    let stranger = checkout.app.token(stranger_org, Role::Admin).await;
+    let mut nosy = Subscriber::acknowledged(&base_url, &stranger).await;
+    nosy.subscribe("n", TERMINAL_REQUESTS, json!({ "terminal": terminal }))
+        .await;
+    match nosy.next(Duration::from_secs(10)).await {
+        Some(Received::Next(payload)) => assert_eq!(
+            payload["errors"][0]["extensions"]["code"], "NOT_FOUND",
+            "{payload}"
+        ),
+        other => panic!("a stranger's terminal subscription: {other:?}"),
+    }
+
+    let request = checkout.request(1_000).await;
+    let seen = reader.data().await;
+    assert_eq!(seen["terminalPaymentRequests"]["id"], request["id"]);
+    assert_eq!(seen["terminalPaymentRequests"]["status"], "OPEN");
+
+    // The checkout screen follows the request until it is paid, then the subscription completes.
+    let mut screen = Subscriber::acknowledged(&base_url, &checkout.member).await;
+    screen
+        .subscribe("p", FOLLOW_REQUEST, json!({ "id": request["id"] }))
+        .await;
+    assert_eq!(screen.data().await["paymentRequest"]["status"], "OPEN");
+    let (token, signature) = checkout.tap(&request);
+    let paid = checkout.pay(&request, &token, &signature, "sub-1").await;
+    assert_eq!(paid["status"], "AUTHORIZED", "{paid}");
+    assert_eq!(screen.data().await["paymentRequest"]["status"], "PAID");
+    assert!(matches!(
+        screen.next(Duration::from_secs(10)).await,
+        Some(Received::Complete)
+    ));
+    let update = reader.data().await;
+    assert_eq!(update["terminalPaymentRequests"]["status"], "PAID");
+
+    // Revoking the device closes its connection.
+    let admin = checkout
+        .app
+        .token(checkout.app.retailer_id, Role::Admin)
+        .await;
+    checkout
+        .app
+        .graphql(
+            Some(&admin),
+            "mutation($input: RevokeDeviceInput!) { revokeDevice(input: $input) { device { status } } }",
+            json!({ "input": { "id": terminal, "version": 1 } }),
+        )
+        .await
+        .data("/revokeDevice");
+    match reader.next(Duration::from_secs(10)).await {
+        Some(Received::Closed(4403, reason)) => assert!(reason.contains("revoked"), "{reason}"),
+        other => panic!("expected close 4403 after the revocation, got {other:?}"),
+    }
+    checkout.app.stop().await;
+}
+
+on_both_backends!(an_expiring_token_ends_the_connection, expiring_token);
+async fn expiring_token(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let identity = &app.hub.state.services.identity;
+    let member = identity
+        .ensure_member(
+            app.retailer_id,
+            "brief",
+            api::auth::Role::Member.try_into().expect("member role"),
+        )
+        .await
+        .expect("member");
+    let token = identity
+        .mint_for(&member, Some(Duration::from_secs(2)))
+        .expect("token")
+        .token;
+    let mut subscriber = Subscriber::acknowledged(&app.base_url, &token).await;
+    subscriber
+        .subscribe("1", ORDER_EVENTS, json!({ "after": "0" }))
+        .await;
+    let started = std::time::Instant::now();
+    match subscriber.next(Duration::from_secs(10)).await {
+        Some(Received::Closed(4403, reason)) => assert!(reason.contains("expired"), "{reason}"),
+        other => panic!("expected close 4403 at expiry, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "closed at expiry, not at a later check"
+    );
+    app.stop().await;
+}
+
+on_both_backends!(
+    a_slow_consumer_is_ended_with_its_cursor_and_resumes,
+    slow_consumer
+);
+async fn slow_consumer(backend: Backend) {
+    use futures_util::StreamExt;
+    let app = TestApp::start_with(backend, |config| {
+        config.subscriptions.subscription_buffer = 4;
+    })
+    .await;
+    let admin = app.token(app.retailer_id, Role::Admin).await;
+    let product = product(&app, &admin).await;
+    let services = &app.hub.state.services;
+    let principal = app
+        .hub
+        .state
+        .authenticator
+        .authenticate(&app.hub.state.db, Some(&admin))
+        .await
+        .expect("principal");
+    // A subscriber that joined and then stopped reading (what a stalled socket does to its stream).
+    let mut stalled = Box::pin(services.feed.follow(
+        services.events.clone(),
+        principal.clone(),
+        None,
+    ));
+    let mut created = Vec::new();
+    for _ in 0..10 {
+        created.push(create_order(&app, &admin, &product).await);
+    }
+    // Let the feed read all ten: more than the buffer of four.
+    let mut followed = Box::pin(services.feed.follow(
+        services.events.clone(),
+        principal.clone(),
+        Some(0),
+    ));
+    for _ in 0..10 {
+        tokio::time::timeout(Duration::from_secs(20), followed.next())
+            .await
+            .expect("the feed reads the orders")
+            .expect("an event")
+            .expect("no error");
+    }
+    let mut delivered = Vec::new();
+    let cursor = loop {
+        match tokio::time::timeout(Duration::from_secs(20), stalled.next())
+            .await
+            .expect("the stalled stream ends")
+        {
+            Some(Ok(event)) => delivered.push(event),
+            Some(Err(api::error::ApiError::SlowConsumer { cursor })) => break cursor,
+            other => panic!("expected SLOW_CONSUMER, got {other:?}"),
+        }
+    };
+    assert!(stalled.next().await.is_none(), "the stream ends after it");
+    assert_eq!(
+        cursor,
+        delivered
+            .last()
+            .and_then(|event| event.position)
+            .unwrap_or(cursor),
+        "the cursor is the last event delivered"
+    );
+    // Resuming from the cursor gives every later order exactly once.
+    let mut resumed = Box::pin(services.feed.follow(
+        services.events.clone(),
+        principal,
+        Some(cursor),
+    ));
+    let mut records: Vec<String> = delivered
+        .iter()
+        .filter(|event| event.event_type == "order.created")
+        .map(|event| encode_global_id(RecordKind::Order, event.record_id))
+        .collect();
+    while records.len() < created.len() {
+        let event = tokio::time::timeout(Duration::from_secs(20), resumed.next())
+            .await
+            .expect("resumed")
+            .expect("an event")
+            .expect("no error");
+        if event.event_type == "order.created" {
+            records.push(encode_global_id(RecordKind::Order, event.record_id));
+        }
+    }
+    assert_eq!(records, created, "nothing lost, nothing twice, in order");
+    app.stop().await;
 }

@@ -9,8 +9,8 @@ use futures_util::{Stream, StreamExt, stream};
 use crate::graphql::relay::IntoConnection;
 use crate::payments::requests::{NewPaymentRequest, PaymentRequestService};
 use crate::{
-    events::{EventFeed, EventService},
-    graphql::live::take_slot,
+    events::EventFeed,
+    graphql::live::{self, Following},
     graphql::{
         ContextExt,
         relay::{HubConnection, PageArgs, decode_id, encode_id, wants_total},
@@ -206,33 +206,27 @@ impl PaymentRequestSubscription {
         id: ID,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<PaymentRequest>> + use<>>
     {
-        let slot = take_slot(ctx)?;
-        let principal = ctx.principal()?.clone();
         let id = decode_id("id", RecordKind::PaymentRequest, &id)?;
         let service = requests(ctx).clone();
-        // Joined before the first read, so no change can fall between the two.
-        let followed = ctx.data_unchecked::<EventFeed>().follow(
-            ctx.data_unchecked::<EventService>().clone(),
-            principal.clone(),
-            None,
-        );
+        let Following {
+            slot,
+            principal,
+            events,
+        } = live::follow(ctx, None)?;
         let current = service.payment_request(&principal, id).await?;
         let read = move || {
             let (service, principal) = (service.clone(), principal.clone());
             async move { service.payment_request(&principal, id).await }
         };
         let versions = EventFeed::follow_record(
-            followed,
+            events,
             RecordKind::PaymentRequest,
             id,
             current,
             read,
             is_final,
         );
-        Ok(versions.map(move |version| {
-            let _held = &slot;
-            version.map(PaymentRequest).map_err(Into::into)
-        }))
+        Ok(live::deliver(slot, versions, PaymentRequest))
     }
 
     /// The payment requests of a terminal: first every open one, then each one that is opened, paid
@@ -243,17 +237,15 @@ impl PaymentRequestSubscription {
         terminal_id: ID,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<PaymentRequest>> + use<>>
     {
-        let slot = take_slot(ctx)?;
-        let principal = ctx.principal()?.clone();
         let terminal = decode_id("terminalId", RecordKind::Device, &terminal_id)?;
         let service = requests(ctx).clone();
-        let followed = ctx.data_unchecked::<EventFeed>().follow(
-            ctx.data_unchecked::<EventService>().clone(),
-            principal.clone(),
-            None,
-        );
+        let Following {
+            slot,
+            principal,
+            events,
+        } = live::follow(ctx, None)?;
         let open = service.open_requests_at(&principal, terminal).await?;
-        let changes = followed.filter_map(move |item| {
+        let changes = events.filter_map(move |item| {
             let (service, principal) = (service.clone(), principal.clone());
             async move {
                 let event = match item {
@@ -275,11 +267,7 @@ impl PaymentRequestSubscription {
                 }
             }
         });
-        Ok(stream::iter(open.into_iter().map(Ok))
-            .chain(changes)
-            .map(move |request| {
-                let _held = &slot;
-                request.map(PaymentRequest).map_err(Into::into)
-            }))
+        let requests = stream::iter(open.into_iter().map(Ok)).chain(changes);
+        Ok(live::deliver(slot, requests, PaymentRequest))
     }
 }
