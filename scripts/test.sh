@@ -18,6 +18,8 @@ say() { printf '[test.sh] %s\n' "$*" >&2; }
 need_packages=()
 command -v psql >/dev/null 2>&1 || need_packages+=(postgresql-client)
 command -v redis-cli >/dev/null 2>&1 || need_packages+=(redis-tools)
+# The Redis-outage test starts and kills a private redis-server of its own.
+command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
 if [ ${#need_packages[@]} -gt 0 ]; then
   say "installing ${need_packages[*]}"
   if [ "$(id -u)" = 0 ]; then apt_get=(apt-get); else apt_get=(sudo apt-get); fi

@@ -5,6 +5,7 @@
 pub mod checkout;
 mod fingerprint;
 mod postgres;
+mod private_redis;
 mod replicas;
 mod subscriber;
 
@@ -22,6 +23,7 @@ use uuid::Uuid;
 
 pub use api::records::{GlobalId, RecordKind};
 pub use postgres::TestDatabase;
+pub use private_redis::PrivateRedis;
 pub use replicas::{ReplicaProcess, Replicas};
 pub use subscriber::{Received, Subscriber};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use api::auth::Role;
 use entities::organization::OrganizationKind;
 use hub_tests::{
-    Backend, Received, RecordKind, Replicas, Subscriber, TestApp, checkout::Checkout,
+    Backend, PrivateRedis, Received, RecordKind, Replicas, Subscriber, TestApp, checkout::Checkout,
     encode_global_id, on_both_backends, on_postgres,
 };
 use serde_json::{Value, json};
@@ -404,4 +404,131 @@ async fn slow_consumer(backend: Backend) {
     }
     assert_eq!(records, created, "nothing lost, nothing twice, in order");
     app.stop().await;
+}
+
+on_postgres!(
+    a_redis_outage_loses_no_event_and_fails_no_write,
+    redis_outage
+);
+async fn redis_outage(_backend: Backend) {
+    let mut redis = PrivateRedis::start().await;
+    let replicas = Replicas::start_with_env(2, &[("REDIS_URL".to_owned(), redis.url())]).await;
+    let admin = replicas.token(replicas.retailer_id, Role::Admin).await;
+    let client = reqwest::Client::new();
+    let product = hub_tests::post_graphql(
+        &client,
+        &replicas.urls[0],
+        &admin,
+        CREATE_PRODUCT,
+        json!({ "input": { "sku": "O-1", "name": "O", "priceMinor": 100, "currency": "EUR" } }),
+    )
+    .await
+    .data("/createProduct/product/id")
+    .clone();
+    let mut subscriber = Subscriber::acknowledged(&replicas.urls[1], &admin).await;
+    subscriber
+        .subscribe("1", ORDER_EVENTS, json!({ "after": "0" }))
+        .await;
+    let write = |round: usize| {
+        let (client, url, admin, product) = (
+            client.clone(),
+            replicas.urls[round % 2].clone(),
+            admin.clone(),
+            product.clone(),
+        );
+        async move {
+            // `data` panics on any error: a write that failed because Redis is down fails the test.
+            hub_tests::post_graphql(
+                &client,
+                &url,
+                &admin,
+                CREATE_ORDER,
+                json!({ "input": { "lines": [{ "productId": product, "quantity": 1 }] } }),
+            )
+            .await
+            .data("/createOrder/order/id")
+            .as_str()
+            .expect("id")
+            .to_owned()
+        }
+    };
+    let mut written = Vec::new();
+    let mut received = Vec::new();
+    for phase in ["before", "during", "after"] {
+        match phase {
+            "during" => redis.stop(),
+            "after" => redis.resume().await,
+            _ => {}
+        }
+        for round in 0..8 {
+            written.push(write(round).await);
+        }
+        while received.len() < written.len() {
+            let (record, _) = next_event(&mut subscriber).await;
+            received.push(record);
+        }
+        assert_eq!(
+            received, written,
+            "{phase} the outage: every event, once, in order"
+        );
+    }
+    replicas.stop().await;
+}
+
+on_both_backends!(resume_while_writers_commit, resume_under_writers);
+async fn resume_under_writers(backend: Backend) {
+    use std::sync::{Arc, Mutex};
+    let app = Arc::new(TestApp::start(backend).await);
+    let admin = app.token(app.retailer_id, Role::Admin).await;
+    let product = product(&app, &admin).await;
+    let mut subscriber = Subscriber::acknowledged(&app.base_url, &admin).await;
+    subscriber
+        .subscribe("1", ORDER_EVENTS, json!({ "after": "0" }))
+        .await;
+    let created = Arc::new(Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..2)
+        .map(|_| {
+            let (app, admin, product, created) =
+                (app.clone(), admin.clone(), product.clone(), created.clone());
+            tokio::spawn(async move {
+                for _ in 0..15 {
+                    let id = create_order(&app, &admin, &product).await;
+                    created.lock().expect("list").push(id);
+                }
+            })
+        })
+        .collect();
+    // Take a few, drop the connection while the writers go on, and come back with the cursor.
+    let mut received = Vec::new();
+    let mut last = 0;
+    for _ in 0..5 {
+        let (record, position) = next_event(&mut subscriber).await;
+        assert!(position > last);
+        last = position;
+        received.push(record);
+    }
+    subscriber.close().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut resumed = Subscriber::acknowledged(&app.base_url, &admin).await;
+    resumed
+        .subscribe("2", ORDER_EVENTS, json!({ "after": last.to_string() }))
+        .await;
+    while received.len() < 30 {
+        let (record, position) = next_event(&mut resumed).await;
+        assert!(position > last, "in commit order, no repeat at the switch");
+        last = position;
+        received.push(record);
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let mut expected = created.lock().expect("list").clone();
+    let mut got = received.clone();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected, "every order's event exactly once");
+    assert!(
+        resumed.next(Duration::from_millis(300)).await.is_none(),
+        "nothing more"
+    );
 }
