@@ -100,6 +100,7 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         telemetry::OperationLabels::from_sdl(&schema.sdl(), &query_root, &mutation_root);
     Ok(AppState {
         connections: Default::default(),
+        recent_checks: Default::default(),
         operation_labels,
         schema,
         authenticator: Authenticator::new(issuer),

@@ -24,6 +24,8 @@ pub struct AppState {
     pub statements: crate::db::StatementCounter,
     /// Open subscription connections per organization.
     pub connections: crate::http::subscriptions::ConnectionCounts,
+    /// Recent successful rechecks of subscription tokens.
+    pub recent_checks: crate::http::subscriptions::RecentChecks,
     /// The bounded set of operation labels `/metrics` counts requests under.
     pub operation_labels: crate::telemetry::OperationLabels,
 }

@@ -48,3 +48,19 @@ impl Hub {
         Ok(body.get("data").cloned().unwrap_or(Value::Null))
     }
 }
+
+/// A token of `organization`'s ADMIN, minted with the hub's own command line (`hub token create`; the
+/// hub's DATABASE_URL and HUB_SIGNING_KEY_FILE, or its embedded data directory, must be where it looks).
+pub fn mint_token(organization: &str, hub_bin: &std::path::Path) -> anyhow::Result<String> {
+    let output = std::process::Command::new(hub_bin)
+        .args(["token", "create", "--org", organization, "--role", "ADMIN"])
+        .output()
+        .with_context(|| format!("running {}", hub_bin.display()))?;
+    if !output.status.success() {
+        bail!(
+            "hub token create failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}

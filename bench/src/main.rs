@@ -10,6 +10,7 @@ mod client;
 mod payments;
 mod report;
 mod scenarios;
+mod subscriptions;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -63,6 +64,22 @@ struct Args {
     /// client count and duration) and print the ratio.
     #[arg(long)]
     pgbench_url: Option<String>,
+    /// subscriptions: concurrent WebSocket subscribers.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// subscriptions: supplier organizations (subscribers are spread over the retailer and these; each
+    /// order carries one supplier's product, so a supplier sees only its share of the events).
+    #[arg(long, default_value_t = 4)]
+    suppliers: usize,
+    /// subscriptions: orders (events) committed per second.
+    #[arg(long, default_value_t = 100)]
+    event_rate: u64,
+    /// subscriptions: the replicas subscribers connect to, round robin (default: --url).
+    #[arg(long, value_delimiter = ',')]
+    subscriber_urls: Vec<String>,
+    /// subscriptions: process ids of the hubs, for their memory (VmRSS) per subscriber.
+    #[arg(long, value_delimiter = ',')]
+    hub_pids: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -76,6 +93,9 @@ pub enum Scenario {
     /// Request a payment at a terminal and pay it with a virtual card's one-time number (full
     /// verification): two requests per operation, one payment.
     Payments,
+    /// Live subscribers over WebSocket while orders are committed at a steady rate: commit-to-client
+    /// latency, deliveries per second, memory per subscriber (`--subscribers`, `--event-rate`).
+    Subscriptions,
 }
 
 /// When a scenario stops.
@@ -100,6 +120,30 @@ async fn main() -> anyhow::Result<()> {
     let mut reports: Vec<Report> = Vec::new();
     let mut ceiling = None;
     for scenario in &args.scenario {
+        if *scenario == Scenario::Subscriptions {
+            let report = subscriptions::run(subscriptions::SubscriptionLoad {
+                hub: &hub,
+                subscriber_urls: if args.subscriber_urls.is_empty() {
+                    vec![args.url.clone()]
+                } else {
+                    args.subscriber_urls.clone()
+                },
+                retailer_token: token.clone(),
+                subscribers: args.subscribers,
+                suppliers: args.suppliers,
+                events_per_second: args.event_rate,
+                duration: args.duration,
+                hub_bin: &args.hub_bin,
+                hub_pids: args.hub_pids.clone(),
+            })
+            .await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                eprintln!("{}", report.line());
+            }
+            continue;
+        }
         let report = if *scenario == Scenario::Payments {
             let fixture = std::sync::Arc::new(
                 payments::PaymentFixture::seed(

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::client::Hub;
+use crate::client::{Hub, mint_token};
 
 const REQUEST: &str = "mutation RequestPayment($input: RequestPaymentInput!) { requestPayment(input: $input) { paymentRequest {
     id amountMinor challenge signingFields { requestId merchantId terminalId hubInstanceId } } } }";
@@ -71,20 +71,10 @@ fn bank_token(
     token_file: Option<&Path>,
     hub_bin: &Path,
 ) -> anyhow::Result<String> {
-    if let Some(file) = token_file {
-        return Ok(std::fs::read_to_string(file)?.trim().to_owned());
+    match token_file {
+        Some(file) => Ok(std::fs::read_to_string(file)?.trim().to_owned()),
+        None => mint_token(bank_name, hub_bin),
     }
-    let output = std::process::Command::new(hub_bin)
-        .args(["token", "create", "--org", bank_name, "--role", "ADMIN"])
-        .output()
-        .with_context(|| format!("running {}", hub_bin.display()))?;
-    if !output.status.success() {
-        bail!(
-            "hub token create failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
 }
 
 impl PaymentFixture {

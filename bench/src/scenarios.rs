@@ -33,8 +33,8 @@ pub async fn run(
     budget: Budget,
 ) -> anyhow::Result<Report> {
     match scenario {
-        Scenario::Payments => {
-            anyhow::bail!("the payments scenario is driven from main with its fixture")
+        Scenario::Payments | Scenario::Subscriptions => {
+            anyhow::bail!("the {scenario:?} scenario is driven from main with its fixture")
         }
         Scenario::Me => {
             let hub = hub.clone();

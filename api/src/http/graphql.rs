@@ -78,6 +78,9 @@ pub async fn get(State(state): State<AppState>, request: Request) -> Response {
     }
 }
 
+/// Read buffer of one WebSocket connection.
+const WS_READ_BUFFER: usize = 4 * 1024;
+
 async fn upgrade(state: AppState, parts: &mut Parts) -> Response {
     // The first protocol offered that the hub speaks (graphql-transport-ws or the legacy graphql-ws).
     let protocol = parts
@@ -99,6 +102,12 @@ async fn upgrade(state: AppState, parts: &mut Parts) -> Response {
     match WebSocketUpgrade::from_request_parts(parts, &state).await {
         Ok(upgrade) => upgrade
             .protocols(ALL_WEBSOCKET_PROTOCOLS)
+            // Clients send small protocol messages: a small read buffer keeps thousands of idle
+            // subscribers cheap (the default is 128 KiB each), and a message may be no larger than a
+            // request body.
+            .read_buffer_size(WS_READ_BUFFER)
+            .max_message_size(state.config.limits.max_body_bytes)
+            .max_frame_size(state.config.limits.max_body_bytes)
             .on_upgrade(move |socket| super::subscriptions::serve(socket, protocol, state))
             .into_response(),
         Err(rejection) => rejection.into_response(),

@@ -171,9 +171,54 @@ pub async fn serve(mut socket: WebSocket, protocol: WebSocketProtocols, state: A
     run(socket, protocol, state.clone(), init, bearer, session).await;
 }
 
-/// Whether the connection's token, member or device is still accepted. A database hiccup is not a
+/// Successful rechecks by token (its SHA-256), shared by the connections of one replica: the
+/// connections of one token need one check per half interval between them, not one each. A token's
+/// standing depends on its member or device, never on the connection, so sharing is sound.
+#[derive(Clone, Default)]
+pub struct RecentChecks(Arc<Mutex<HashMap<[u8; 32], Instant>>>);
+
+impl RecentChecks {
+    fn key(bearer: Option<&str>) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(bearer.unwrap_or_default().as_bytes()).into()
+    }
+
+    /// When the token last passed a check, if that was within `within`.
+    fn fresh(&self, key: &[u8; 32], within: Duration) -> Option<Instant> {
+        let checks = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        checks.get(key).copied().filter(|at| at.elapsed() < within)
+    }
+
+    fn record(&self, key: [u8; 32], at: Instant, keep: Duration) {
+        let mut checks = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        checks.insert(key, at);
+        // Bounded by the live tokens: entries too old to be used again go.
+        if checks.len().is_multiple_of(1024) {
+            checks.retain(|_, checked| checked.elapsed() < keep);
+        }
+    }
+}
+
+/// Whether the connection's token, member or device is still accepted (checked in the database, or by
+/// another connection of the same token within half the interval). A database hiccup is not a
 /// revocation: it counts as allowed until the next check.
-async fn still_allowed(state: &AppState, bearer: Option<&str>, checked_at: &mut Instant) -> bool {
+async fn still_allowed(
+    state: &AppState,
+    bearer: Option<&str>,
+    interval: Duration,
+    checked_at: &mut Instant,
+) -> bool {
+    let key = RecentChecks::key(bearer);
+    if let Some(at) = state.recent_checks.fresh(&key, interval / 2) {
+        *checked_at = at;
+        return true;
+    }
     match state
         .authenticator
         .authenticate_session(&state.db, bearer)
@@ -181,6 +226,7 @@ async fn still_allowed(state: &AppState, bearer: Option<&str>, checked_at: &mut 
     {
         Ok(_) => {
             *checked_at = Instant::now();
+            state.recent_checks.record(key, *checked_at, interval);
             true
         }
         Err(ApiError::Unauthenticated) => false,
@@ -240,8 +286,11 @@ async fn run(
     tokio::pin!(expiry);
     let interval =
         Duration::from_millis(state.config.subscriptions.subscription_recheck_ms.max(100));
-    let mut recheck = tokio::time::interval(interval);
-    recheck.tick().await;
+    // Checks every half interval, so a delivery rarely finds its last check too old; each connection
+    // starts at a random phase, so thousands of connections opened together do not check together.
+    let half = interval / 2;
+    let phase = half.mul_f64((getrandom::u32().unwrap_or(0) as f64) / (u32::MAX as f64));
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + phase, half);
     let mut checked_at = Instant::now();
     let revoked = || Some((FORBIDDEN, "Forbidden: access revoked".to_owned()));
     let closing: Option<(u16, String)> = loop {
@@ -250,7 +299,7 @@ async fn run(
             biased;
             () = &mut expiry => break Some((FORBIDDEN, "Forbidden: token expired".into())),
             _ = recheck.tick() => {
-                if !still_allowed(&state, bearer.as_deref(), &mut checked_at).await {
+                if !still_allowed(&state, bearer.as_deref(), interval, &mut checked_at).await {
                     break revoked();
                 }
             }
@@ -259,7 +308,7 @@ async fn run(
                     // A delivery never rests on a check older than the interval: a removed member or
                     // a disabled device receives nothing later than one interval after the change.
                     if checked_at.elapsed() >= interval
-                        && !still_allowed(&state, bearer.as_deref(), &mut checked_at).await
+                        && !still_allowed(&state, bearer.as_deref(), interval, &mut checked_at).await
                     {
                         break revoked();
                     }
