@@ -49,6 +49,11 @@ pub enum ApiError {
     /// A subscriber fell further behind than its buffer; it resumes with `after: cursor`.
     #[error("the subscriber fell too far behind; resume after cursor {cursor}")]
     SlowConsumer { cursor: i64 },
+    /// A cursor older than the events kept: resuming from it would skip what was purged.
+    #[error(
+        "events after cursor {cursor} are no longer kept; the oldest kept is at position {oldest}"
+    )]
+    CursorExpired { cursor: i64, oldest: i64 },
     /// More subscriptions on one connection than allowed.
     #[error("too many subscriptions on this connection (at most {limit})")]
     TooManySubscriptions { limit: usize },
@@ -84,6 +89,7 @@ impl ApiError {
             Self::QueryTooComplex { .. } => crate::graphql::edge::QUERY_TOO_COMPLEX,
             Self::InvalidDocument(_) => crate::graphql::edge::VALIDATION_FAILED,
             Self::SlowConsumer { .. } => "SLOW_CONSUMER",
+            Self::CursorExpired { .. } => "CURSOR_EXPIRED",
             Self::TooManySubscriptions { .. } => "TOO_MANY_SUBSCRIPTIONS",
             Self::Internal(_) => "INTERNAL",
         }
@@ -106,6 +112,7 @@ impl ApiError {
             Self::InvalidTransition { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::CursorExpired { .. } => StatusCode::GONE,
             Self::SlowConsumer { .. } | Self::TooManySubscriptions { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }

@@ -71,6 +71,11 @@ impl Subscriber {
             .await;
     }
 
+    /// Stops subscription `id` (`complete` from the client).
+    pub async fn stop(&mut self, id: &str) {
+        self.send(json!({ "id": id, "type": "complete" })).await;
+    }
+
     /// The next protocol message, `Err((code, reason))` for a close, `None` after `wait` of silence.
     async fn message(&mut self, wait: Duration) -> Option<Result<Value, (u16, String)>> {
         loop {

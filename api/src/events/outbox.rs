@@ -11,7 +11,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, Statement,
-    sea_query::{Expr, ExprTrait, Query},
+    sea_query::{Expr, ExprTrait, Func, Query},
 };
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -208,6 +208,26 @@ impl EventService {
         Self { db }
     }
 
+    /// Refuses a cursor from before the oldest event kept: resuming there would skip the purged ones
+    /// in silence. Positions are contiguous, so the oldest kept position says it all.
+    async fn check_cursor_kept(&self, cursor: i64) -> ApiResult<()> {
+        let oldest: Option<Option<i64>> = event::Entity::find()
+            .select_only()
+            .column_as(
+                Expr::expr(Func::min(Expr::col(event::Column::Position))),
+                "oldest",
+            )
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        match oldest.flatten() {
+            Some(oldest) if oldest > cursor.saturating_add(1) => {
+                Err(ApiError::CursorExpired { cursor, oldest })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Stamped events the caller's organization may see, after `after`, in position order. Returns the
     /// events and whether more follow.
     pub async fn events(
@@ -219,6 +239,9 @@ impl EventService {
         crate::policy::authorize(principal, crate::policy::Action::ReadOwnOrganization)?;
         if first == 0 || first > 500 {
             return Err(ApiError::validation("first", "must be between 1 and 500"));
+        }
+        if let Some(cursor) = after {
+            self.check_cursor_kept(cursor).await?;
         }
         let mut recipients = Query::select();
         recipients

@@ -532,3 +532,112 @@ async fn resume_under_writers(backend: Backend) {
         "nothing more"
     );
 }
+
+/// The error code of the next message, which must be an error.
+async fn next_error_code(subscriber: &mut Subscriber) -> String {
+    match subscriber.next(Duration::from_secs(10)).await {
+        Some(Received::Next(payload)) => payload["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no code: {payload}"))
+            .to_owned(),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+on_both_backends!(limits_say_which, limits);
+async fn limits(backend: Backend) {
+    let app = TestApp::start_with(backend, |config| {
+        config.subscriptions.max_subscriptions_per_connection = 2;
+        config.subscriptions.max_connections_per_organization = 1;
+    })
+    .await;
+    let admin = app.token(app.retailer_id, Role::Admin).await;
+    let mut subscriber = Subscriber::acknowledged(&app.base_url, &admin).await;
+    for id in ["1", "2", "3"] {
+        subscriber.subscribe(id, ORDER_EVENTS, json!({})).await;
+    }
+    assert_eq!(
+        next_error_code(&mut subscriber).await,
+        "TOO_MANY_SUBSCRIPTIONS"
+    );
+    assert!(matches!(
+        subscriber.next(Duration::from_secs(10)).await,
+        Some(Received::Complete)
+    ));
+    // A stopped subscription frees its slot.
+    subscriber.stop("1").await;
+    assert!(matches!(
+        subscriber.next(Duration::from_secs(10)).await,
+        Some(Received::Complete)
+    ));
+    subscriber.subscribe("4", ORDER_EVENTS, json!({})).await;
+    assert!(
+        subscriber.next(Duration::from_millis(500)).await.is_none(),
+        "the fourth is accepted and waits for events"
+    );
+
+    // One connection per organization here: a second is refused, another organization's is not.
+    let mut second = Subscriber::connect(&app.base_url, Some(&admin)).await;
+    match second.next(Duration::from_secs(10)).await {
+        Some(Received::Closed(4429, reason)) => {
+            assert!(reason.contains("organization"), "{reason}")
+        }
+        other => panic!("expected close 4429, got {other:?}"),
+    }
+    let other = app
+        .create_organization("Other", OrganizationKind::Supplier)
+        .await;
+    let other_token = app.token(other, Role::Admin).await;
+    Subscriber::acknowledged(&app.base_url, &other_token)
+        .await
+        .close()
+        .await;
+    app.stop().await;
+}
+
+on_both_backends!(a_cursor_older_than_the_log_is_refused, expired_cursor);
+async fn expired_cursor(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::start(backend).await;
+    let admin = app.token(app.retailer_id, Role::Admin).await;
+    let product = product(&app, &admin).await;
+    let mut subscriber = Subscriber::acknowledged(&app.base_url, &admin).await;
+    subscriber
+        .subscribe("1", ORDER_EVENTS, json!({ "after": "0" }))
+        .await;
+    for _ in 0..3 {
+        create_order(&app, &admin, &product).await;
+        next_event(&mut subscriber).await;
+    }
+    subscriber.close().await;
+    // What retention will do: the two oldest events are gone.
+    let db = &app.hub.state.db;
+    for statement in [
+        "DELETE FROM event_recipient WHERE event_id IN (SELECT id FROM event WHERE position <= 2)",
+        "DELETE FROM event WHERE position <= 2",
+    ] {
+        db.execute_unprepared(statement).await.expect("purge");
+    }
+    let mut late = Subscriber::acknowledged(&app.base_url, &admin).await;
+    late.subscribe("1", ORDER_EVENTS, json!({ "after": "1" }))
+        .await;
+    assert_eq!(next_error_code(&mut late).await, "CURSOR_EXPIRED");
+    assert!(matches!(
+        late.next(Duration::from_secs(10)).await,
+        Some(Received::Complete)
+    ));
+    let query = app
+        .graphql(
+            Some(&admin),
+            "query($after: String) { events(after: $after, first: 10) { edges { cursor } } }",
+            json!({ "after": "1" }),
+        )
+        .await;
+    query.expect_error("CURSOR_EXPIRED");
+    // From the oldest kept event's predecessor on, all is there.
+    late.subscribe("2", ORDER_EVENTS, json!({ "after": "2" }))
+        .await;
+    let (_, position) = next_event(&mut late).await;
+    assert_eq!(position, 3);
+    app.stop().await;
+}
