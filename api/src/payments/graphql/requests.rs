@@ -1,10 +1,13 @@
 //! Payment requests at terminals, over [`PaymentRequestService`].
 
+use std::collections::HashMap;
+
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Subscription};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use entities::payment_request;
-use futures_util::{Stream, StreamExt, stream};
+use futures_util::{Stream, StreamExt, future::ready, stream};
+use uuid::Uuid;
 
 use crate::graphql::relay::IntoConnection;
 use crate::payments::requests::{NewPaymentRequest, PaymentRequestService};
@@ -267,7 +270,24 @@ impl PaymentRequestSubscription {
                 }
             }
         });
-        let requests = stream::iter(open.into_iter().map(Ok)).chain(changes);
+        // A request opened while the subscription started is both in the open list and in the feed:
+        // each version of a request is delivered once. Final versions do not change again, so they
+        // leave the map, which holds only the terminal's open requests.
+        let mut delivered: HashMap<Uuid, payment_request::Model> = HashMap::new();
+        let requests = stream::iter(open.into_iter().map(Ok))
+            .chain(changes)
+            .filter(move |item| {
+                let new = match item {
+                    Ok(request) if is_final(request) => delivered
+                        .remove(&request.id)
+                        .is_none_or(|seen| seen != *request),
+                    Ok(request) => delivered
+                        .insert(request.id, request.clone())
+                        .is_none_or(|seen| seen != *request),
+                    Err(_) => true,
+                };
+                ready(new)
+            });
         Ok(live::deliver(slot, requests, PaymentRequest))
     }
 }
