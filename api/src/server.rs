@@ -68,6 +68,9 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         Duration::from_millis(config.subscriptions.feed_poll_ms.max(10)),
         config.subscriptions.subscription_buffer,
     );
+    feed.initialize()
+        .await
+        .context("cannot read the event log's newest position")?;
     let outbox = Outbox::new(background_db.clone(), bus);
     let services = Services {
         db: db.clone(),

@@ -170,7 +170,7 @@ async fn subscriber(
     token: String,
     tally: Arc<Tally>,
     ready: Arc<AtomicU64>,
-    stop: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let ws_url = format!("{}/graphql", url.replacen("http://", "ws://", 1));
     let mut request = ws_url.into_client_request()?;
@@ -193,8 +193,9 @@ async fn subscriber(
     let mut seen: HashMap<String, ()> = HashMap::new();
     let mut latencies = Vec::new();
     loop {
+        // A watch, unlike a notification, is not missed by a subscriber busy with a message.
         let message = tokio::select! {
-            () = stop.notified() => break,
+            _ = stop.wait_for(|stop| *stop) => break,
             message = socket.next() => message,
         };
         let Some(Ok(Message::Text(text))) = message else {
@@ -238,7 +239,7 @@ pub async fn run(load: SubscriptionLoad<'_>) -> anyhow::Result<SubscriptionRepor
     let rss_before = rss_kib(&load.hub_pids);
     let tally = Arc::new(Tally::default());
     let ready = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(tokio::sync::Notify::new());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     // Subscriber i belongs to the retailer when i % (suppliers + 1) == 0, else to supplier i % (suppliers + 1) - 1.
     let organizations = load.suppliers + 1;
     let mut per_party = vec![0u64; organizations];
@@ -257,7 +258,7 @@ pub async fn run(load: SubscriptionLoad<'_>) -> anyhow::Result<SubscriptionRepor
             token,
             tally.clone(),
             ready.clone(),
-            stop.clone(),
+            stopped.clone(),
         )));
         if index % 200 == 199 {
             // Connection storms are not what this measures.
@@ -311,7 +312,7 @@ pub async fn run(load: SubscriptionLoad<'_>) -> anyhow::Result<SubscriptionRepor
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = started.elapsed();
-    stop.notify_waiters();
+    let _ = stop.send(true);
     for task in tasks {
         if let Ok(Err(err)) = task.await {
             eprintln!("subscriber: {err:#}");

@@ -29,6 +29,19 @@ impl Subscriber {
     /// Opens a connection to `base_url` (http://host:port) and sends `connection_init` with `token`.
     /// Does not wait for the acknowledgement: see [`Self::acknowledged`].
     pub async fn connect(base_url: &str, token: Option<&str>) -> Self {
+        let payload = match token {
+            Some(token) => json!({ "Authorization": format!("Bearer {token}") }),
+            None => json!({}),
+        };
+        Self::connect_sending(
+            base_url,
+            json!({ "type": "connection_init", "payload": payload }),
+        )
+        .await
+    }
+
+    /// Opens a connection and sends `first` as its first message, whatever it is.
+    pub async fn connect_sending(base_url: &str, first: Value) -> Self {
         let url = format!("{}/graphql", base_url.replacen("http://", "ws://", 1));
         let mut request = url.into_client_request().expect("ws request");
         request.headers_mut().insert(
@@ -39,13 +52,7 @@ impl Subscriber {
             .await
             .expect("WebSocket handshake");
         let mut subscriber = Self { socket };
-        let payload = match token {
-            Some(token) => json!({ "Authorization": format!("Bearer {token}") }),
-            None => json!({}),
-        };
-        subscriber
-            .send(json!({ "type": "connection_init", "payload": payload }))
-            .await;
+        subscriber.send(first).await;
         subscriber
     }
 

@@ -80,23 +80,18 @@ impl EventFeed {
         }
     }
 
-    /// Reads new events until the process ends, starting after the newest event stamped now.
+    /// Starts the feed after the newest event stamped now. Called before the hub serves: a subscriber
+    /// that joined earlier would miss what was stamped between its replay and the feed's start.
+    pub async fn initialize(&self) -> Result<(), ApiError> {
+        let newest = self.newest_position().await?;
+        self.inner.head.store(newest, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Reads new events until the process ends (after [`Self::initialize`]).
     pub fn spawn(&self) -> JoinHandle<()> {
         let feed = self.clone();
         tokio::spawn(async move {
-            // Subscribers replay what came before from the table; the feed only carries what is new.
-            loop {
-                match feed.newest_position().await {
-                    Ok(position) => {
-                        feed.inner.head.store(position, Ordering::SeqCst);
-                        break;
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "event feed cannot start yet; retrying");
-                        tokio::time::sleep(feed.inner.poll).await;
-                    }
-                }
-            }
             loop {
                 // A wake-up that arrives while reading is kept by `Notify` and ends the next wait.
                 let _ = tokio::time::timeout(feed.inner.poll, feed.inner.wake.notified()).await;
@@ -158,15 +153,14 @@ impl EventFeed {
                 .channels
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // Organizations nobody follows any more give their buffers back.
+            channels.retain(|_, channel| channel.receiver_count() > 0);
             for event in events {
                 let event = Arc::new(event);
                 for organization in recipients.get(&event.id).into_iter().flatten() {
-                    let gone = channels
-                        .get(organization)
-                        .is_some_and(|channel| channel.send(event.clone()).is_err());
-                    if gone {
-                        // Nobody of that organization listens any more.
-                        channels.remove(organization);
+                    if let Some(channel) = channels.get(organization) {
+                        // An error means nobody listens any more; the next round drops the channel.
+                        let _ = channel.send(event.clone());
                     }
                 }
             }

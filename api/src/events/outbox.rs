@@ -208,24 +208,33 @@ impl EventService {
         Self { db }
     }
 
-    /// Refuses a cursor from before the oldest event kept: resuming there would skip the purged ones
-    /// in silence. Positions are contiguous, so the oldest kept position says it all.
+    /// Refuses a cursor from before the oldest event kept (resuming there would skip the purged ones in
+    /// silence) and one beyond the newest (it was never given out, and would skip what comes next).
+    /// Positions are contiguous, so the oldest and newest positions say it all.
     async fn check_cursor_kept(&self, cursor: i64) -> ApiResult<()> {
-        let oldest: Option<Option<i64>> = event::Entity::find()
+        let bounds: Option<(Option<i64>, Option<i64>)> = event::Entity::find()
             .select_only()
             .column_as(
                 Expr::expr(Func::min(Expr::col(event::Column::Position))),
                 "oldest",
             )
+            .column_as(
+                Expr::expr(Func::max(Expr::col(event::Column::Position))),
+                "newest",
+            )
             .into_tuple()
             .one(&self.db)
             .await?;
-        match oldest.flatten() {
-            Some(oldest) if oldest > cursor.saturating_add(1) => {
-                Err(ApiError::CursorExpired { cursor, oldest })
-            }
-            _ => Ok(()),
+        let (oldest, newest) = bounds.unwrap_or_default();
+        if let Some(oldest) = oldest
+            && oldest > cursor.saturating_add(1)
+        {
+            return Err(ApiError::CursorExpired { cursor, oldest });
         }
+        if cursor > newest.unwrap_or(0) {
+            return Err(ApiError::validation("after", "beyond the newest event"));
+        }
+        Ok(())
     }
 
     /// Stamped events the caller's organization may see, after `after`, in position order. Returns the

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols};
+use async_graphql::http::WebSocketProtocols;
 use async_graphql::{http::GraphiQLSource, parser::types::OperationType};
 use axum::{
     Json,
@@ -101,7 +101,8 @@ async fn upgrade(state: AppState, parts: &mut Parts) -> Response {
     };
     match WebSocketUpgrade::from_request_parts(parts, &state).await {
         Ok(upgrade) => upgrade
-            .protocols(ALL_WEBSOCKET_PROTOCOLS)
+            // Answer with the protocol the hub will speak, whatever order the client offered.
+            .protocols([protocol.sec_websocket_protocol()])
             // Clients send small protocol messages: a small read buffer keeps thousands of idle
             // subscribers cheap (the default is 128 KiB each), and a message may be no larger than a
             // request body.
@@ -204,14 +205,14 @@ async fn authenticate_and_run(
 /// burst of large documents cannot occupy the workers that serve everyone else.
 const INLINE_PARSE_BYTES: usize = 16 * 1024;
 
-enum Refusal {
+pub(super) enum Refusal {
     Parse(async_graphql::ServerError),
     Cost(ApiError),
 }
 
 /// Parses the document once (the schema reuses it) and refuses one whose fragments expand beyond the
 /// limit, before validation could spend time exponential in its size.
-async fn parse_and_bound(
+pub(super) async fn parse_and_bound(
     mut request: async_graphql::Request,
     limits: &Limits,
 ) -> Result<(async_graphql::Request, Result<(), Refusal>), ApiError> {
@@ -233,17 +234,34 @@ async fn parse_and_bound(
 }
 
 fn is_mutation(request: &mut async_graphql::Request) -> bool {
+    operation_type(request) == Some(OperationType::Mutation)
+}
+
+/// The type of the operation a request runs (`None` when the document does not parse or names no
+/// such operation). With several operations and no name, any mutation among them counts: the
+/// engine would refuse the request anyway, and a GET must not get that far.
+pub(super) fn operation_type(request: &mut async_graphql::Request) -> Option<OperationType> {
     let operation_name = request.operation_name.clone();
-    let Ok(document) = request.parsed_query() else {
-        return false; // the schema reports the parse error
-    };
-    document.operations.iter().any(|(name, operation)| {
-        let selected = match (&operation_name, name) {
+    let document = request.parsed_query().ok()?;
+    let selected: Vec<OperationType> = document
+        .operations
+        .iter()
+        .filter(|(name, _)| match (&operation_name, name) {
             (Some(wanted), Some(name)) => wanted == name.as_str(),
             _ => true,
-        };
-        selected && operation.node.ty == OperationType::Mutation
-    })
+        })
+        .map(|(_, operation)| operation.node.ty)
+        .collect();
+    if selected.contains(&OperationType::Mutation) {
+        return Some(OperationType::Mutation);
+    }
+    match selected.as_slice() {
+        [only] => Some(*only),
+        _ => selected
+            .first()
+            .copied()
+            .filter(|first| selected.iter().all(|ty| ty == first)),
+    }
 }
 
 /// Answers an error raised before the schema ran, as a GraphQL response with the right HTTP status.

@@ -10,18 +10,22 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
-use async_graphql::{Data, http::WebSocketProtocols};
+use async_graphql::{Data, http::WebSocketProtocols, parser::types::OperationType};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{SinkExt, StreamExt, stream};
+use futures_util::{SinkExt, StreamExt, stream, stream::SplitSink};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{
-    auth::Session,
+    auth::{Principal, Session},
+    config::Limits,
     error::ApiError,
     graphql::{live::SubscriptionSlots, loaders::RequestScope},
     state::AppState,
@@ -54,6 +58,9 @@ impl ConnectionCounts {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let open = counts.entry(organization).or_default();
         if *open >= limit {
+            if *open == 0 {
+                counts.remove(&organization);
+            }
             return None;
         }
         *open += 1;
@@ -205,34 +212,49 @@ impl RecentChecks {
     }
 }
 
-/// Whether the connection's token, member or device is still accepted (checked in the database, or by
-/// another connection of the same token within half the interval). A database hiccup is not a
-/// revocation: it counts as allowed until the next check.
-async fn still_allowed(
+/// What a recheck of an open connection found.
+#[derive(Debug, PartialEq, Eq)]
+enum Check {
+    /// The token is accepted, for the same organization and role as when the connection opened.
+    Allowed,
+    /// The token, member or device is no longer accepted, or now acts with another role.
+    Revoked,
+    /// The check itself failed (the database is unreachable): neither.
+    Unknown,
+}
+
+/// Checks the connection's token again (in the database, or through another connection of the same
+/// token within half the interval).
+async fn recheck_access(
     state: &AppState,
     bearer: Option<&str>,
+    opened_as: &Principal,
     interval: Duration,
     checked_at: &mut Instant,
-) -> bool {
+) -> Check {
     let key = RecentChecks::key(bearer);
     if let Some(at) = state.recent_checks.fresh(&key, interval / 2) {
         *checked_at = at;
-        return true;
+        return Check::Allowed;
     }
     match state
         .authenticator
         .authenticate_session(&state.db, bearer)
         .await
     {
-        Ok(_) => {
+        Ok(session)
+            if session.principal.role == opened_as.role
+                && session.principal.organization_id == opened_as.organization_id =>
+        {
             *checked_at = Instant::now();
             state.recent_checks.record(key, *checked_at, interval);
-            true
+            Check::Allowed
         }
-        Err(ApiError::Unauthenticated) => false,
+        // A demoted member keeps no connection opened with more.
+        Ok(_) | Err(ApiError::Unauthenticated) => Check::Revoked,
         Err(err) => {
             err.log_if_internal();
-            true
+            Check::Unknown
         }
     }
 }
@@ -250,6 +272,13 @@ async fn first_text(socket: &mut WebSocket) -> Option<String> {
     None
 }
 
+/// Server pings this often; a connection that sends nothing (not even a pong) for twice as long is gone.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+/// A send that takes longer means the client stopped reading long ago: the connection is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a recheck that could not reach the database, the next attempt waits this long.
+const RECHECK_BACKOFF: Duration = Duration::from_secs(1);
+
 async fn run(
     socket: WebSocket,
     protocol: WebSocketProtocols,
@@ -264,16 +293,41 @@ async fn run(
     data.insert(SubscriptionSlots::new(
         state.config.subscriptions.max_subscriptions_per_connection,
     ));
-    data.insert(principal);
+    data.insert(principal.clone());
     let (mut sink, source) = socket.split();
+    let started = Instant::now();
+    let last_heard = Arc::new(AtomicU64::new(0));
+    let (refusals, mut refused) = tokio::sync::mpsc::channel::<String>(16);
+    let incoming = {
+        let (last_heard, limits, refusals) = (
+            last_heard.clone(),
+            state.config.limits.clone(),
+            refusals.clone(),
+        );
+        source.filter_map(move |message| {
+            let (last_heard, limits, refusals) =
+                (last_heard.clone(), limits.clone(), refusals.clone());
+            async move {
+                last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                let text = match message {
+                    Ok(Message::Text(text)) => text.to_string(),
+                    Ok(Message::Binary(bytes)) => String::from_utf8(bytes.to_vec()).ok()?,
+                    _ => return None,
+                };
+                match screen(text, &limits, protocol).await {
+                    Ok(text) => Some(text),
+                    Err(refusal) => {
+                        // The connection's queue of refusals is small: a client flooding refused
+                        // documents waits for its answers like anyone sending too fast.
+                        let _ = refusals.send(refusal).await;
+                        None
+                    }
+                }
+            }
+        })
+    };
     // The engine sees the `connection_init` already checked, and acknowledges it.
-    let incoming = stream::once(async move { init }).chain(source.filter_map(|message| async {
-        match message {
-            Ok(Message::Text(text)) => Some(text.to_string()),
-            Ok(Message::Binary(bytes)) => String::from_utf8(bytes.to_vec()).ok(),
-            _ => None,
-        }
-    }));
+    let incoming = stream::once(async move { init }).chain(incoming);
     let mut engine = Box::pin(
         async_graphql::http::WebSocket::new(state.schema.clone(), incoming, protocol)
             .connection_data(data)
@@ -289,30 +343,57 @@ async fn run(
     // Checks every half interval, so a delivery rarely finds its last check too old; each connection
     // starts at a random phase, so thousands of connections opened together do not check together.
     let half = interval / 2;
-    let phase = half.mul_f64((getrandom::u32().unwrap_or(0) as f64) / (u32::MAX as f64));
+    let phase = half.mul_f64(f64::from(getrandom::u32().unwrap_or(0)) / f64::from(u32::MAX));
     let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + phase, half);
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
     let mut checked_at = Instant::now();
+    let mut next_attempt = Instant::now();
     let revoked = || Some((FORBIDDEN, "Forbidden: access revoked".to_owned()));
+    let unverifiable = || Some((INTERNAL, "Access could not be verified".to_owned()));
     let closing: Option<(u16, String)> = loop {
         tokio::select! {
             // Expiry and revocation win over a ready message: nothing is delivered after either.
             biased;
             () = &mut expiry => break Some((FORBIDDEN, "Forbidden: token expired".into())),
             _ = recheck.tick() => {
-                if !still_allowed(&state, bearer.as_deref(), interval, &mut checked_at).await {
-                    break revoked();
+                match recheck_access(&state, bearer.as_deref(), &principal, interval, &mut checked_at).await {
+                    Check::Allowed => {}
+                    Check::Revoked => break revoked(),
+                    // A database hiccup is not a revocation, but access unverified for two
+                    // intervals is not access: the connection closes, and the client reconnects.
+                    Check::Unknown if checked_at.elapsed() >= 2 * interval => break unverifiable(),
+                    Check::Unknown => next_attempt = Instant::now() + RECHECK_BACKOFF,
+                }
+            }
+            _ = keepalive.tick() => {
+                let heard = Duration::from_millis(last_heard.load(Ordering::Relaxed));
+                if started.elapsed().saturating_sub(heard) > 2 * KEEPALIVE {
+                    break Some((1011, "Keepalive timeout".into()));
+                }
+                if !send_within(&mut sink, Message::Ping(Default::default())).await {
+                    break None;
+                }
+            }
+            Some(refusal) = refused.recv() => {
+                if !send_within(&mut sink, Message::Text(refusal.into())).await {
+                    break None;
                 }
             }
             message = engine.next() => match message {
                 Some(async_graphql::http::WsMessage::Text(text)) => {
                     // A delivery never rests on a check older than the interval: a removed member or
-                    // a disabled device receives nothing later than one interval after the change.
-                    if checked_at.elapsed() >= interval
-                        && !still_allowed(&state, bearer.as_deref(), interval, &mut checked_at).await
-                    {
-                        break revoked();
+                    // a disabled device receives nothing later than one interval after the change
+                    // (two while the database cannot be reached, then the connection closes).
+                    if checked_at.elapsed() >= interval && Instant::now() >= next_attempt {
+                        match recheck_access(&state, bearer.as_deref(), &principal, interval, &mut checked_at).await {
+                            Check::Allowed => {}
+                            Check::Revoked => break revoked(),
+                            Check::Unknown if checked_at.elapsed() >= 2 * interval => break unverifiable(),
+                            Check::Unknown => next_attempt = Instant::now() + RECHECK_BACKOFF,
+                        }
                     }
-                    if sink.send(Message::Text(text.into())).await.is_err() {
+                    if !send_within(&mut sink, Message::Text(text.into())).await {
                         break None;
                     }
                 }
@@ -326,6 +407,72 @@ async fn run(
             code,
             reason: Utf8Bytes::from(reason),
         };
-        let _ = sink.send(Message::Close(Some(frame))).await;
+        let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
     }
+}
+
+/// Sends one message, or says the connection is gone (an error, or a client that stopped reading).
+async fn send_within(sink: &mut SplitSink<WebSocket, Message>, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Lets a client message through to the protocol engine, or answers why not. Over WebSocket the hub
+/// runs subscriptions only, each document bounded like an HTTP request's before the engine validates
+/// it; queries and mutations go to `POST /graphql`, with its timeout and its checks.
+async fn screen(
+    text: String,
+    limits: &Limits,
+    protocol: WebSocketProtocols,
+) -> Result<String, String> {
+    let Ok(message) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Ok(text); // the engine answers a malformed message itself
+    };
+    let kind = message.get("type").and_then(|kind| kind.as_str());
+    if !matches!(kind, Some("subscribe" | "start")) {
+        return Ok(text);
+    }
+    let id = message.get("id").cloned().unwrap_or_default();
+    let refuse = |error: ApiError| {
+        let code = error.code();
+        let message = error.to_string();
+        let payload = match protocol {
+            WebSocketProtocols::GraphQLWS => {
+                serde_json::json!([{ "message": message, "extensions": { "code": code } }])
+            }
+            _ => serde_json::json!({ "message": message, "extensions": { "code": code } }),
+        };
+        serde_json::json!({ "id": id, "type": "error", "payload": payload }).to_string()
+    };
+    let request = match message
+        .get("payload")
+        .cloned()
+        .map(serde_json::from_value::<async_graphql::Request>)
+    {
+        Some(Ok(request)) => request,
+        _ => {
+            return Err(refuse(ApiError::BadRequest(
+                "the payload is not a GraphQL request".into(),
+            )));
+        }
+    };
+    let (mut request, checked) = match super::graphql::parse_and_bound(request, limits).await {
+        Ok(parsed) => parsed,
+        Err(err) => return Err(refuse(err)),
+    };
+    match checked {
+        Err(super::graphql::Refusal::Cost(err)) => return Err(refuse(err)),
+        // The engine reports parse errors in the protocol's own way.
+        Err(super::graphql::Refusal::Parse(_)) => return Ok(text),
+        Ok(()) => {}
+    }
+    if super::graphql::operation_type(&mut request) != Some(OperationType::Subscription) {
+        return Err(refuse(ApiError::BadRequest(
+            "only subscriptions run over WebSocket; send queries and mutations with POST /graphql"
+                .into(),
+        )));
+    }
+    Ok(text)
 }

@@ -325,7 +325,7 @@ on_both_backends!(
 async fn slow_consumer(backend: Backend) {
     use futures_util::StreamExt;
     let app = TestApp::start_with(backend, |config| {
-        config.subscriptions.subscription_buffer = 4;
+        config.subscriptions.subscription_buffer = 8;
     })
     .await;
     let admin = app.token(app.retailer_id, Role::Admin).await;
@@ -338,47 +338,63 @@ async fn slow_consumer(backend: Backend) {
         .authenticate(&app.hub.state.db, Some(&admin))
         .await
         .expect("principal");
-    // A subscriber that joined and then stopped reading (what a stalled socket does to its stream).
+    // A subscriber that reads two events and then stops reading (what a stalled socket does to its
+    // stream), and a watcher that reads everything live, proving the feed read every event.
     let mut stalled = Box::pin(services.feed.follow(
         services.events.clone(),
         principal.clone(),
         None,
     ));
-    let mut created = Vec::new();
-    for _ in 0..10 {
-        created.push(create_order(&app, &admin, &product).await);
-    }
-    // Let the feed read all ten: more than the buffer of four.
-    let mut followed = Box::pin(services.feed.follow(
+    let mut watcher = Box::pin(services.feed.follow(
         services.events.clone(),
         principal.clone(),
-        Some(0),
+        None,
     ));
-    for _ in 0..10 {
-        tokio::time::timeout(Duration::from_secs(20), followed.next())
+    // The watcher reads as events come, on its own task.
+    let watched = tokio::spawn(async move {
+        let mut types = Vec::new();
+        while types.len() < 22 {
+            let event = tokio::time::timeout(Duration::from_secs(20), watcher.next())
+                .await
+                .expect("the feed reads every order")
+                .expect("an event")
+                .expect("the watcher keeps up");
+            types.push(event.event_type.clone());
+        }
+        types
+    });
+    let mut created = Vec::new();
+    let mut delivered = Vec::new();
+    for _ in 0..2 {
+        created.push(create_order(&app, &admin, &product).await);
+        let event = tokio::time::timeout(Duration::from_secs(20), stalled.next())
             .await
-            .expect("the feed reads the orders")
+            .expect("delivered while reading")
             .expect("an event")
             .expect("no error");
+        delivered.push(event);
     }
-    let mut delivered = Vec::new();
-    let cursor = loop {
-        match tokio::time::timeout(Duration::from_secs(20), stalled.next())
-            .await
-            .expect("the stalled stream ends")
-        {
-            Some(Ok(event)) => delivered.push(event),
-            Some(Err(api::error::ApiError::SlowConsumer { cursor })) => break cursor,
-            other => panic!("expected SLOW_CONSUMER, got {other:?}"),
-        }
+    // Twenty more while it does not read: more than the buffer of eight (the watcher, reading as they
+    // come, never holds more than the few a single read of the feed brings).
+    for _ in 0..20 {
+        created.push(create_order(&app, &admin, &product).await);
+    }
+    let watched = watched.await.expect("watcher");
+    assert!(
+        watched.iter().all(|kind| kind == "order.created"),
+        "{watched:?}"
+    );
+    let cursor = match tokio::time::timeout(Duration::from_secs(20), stalled.next())
+        .await
+        .expect("the stalled stream answers")
+    {
+        Some(Err(api::error::ApiError::SlowConsumer { cursor })) => cursor,
+        other => panic!("expected SLOW_CONSUMER, got {other:?}"),
     };
     assert!(stalled.next().await.is_none(), "the stream ends after it");
     assert_eq!(
-        cursor,
-        delivered
-            .last()
-            .and_then(|event| event.position)
-            .unwrap_or(cursor),
+        Some(cursor),
+        delivered.last().and_then(|event| event.position),
         "the cursor is the last event delivered"
     );
     // Resuming from the cursor gives every later order exactly once.
@@ -552,10 +568,19 @@ async fn limits(backend: Backend) {
     })
     .await;
     let admin = app.token(app.retailer_id, Role::Admin).await;
+    let product = product(&app, &admin).await;
+    create_order(&app, &admin, &product).await;
     let mut subscriber = Subscriber::acknowledged(&app.base_url, &admin).await;
-    for id in ["1", "2", "3"] {
-        subscriber.subscribe(id, ORDER_EVENTS, json!({})).await;
+    // Two subscriptions, each proven running by the event it replays; then a third is one too many.
+    for id in ["1", "2"] {
+        subscriber
+            .subscribe(id, ORDER_EVENTS, json!({ "after": "0" }))
+            .await;
+        next_event(&mut subscriber).await;
     }
+    subscriber
+        .subscribe("3", ORDER_EVENTS, json!({ "after": "0" }))
+        .await;
     assert_eq!(
         next_error_code(&mut subscriber).await,
         "TOO_MANY_SUBSCRIPTIONS"
@@ -570,11 +595,10 @@ async fn limits(backend: Backend) {
         subscriber.next(Duration::from_secs(10)).await,
         Some(Received::Complete)
     ));
-    subscriber.subscribe("4", ORDER_EVENTS, json!({})).await;
-    assert!(
-        subscriber.next(Duration::from_millis(500)).await.is_none(),
-        "the fourth is accepted and waits for events"
-    );
+    subscriber
+        .subscribe("4", ORDER_EVENTS, json!({ "after": "0" }))
+        .await;
+    next_event(&mut subscriber).await;
 
     // One connection per organization here: a second is refused, another organization's is not.
     let mut second = Subscriber::connect(&app.base_url, Some(&admin)).await;
@@ -639,5 +663,65 @@ async fn expired_cursor(backend: Backend) {
         .await;
     let (_, position) = next_event(&mut late).await;
     assert_eq!(position, 3);
+    app.stop().await;
+}
+
+on_both_backends!(
+    only_bounded_subscriptions_run_over_websocket,
+    websocket_gate
+);
+async fn websocket_gate(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let admin = app.token(app.retailer_id, Role::Admin).await;
+    let mut subscriber = Subscriber::acknowledged(&app.base_url, &admin).await;
+    let before = app.fingerprint().await;
+    // Queries and mutations belong to POST /graphql, with its timeout and checks.
+    subscriber
+        .subscribe("q", "{ me { role } }", json!({}))
+        .await;
+    assert_eq!(next_error_code(&mut subscriber).await, "BAD_REQUEST");
+    subscriber
+        .subscribe(
+            "m",
+            "mutation { createProduct(input: { sku: \"WS\", name: \"WS\", priceMinor: 1, currency: \"EUR\" }) { product { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(next_error_code(&mut subscriber).await, "BAD_REQUEST");
+    // A document whose fragments expand exponentially is refused before validation, as over HTTP.
+    let mut bomb =
+        String::from("subscription { events { ...F30 } } fragment F0 on Event { position }");
+    for level in 1..=30 {
+        bomb.push_str(&format!(
+            " fragment F{level} on Event {{ ...F{prev} ...F{prev} }}",
+            prev = level - 1
+        ));
+    }
+    subscriber.subscribe("b", &bomb, json!({})).await;
+    assert_eq!(next_error_code(&mut subscriber).await, "QUERY_TOO_COMPLEX");
+    // The connection still serves a good subscription.
+    let product = product(&app, &admin).await;
+    subscriber
+        .subscribe("s", ORDER_EVENTS, json!({ "after": "0" }))
+        .await;
+    let order = create_order(&app, &admin, &product).await;
+    let (record, _) = next_event(&mut subscriber).await;
+    assert_eq!(record, order);
+    assert_eq!(
+        before.rows("product") + 1,
+        app.fingerprint().await.rows("product"),
+        "the mutation over WebSocket created nothing (the one product is the test's own)"
+    );
+
+    // A subscription before the handshake is refused with 4401.
+    let mut early = Subscriber::connect_sending(
+        &app.base_url,
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { events { position } }" } }),
+    )
+    .await;
+    match early.next(Duration::from_secs(10)).await {
+        Some(Received::Closed(4401, _)) => {}
+        other => panic!("expected close 4401, got {other:?}"),
+    }
     app.stop().await;
 }
