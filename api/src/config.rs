@@ -280,6 +280,15 @@ pub struct SubscriptionLimits {
         global = true
     )]
     pub max_connections_per_organization: usize,
+    /// WebSocket connections allowed per member or device on one replica (so that one member cannot
+    /// use up what its organization's terminals need).
+    #[arg(
+        long,
+        env = "HUB_MAX_CONNECTIONS_PER_CALLER",
+        default_value_t = 50,
+        global = true
+    )]
+    pub max_connections_per_caller: usize,
     /// How often an open connection's token, member or device is checked again, in milliseconds
     /// (a connection also ends at its token's expiry, to the second).
     #[arg(
@@ -301,6 +310,7 @@ impl Default for SubscriptionLimits {
             subscription_buffer: 1024,
             max_subscriptions_per_connection: 32,
             max_connections_per_organization: 2000,
+            max_connections_per_caller: 50,
             subscription_recheck_ms: 5_000,
             feed_poll_ms: 1_000,
         }

@@ -40,51 +40,105 @@ const TOO_MANY_CONNECTIONS: u16 = 4429;
 const INTERNAL: u16 = 4500;
 const BAD_REQUEST: u16 = 4400;
 
-/// Open WebSocket connections per organization on this replica.
+/// Open WebSocket connections on this replica, per organization and per caller (member or device), so
+/// that one member's connections cannot use up what its organization's terminals need.
 #[derive(Clone, Default)]
-pub struct ConnectionCounts(Arc<Mutex<HashMap<Uuid, usize>>>);
-
-/// One organization's connection, counted until dropped.
-pub struct CountedConnection {
-    counts: ConnectionCounts,
-    organization: Uuid,
+pub struct ConnectionCounts {
+    organizations: Counter,
+    callers: Counter,
 }
 
-impl ConnectionCounts {
-    fn admit(&self, organization: Uuid, limit: usize) -> Option<CountedConnection> {
+#[derive(Clone, Default)]
+struct Counter(Arc<Mutex<HashMap<Uuid, usize>>>);
+
+/// One counted place of a connection, given back when dropped.
+struct Counted {
+    counter: Counter,
+    key: Uuid,
+}
+
+/// A connection admitted under both limits.
+pub struct Admitted {
+    _organization: Counted,
+    _caller: Counted,
+}
+
+/// Which limit refused a connection.
+enum Refused {
+    Organization(usize),
+    Caller(usize),
+}
+
+impl Counter {
+    fn admit(&self, key: Uuid, limit: usize) -> Option<Counted> {
         let mut counts = self
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let open = counts.entry(organization).or_default();
+        let open = counts.entry(key).or_default();
         if *open >= limit {
             if *open == 0 {
-                counts.remove(&organization);
+                counts.remove(&key);
             }
             return None;
         }
         *open += 1;
-        metrics::gauge!("hub_subscription_connections").increment(1.0);
-        Some(CountedConnection {
-            counts: self.clone(),
-            organization,
+        Some(Counted {
+            counter: self.clone(),
+            key,
         })
     }
 }
 
-impl Drop for CountedConnection {
+impl Drop for Counted {
     fn drop(&mut self) {
         let mut counts = self
-            .counts
+            .counter
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(open) = counts.get_mut(&self.organization) {
+        if let Some(open) = counts.get_mut(&self.key) {
             *open = open.saturating_sub(1);
             if *open == 0 {
-                counts.remove(&self.organization);
+                counts.remove(&self.key);
             }
         }
+    }
+}
+
+impl ConnectionCounts {
+    fn admit(
+        &self,
+        principal: &Principal,
+        limits: &crate::config::SubscriptionLimits,
+    ) -> Result<Admitted, Refused> {
+        let caller = principal
+            .member_id()
+            .or(principal.device_id())
+            .unwrap_or(principal.organization_id);
+        let organization = self
+            .organizations
+            .admit(
+                principal.organization_id,
+                limits.max_connections_per_organization,
+            )
+            .ok_or(Refused::Organization(
+                limits.max_connections_per_organization,
+            ))?;
+        let caller = self
+            .callers
+            .admit(caller, limits.max_connections_per_caller)
+            .ok_or(Refused::Caller(limits.max_connections_per_caller))?;
+        metrics::gauge!("hub_subscription_connections").increment(1.0);
+        Ok(Admitted {
+            _organization: organization,
+            _caller: caller,
+        })
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
         metrics::gauge!("hub_subscription_connections").decrement(1.0);
     }
 }
@@ -164,16 +218,22 @@ pub async fn serve(mut socket: WebSocket, protocol: WebSocketProtocols, state: A
             return close(&mut socket, INTERNAL, "Internal error").await;
         }
     };
-    let limits = &state.config.subscriptions;
-    let Some(_counted) = state.connections.admit(
-        session.principal.organization_id,
-        limits.max_connections_per_organization,
-    ) else {
-        let reason = format!(
-            "Too many connections for this organization (at most {})",
-            limits.max_connections_per_organization
-        );
-        return close(&mut socket, TOO_MANY_CONNECTIONS, &reason).await;
+    let _admitted = match state
+        .connections
+        .admit(&session.principal, &state.config.subscriptions)
+    {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            let reason = match refused {
+                Refused::Organization(limit) => {
+                    format!("Too many connections for this organization (at most {limit})")
+                }
+                Refused::Caller(limit) => {
+                    format!("Too many connections for this member or device (at most {limit})")
+                }
+            };
+            return close(&mut socket, TOO_MANY_CONNECTIONS, &reason).await;
+        }
     };
     run(socket, protocol, state.clone(), init, bearer, session).await;
 }

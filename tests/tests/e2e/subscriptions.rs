@@ -564,7 +564,8 @@ on_both_backends!(limits_say_which, limits);
 async fn limits(backend: Backend) {
     let app = TestApp::start_with(backend, |config| {
         config.subscriptions.max_subscriptions_per_connection = 2;
-        config.subscriptions.max_connections_per_organization = 1;
+        config.subscriptions.max_connections_per_organization = 2;
+        config.subscriptions.max_connections_per_caller = 1;
     })
     .await;
     let admin = app.token(app.retailer_id, Role::Admin).await;
@@ -600,13 +601,26 @@ async fn limits(backend: Backend) {
         .await;
     next_event(&mut subscriber).await;
 
-    // One connection per organization here: a second is refused, another organization's is not.
+    // One connection per member or device here: the same member's second is refused...
     let mut second = Subscriber::connect(&app.base_url, Some(&admin)).await;
     match second.next(Duration::from_secs(10)).await {
         Some(Received::Closed(4429, reason)) => {
+            assert!(reason.contains("member or device"), "{reason}")
+        }
+        other => panic!("expected close 4429 for the member, got {other:?}"),
+    }
+    // ...another member's is not, and two per organization: a third member's is refused.
+    let colleague = app
+        .token_for(app.retailer_id, "colleague", Role::Member)
+        .await;
+    let _colleague = Subscriber::acknowledged(&app.base_url, &colleague).await;
+    let third = app.token_for(app.retailer_id, "third", Role::Member).await;
+    let mut refused = Subscriber::connect(&app.base_url, Some(&third)).await;
+    match refused.next(Duration::from_secs(10)).await {
+        Some(Received::Closed(4429, reason)) => {
             assert!(reason.contains("organization"), "{reason}")
         }
-        other => panic!("expected close 4429, got {other:?}"),
+        other => panic!("expected close 4429 for the organization, got {other:?}"),
     }
     let other = app
         .create_organization("Other", OrganizationKind::Supplier)
