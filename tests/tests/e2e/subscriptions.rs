@@ -43,6 +43,36 @@ async fn create_order(app: &TestApp, token: &str, product: &Value) -> String {
     .to_owned()
 }
 
+/// A product of the retailer, created through the hub at `url`.
+async fn product_at(client: &reqwest::Client, url: &str, admin: &str) -> Value {
+    hub_tests::post_graphql(
+        client,
+        url,
+        admin,
+        CREATE_PRODUCT,
+        json!({ "input": { "sku": "R-1", "name": "R", "priceMinor": 100, "currency": "EUR" } }),
+    )
+    .await
+    .data("/createProduct/product/id")
+    .clone()
+}
+
+/// An order of one `product`, created through the hub at `url`; any error fails the test.
+async fn order_at(client: &reqwest::Client, url: &str, admin: &str, product: &Value) -> String {
+    hub_tests::post_graphql(
+        client,
+        url,
+        admin,
+        CREATE_ORDER,
+        json!({ "input": { "lines": [{ "productId": product, "quantity": 1 }] } }),
+    )
+    .await
+    .data("/createOrder/order/id")
+    .as_str()
+    .expect("order id")
+    .to_owned()
+}
+
 /// The next event's record id and position.
 async fn next_event(subscriber: &mut Subscriber) -> (String, i64) {
     let data = subscriber.data().await;
@@ -89,9 +119,10 @@ async fn live_events(backend: Backend) {
     }
     subscriber.close().await;
 
-    // Missed while away, then resumed from the last cursor: exactly those, in order, then live.
+    // A hundred missed while away, then resumed from the last cursor: exactly those, in order, then
+    // live.
     let mut missed = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..100 {
         missed.push(create_order(&app, &admin, &product).await);
     }
     let mut resumed = Subscriber::acknowledged(&app.base_url, &admin).await;
@@ -174,33 +205,13 @@ async fn across_replicas(_backend: Backend) {
         Replicas::start_with_env(2, &[("REDIS_URL".to_owned(), hub_tests::redis_url())]).await;
     let admin = replicas.token(replicas.retailer_id, Role::Admin).await;
     let client = reqwest::Client::new();
-    let product = hub_tests::post_graphql(
-        &client,
-        &replicas.urls[0],
-        &admin,
-        CREATE_PRODUCT,
-        json!({ "input": { "sku": "R-1", "name": "R", "priceMinor": 100, "currency": "EUR" } }),
-    )
-    .await
-    .data("/createProduct/product/id")
-    .clone();
+    let product = product_at(&client, &replicas.urls[0], &admin).await;
     let mut subscriber = Subscriber::acknowledged(&replicas.urls[1], &admin).await;
     subscriber
         .subscribe("1", ORDER_EVENTS, json!({ "after": "0" }))
         .await;
     for _ in 0..3 {
-        let id = hub_tests::post_graphql(
-            &client,
-            &replicas.urls[0],
-            &admin,
-            CREATE_ORDER,
-            json!({ "input": { "lines": [{ "productId": product, "quantity": 1 }] } }),
-        )
-        .await
-        .data("/createOrder/order/id")
-        .as_str()
-        .expect("id")
-        .to_owned();
+        let id = order_at(&client, &replicas.urls[0], &admin, &product).await;
         let (record, _) = next_event(&mut subscriber).await;
         assert_eq!(record, id, "written through A, delivered by B");
     }
@@ -431,16 +442,7 @@ async fn redis_outage(_backend: Backend) {
     let replicas = Replicas::start_with_env(2, &[("REDIS_URL".to_owned(), redis.url())]).await;
     let admin = replicas.token(replicas.retailer_id, Role::Admin).await;
     let client = reqwest::Client::new();
-    let product = hub_tests::post_graphql(
-        &client,
-        &replicas.urls[0],
-        &admin,
-        CREATE_PRODUCT,
-        json!({ "input": { "sku": "O-1", "name": "O", "priceMinor": 100, "currency": "EUR" } }),
-    )
-    .await
-    .data("/createProduct/product/id")
-    .clone();
+    let product = product_at(&client, &replicas.urls[0], &admin).await;
     let mut subscriber = Subscriber::acknowledged(&replicas.urls[1], &admin).await;
     subscriber
         .subscribe("1", ORDER_EVENTS, json!({ "after": "0" }))
@@ -452,21 +454,8 @@ async fn redis_outage(_backend: Backend) {
             admin.clone(),
             product.clone(),
         );
-        async move {
-            // `data` panics on any error: a write that failed because Redis is down fails the test.
-            hub_tests::post_graphql(
-                &client,
-                &url,
-                &admin,
-                CREATE_ORDER,
-                json!({ "input": { "lines": [{ "productId": product, "quantity": 1 }] } }),
-            )
-            .await
-            .data("/createOrder/order/id")
-            .as_str()
-            .expect("id")
-            .to_owned()
-        }
+        // Any error fails the test: a write that failed because Redis is down.
+        async move { order_at(&client, &url, &admin, &product).await }
     };
     let mut written = Vec::new();
     let mut received = Vec::new();
