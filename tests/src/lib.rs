@@ -151,16 +151,27 @@ impl TestApp {
     }
 
     pub async fn token_for(&self, organization: Uuid, member: &str, role: Role) -> String {
+        self.member_with_token(organization, member, role, None)
+            .await
+            .1
+    }
+
+    /// The member `name` of `organization` (created if missing) and a token for it lasting `ttl` (the
+    /// hub's default when `None`).
+    pub async fn member_with_token(
+        &self,
+        organization: Uuid,
+        name: &str,
+        role: Role,
+        ttl: Option<Duration>,
+    ) -> (Uuid, String) {
         let identity = &self.hub.state.services.identity;
         let member = identity
-            .ensure_member(
-                organization,
-                member,
-                role.try_into().expect("a member role"),
-            )
+            .ensure_member(organization, name, role.try_into().expect("a member role"))
             .await
             .expect("test member");
-        identity.mint_for(&member, None).expect("token").token
+        let token = identity.mint_for(&member, ttl).expect("token").token;
+        (member.id, token)
     }
 
     /// Creates an organization directly through the service (setup, not the behaviour under test).

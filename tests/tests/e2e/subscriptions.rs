@@ -166,16 +166,9 @@ async fn refused_and_cut_off(backend: Backend) {
     }
 
     // A removed member's open connection is closed, with nothing delivered after.
-    let identity = &app.hub.state.services.identity;
-    let member = identity
-        .ensure_member(
-            app.retailer_id,
-            "leaving",
-            api::auth::Role::Member.try_into().expect("member role"),
-        )
-        .await
-        .expect("member");
-    let token = identity.mint_for(&member, None).expect("token").token;
+    let (member, token) = app
+        .member_with_token(app.retailer_id, "leaving", Role::Member, None)
+        .await;
     let mut subscriber = Subscriber::acknowledged(&app.base_url, &token).await;
     subscriber
         .subscribe("1", ORDER_EVENTS, json!({ "after": "0" }))
@@ -184,7 +177,7 @@ async fn refused_and_cut_off(backend: Backend) {
     app.graphql(
         Some(&admin),
         "mutation($input: RemoveMemberInput!) { removeMember(input: $input) { removedMemberId } }",
-        json!({ "input": { "memberId": hub_tests::encode_global_id(hub_tests::RecordKind::Member, member.id) } }),
+        json!({ "input": { "memberId": hub_tests::encode_global_id(hub_tests::RecordKind::Member, member) } }),
     )
     .await
     .data("/removeMember");
@@ -300,19 +293,14 @@ async fn checkout_flow(backend: Backend) {
 on_both_backends!(an_expiring_token_ends_the_connection, expiring_token);
 async fn expiring_token(backend: Backend) {
     let app = TestApp::start(backend).await;
-    let identity = &app.hub.state.services.identity;
-    let member = identity
-        .ensure_member(
+    let (_, token) = app
+        .member_with_token(
             app.retailer_id,
             "brief",
-            api::auth::Role::Member.try_into().expect("member role"),
+            Role::Member,
+            Some(Duration::from_secs(2)),
         )
-        .await
-        .expect("member");
-    let token = identity
-        .mint_for(&member, Some(Duration::from_secs(2)))
-        .expect("token")
-        .token;
+        .await;
     let mut subscriber = Subscriber::acknowledged(&app.base_url, &token).await;
     subscriber
         .subscribe("1", ORDER_EVENTS, json!({ "after": "0" }))
