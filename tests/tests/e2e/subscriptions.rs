@@ -15,6 +15,7 @@ const CREATE_PRODUCT: &str =
     "mutation($input: CreateProductInput!) { createProduct(input: $input) { product { id } } }";
 const CREATE_ORDER: &str =
     "mutation($input: CreateOrderInput!) { createOrder(input: $input) { order { id } } }";
+const METRICS_TOKEN: &str = "scrape-token-0123456789";
 const ORDER_EVENTS: &str =
     "subscription($after: String) { events(after: $after, filter: { recordType: \"Order\" }) {
     position eventType recordType recordId } }";
@@ -91,7 +92,10 @@ async fn next_event(subscriber: &mut Subscriber) -> (String, i64) {
 
 on_both_backends!(live_events_resume_without_gap_or_repeat, live_events);
 async fn live_events(backend: Backend) {
-    let app = TestApp::start(backend).await;
+    let app = TestApp::start_with(backend, |config| {
+        config.metrics_token = Some(METRICS_TOKEN.into());
+    })
+    .await;
     let admin = app.token(app.retailer_id, Role::Admin).await;
     let product = product(&app, &admin).await;
     let stranger_org = app
@@ -148,6 +152,41 @@ async fn live_events(backend: Backend) {
         watcher.next(Duration::from_millis(300)).await.is_none(),
         "a stranger receives nothing"
     );
+
+    // What an operator watches: connections, open subscriptions, deliveries and their lag.
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base_url))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(name) && !line.starts_with('#'))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    };
+    assert_eq!(
+        value("hub_subscription_connections"),
+        2.0,
+        "two open connections"
+    );
+    assert_eq!(
+        value("hub_subscriptions_open"),
+        2.0,
+        "one subscription on each"
+    );
+    assert!(
+        value("hub_subscription_deliveries_total") >= 104.0,
+        "3 live, 100 replayed, 1 live after the replay"
+    );
+    assert!(value("hub_subscription_delivery_lag_seconds_count") >= 104.0);
     app.stop().await;
 }
 
