@@ -54,9 +54,14 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         None => None,
         Some(url) => {
             let client = redis::Client::open(url.as_str()).context("invalid REDIS_URL")?;
-            let manager = redis::aio::ConnectionManager::new(client.clone())
-                .await
-                .context("cannot connect to Redis")?;
+            // Connected lazily: Redis only carries wake-ups, so a replica starts (and its writes
+            // succeed) while Redis is down; it polls until Redis answers, and `/readyz` says so.
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_millis(500)))
+                .set_response_timeout(Some(Duration::from_millis(500)));
+            let manager =
+                redis::aio::ConnectionManager::new_lazy_with_config(client.clone(), config)
+                    .context("cannot set up the Redis connection")?;
             Some((client, manager))
         }
     };

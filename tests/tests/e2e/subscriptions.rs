@@ -755,3 +755,35 @@ async fn websocket_gate(backend: Backend) {
     }
     app.stop().await;
 }
+
+on_postgres!(
+    replicas_start_and_deliver_while_redis_is_down,
+    redis_down_at_start
+);
+async fn redis_down_at_start(_backend: Backend) {
+    let mut redis = PrivateRedis::start().await;
+    redis.stop();
+    let replicas = Replicas::start_with_env(2, &[("REDIS_URL".to_owned(), redis.url())]).await;
+    let ready: Value = reqwest::get(format!("{}/readyz", replicas.urls[1]))
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["redis"], false, "{ready}");
+    assert_eq!(ready["database"], true, "{ready}");
+    let admin = replicas.token(replicas.retailer_id, Role::Admin).await;
+    let client = reqwest::Client::new();
+    let product = product_at(&client, &replicas.urls[0], &admin).await;
+    let mut subscriber = Subscriber::acknowledged(&replicas.urls[1], &admin).await;
+    subscriber
+        .subscribe("1", ORDER_EVENTS, json!({ "after": "0" }))
+        .await;
+    // Written through A while Redis was never up: B's feed finds it by polling.
+    let order = order_at(&client, &replicas.urls[0], &admin, &product).await;
+    assert_eq!(next_event(&mut subscriber).await.0, order);
+    redis.resume().await;
+    let order = order_at(&client, &replicas.urls[0], &admin, &product).await;
+    assert_eq!(next_event(&mut subscriber).await.0, order);
+    replicas.stop().await;
+}
