@@ -14,18 +14,8 @@ RUN_ID="r$(date +%s)$$"
 
 say() { printf '[test.sh] %s\n' "$*" >&2; }
 
-# --- tools the tests need -------------------------------------------------------------------------
-need_packages=()
-command -v psql >/dev/null 2>&1 || need_packages+=(postgresql-client)
-command -v redis-cli >/dev/null 2>&1 || need_packages+=(redis-tools)
-# The Redis-outage test starts and kills a private redis-server of its own.
-command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
-if [ ${#need_packages[@]} -gt 0 ]; then
-  say "installing ${need_packages[*]}"
-  if [ "$(id -u)" = 0 ]; then apt_get=(apt-get); else apt_get=(sudo apt-get); fi
-  "${apt_get[@]}" update -qq
-  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq --no-install-recommends "${need_packages[@]}"
-fi
+# --- system packages and pcscd (also run by .ci/run before clippy: building pcsc needs libpcsclite) --
+scripts/system-deps.sh
 
 # --- services ---------------------------------------------------------------------------------------
 pg_up() { psql "$PG_URL" -XAtqc 'SELECT 1' >/dev/null 2>&1; }

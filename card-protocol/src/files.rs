@@ -41,7 +41,7 @@ impl FileError {
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename, directory fsync), mode 0600: a
 /// crash leaves either the old or the new file, never half of one.
 #[cfg(feature = "files")]
-pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::{fs, io::Write};
     let staging = path.with_extension("tmp");
     let mut options = fs::OpenOptions::new();

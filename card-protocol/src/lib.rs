@@ -24,7 +24,7 @@ pub mod number;
 pub mod token;
 
 #[cfg(feature = "files")]
-pub use files::FileError;
+pub use files::{FileError, write_private};
 
 pub use ids::{CardId, HubInstanceId, IssuerId, MerchantId, RequestId, TerminalId};
 

@@ -323,6 +323,19 @@ impl Checkout {
 impl Checkout {
     /// Another terminal at the shop, with its own key (seeded by `seed`).
     pub async fn add_terminal(&self, seed: u8) -> (String, SigningKey) {
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let device = self
+            .add_terminal_with_key(
+                &format!("Till {seed}"),
+                &STANDARD.encode(key.verifying_key().as_bytes()),
+            )
+            .await;
+        (device, key)
+    }
+
+    /// Registers a terminal at the shop with a public key made elsewhere (`reader-agent init`); returns
+    /// its global ID.
+    pub async fn add_terminal_with_key(&self, name: &str, public_key: &str) -> String {
         let admin = self.app.token(self.app.retailer_id, Role::Admin).await;
         let location = self
             .app
@@ -334,17 +347,14 @@ impl Checkout {
             .await
             .data("/locations/edges/0/node/id")
             .clone();
-        let key = SigningKey::from_bytes(&[seed; 32]);
-        let device = self
-            .app
+        self.app
             .graphql(Some(&admin), "mutation($input: RegisterDeviceInput!) { registerDevice(input: $input) { device { id } } }",
-                json!({ "input": { "name": format!("Till {seed}"), "locationId": location, "publicKey": STANDARD.encode(key.verifying_key().as_bytes()) } }))
+                json!({ "input": { "name": name, "locationId": location, "publicKey": public_key } }))
             .await
             .data("/registerDevice/device/id")
             .as_str()
             .expect("id")
-            .to_owned();
-        (device, key)
+            .to_owned()
     }
 
     /// Another card of the bank (its id and key seeded by `seed`), registered by the bank.

@@ -8,6 +8,7 @@ mod postgres;
 mod private_redis;
 mod replicas;
 mod subscriber;
+pub mod tablet;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -243,12 +244,23 @@ impl TestApp {
 
     /// Starts a second replica with another number-hash key file (a rotated ring, say).
     pub async fn spawn_replica_with_hash_key(&self, hash_key: &std::path::Path) -> ReplicaProcess {
+        self.spawn_replica_at(hash_key, free_port()).await
+    }
+
+    /// A replica on a chosen port (to restart a stopped one where its clients expect it).
+    pub async fn spawn_replica_on(&self, port: u16) -> ReplicaProcess {
+        let hash_key = self.hub.state.config.number_hash_key_path();
+        self.spawn_replica_at(&hash_key, port).await
+    }
+
+    async fn spawn_replica_at(&self, hash_key: &std::path::Path, port: u16) -> ReplicaProcess {
         let config = &self.hub.state.config;
         ReplicaProcess::start(
             &self.replica_database_url(),
             &config.signing_key_path(),
             hash_key,
             self.data_dir.path(),
+            port,
             &self.replica_env(),
         )
         .await
@@ -387,16 +399,21 @@ pub fn hub_binary() -> PathBuf {
     if let Ok(path) = std::env::var("HUB_BIN") {
         return PathBuf::from(path);
     }
+    workspace_binary("hub")
+}
+
+/// A binary of the workspace next to the test executable (`target/<profile>/<name>`).
+pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/hub
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
     let path = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("hub"))
+        .map(|profile| profile.join(name))
         .expect("target directory");
     assert!(
         path.exists(),
-        "{} is missing: build it first (`cargo build --bin hub`; scripts/test.sh does)",
+        "{} is missing: build it first (`cargo build --workspace --bins`; scripts/test.sh does)",
         path.display()
     );
     path

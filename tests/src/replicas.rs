@@ -46,7 +46,15 @@ impl Replicas {
         let mut children = Vec::new();
         let mut urls = Vec::new();
         for index in 0..count {
-            let (child, url) = spawn_hub(database.url(), &key, &hash_key, dir.path(), index, env);
+            let (child, url) = spawn_hub(
+                database.url(),
+                &key,
+                &hash_key,
+                dir.path(),
+                index,
+                free_port(),
+                env,
+            );
             children.push(child);
             urls.push(url);
         }
@@ -131,9 +139,9 @@ pub(crate) fn spawn_hub(
     hash_key: &std::path::Path,
     dir: &std::path::Path,
     index: usize,
+    port: u16,
     extra_env: &[(String, String)],
 ) -> (Child, String) {
-    let port = free_port();
     let log = std::fs::File::create(dir.join(format!("replica-{index}.log"))).expect("log file");
     let mut command = Command::new(hub_binary());
     for (name, _) in std::env::vars() {
@@ -186,9 +194,10 @@ impl ReplicaProcess {
         key: &std::path::Path,
         hash_key: &std::path::Path,
         dir: &std::path::Path,
+        port: u16,
         env: &[(String, String)],
     ) -> Self {
-        let (child, url) = spawn_hub(database_url, key, hash_key, dir, 99, env);
+        let (child, url) = spawn_hub(database_url, key, hash_key, dir, 99, port, env);
         wait_until_healthy(&url).await;
         Self { url, child }
     }
@@ -202,7 +211,7 @@ impl ReplicaProcess {
         env: &[(String, String)],
     ) -> String {
         const INDEX: usize = 98;
-        let (mut child, url) = spawn_hub(database_url, key, hash_key, dir, INDEX, env);
+        let (mut child, url) = spawn_hub(database_url, key, hash_key, dir, INDEX, free_port(), env);
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             if let Some(status) = child.try_wait().expect("hub process status") {

@@ -4,9 +4,14 @@ mod graphql;
 mod health;
 pub mod subscriptions;
 
+use std::time::Instant;
+
 use axum::{
     Router,
-    http::{HeaderMap, HeaderName, Request, header::AUTHORIZATION},
+    extract::Request as AxumRequest,
+    http::{HeaderMap, HeaderName, HeaderValue, Request, header::AUTHORIZATION},
+    middleware::{Next, from_fn},
+    response::Response,
     routing::get,
 };
 use tower::ServiceBuilder;
@@ -36,6 +41,18 @@ fn single_bearer(headers: &HeaderMap) -> Result<Option<&str>, ()> {
         .map(str::trim))
 }
 
+/// `Server-Timing: hub;dur=<ms>`: the hub's own time for a request, so a client (the reader agent, the
+/// benchmark) can tell it apart from the network's.
+async fn server_timing(request: AxumRequest, next: Next) -> Response {
+    let started = Instant::now();
+    let mut response = next.run(request).await;
+    let millis = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(value) = HeaderValue::from_str(&format!("hub;dur={millis:.3}")) {
+        response.headers_mut().insert("server-timing", value);
+    }
+    response
+}
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The metrics listener's only route (`--metrics-listen`).
@@ -53,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics_behind_token))
         .with_state(state)
+        .layer(from_fn(server_timing))
         .layer(
             ServiceBuilder::new()
                 // A client-supplied id is kept, so a caller can follow its request through the logs.

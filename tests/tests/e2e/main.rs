@@ -10,6 +10,7 @@ mod master_data;
 mod pagination;
 mod payment_keys;
 mod payments;
+mod reader_agent;
 mod roles;
 mod schema_snapshot;
 mod subscriptions;

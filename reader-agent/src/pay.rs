@@ -1,0 +1,283 @@
+//! One payment: take a tap for a request, seal it, submit it. Shared by the long-running agent and the
+//! one-shot command (`reader-agent pay --request ID`).
+
+use std::{
+    ffi::CString,
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::Utc;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{
+    AgentError,
+    hub::{HubClient, HubFailure, PayOutcome, PaymentRequest},
+    outbox::{Outbox, Tap},
+    reader::Readers,
+};
+
+/// Where the time of one payment went.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timings {
+    /// SELECT and GENERATE PAYMENT with the card, from the moment the card was seen.
+    pub card_ms: f64,
+    /// Sealing the tap into the outbox (fsync included).
+    pub outbox_ms: f64,
+    /// The submission's round trip.
+    pub submit_ms: f64,
+    /// The hub's own share of it (its `Server-Timing`), when it says.
+    pub hub_ms: Option<f64>,
+    /// The rest of the round trip: network, TLS, HTTP.
+    pub network_ms: Option<f64>,
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Waits for a card on the reader, has it sign `request` and seals the tap in the outbox. Blocking.
+///
+/// `keep_waiting` is asked while waiting for the card (a request paid or cancelled elsewhere stops the
+/// wait). Returns the reader used (so the caller can wait for the card to leave) with the tap.
+pub fn take_tap(
+    readers: &Readers,
+    preferred: Option<&str>,
+    outbox: &Outbox,
+    request: &PaymentRequest,
+    wait: Duration,
+    mut keep_waiting: impl FnMut() -> Result<(), AgentError>,
+    timings: &mut Timings,
+) -> Result<(CString, Tap), AgentError> {
+    let until_deadline = (request.tap_deadline - Utc::now())
+        .to_std()
+        .map_err(|_| AgentError::TapDeadlinePassed(request.global_id.clone()))?;
+    let reader = readers.wait_for_card(preferred, wait.min(until_deadline), false, || {
+        keep_waiting()?;
+        if Utc::now() >= request.tap_deadline {
+            return Err(AgentError::TapDeadlinePassed(request.global_id.clone()));
+        }
+        Ok(())
+    })?;
+    if Utc::now() >= request.tap_deadline {
+        return Err(AgentError::TapDeadlinePassed(request.global_id.clone()));
+    }
+    let started = Instant::now();
+    let answer = readers.generate_payment(&reader, &request.fields)?;
+    timings.card_ms = ms(started);
+    let tap = Tap {
+        request_id: request.id,
+        request: request.global_id.clone(),
+        token: answer.token.to_base64url(),
+        card_signature: URL_SAFE_NO_PAD.encode(answer.signature),
+        idempotency_key: Uuid::new_v4().to_string(),
+        amount_minor: request.fields.amount_minor,
+        currency: request.currency.clone(),
+        tapped_at: Utc::now(),
+        acceptance_deadline: request.acceptance_deadline,
+    };
+    let started = Instant::now();
+    outbox.store(&tap)?;
+    timings.outbox_ms = ms(started);
+    Ok((reader, tap))
+}
+
+/// Submits a sealed tap once. A final answer (an outcome, or a final refusal) deletes the entry; a
+/// transient failure or a refused device keeps it for the next attempt.
+pub async fn submit(
+    hub: &HubClient,
+    outbox: &Outbox,
+    tap: &Tap,
+    timings: &mut Timings,
+) -> Result<PayOutcome, HubFailure> {
+    let started = Instant::now();
+    let result = hub.pay(tap).await;
+    timings.submit_ms = ms(started);
+    match &result {
+        Ok(outcome) => {
+            timings.hub_ms = outcome.hub_ms;
+            timings.network_ms = outcome.hub_ms.map(|hub| (timings.submit_ms - hub).max(0.0));
+            forget(outbox, tap);
+            if outcome.authorized() {
+                tracing::info!(request = %tap.request_id, payment = ?outcome.payment_id,
+                    amount_minor = tap.amount_minor, currency = %tap.currency, "payment authorized");
+            } else {
+                tracing::warn!(request = %tap.request_id, reason = ?outcome.decline_reason,
+                    "payment declined");
+            }
+        }
+        Err(HubFailure::Refused { code, message }) => {
+            // The hub will never accept these bytes: retrying cannot help, keeping them would.
+            tracing::error!(request = %tap.request_id, %code, %message,
+                "the hub refused the tap for good; it is dropped from the outbox");
+            forget(outbox, tap);
+        }
+        Err(HubFailure::DeviceRefused) => {
+            tracing::error!(request = %tap.request_id, "the hub refuses this device; the tap stays in the outbox");
+        }
+        Err(HubFailure::Transient(reason)) => {
+            tracing::warn!(request = %tap.request_id, %reason, "submission failed; the tap stays in the outbox and is retried");
+        }
+    }
+    result
+}
+
+fn forget(outbox: &Outbox, tap: &Tap) {
+    if let Err(err) = outbox.remove(tap.request_id) {
+        // The next attempt resubmits it with the same key and gets the same answer: nothing is charged twice.
+        tracing::error!(request = %tap.request_id, error = %err, "cannot delete a finished outbox entry");
+    }
+}
+
+/// The delay before attempt `attempt + 1` of a failed submission: doubling from 0.5 s to at most
+/// `cap`, with up to a quarter of random spread so that many tablets do not retry in step.
+pub fn backoff(attempt: u32, cap: Duration) -> Duration {
+    let base = Duration::from_millis(500)
+        .saturating_mul(1u32 << attempt.min(10))
+        .min(cap);
+    let mut byte = [0u8; 1];
+    let spread = if getrandom::fill(&mut byte).is_ok() {
+        f64::from(byte[0]) / 255.0 * 0.25
+    } else {
+        0.0
+    };
+    base.mul_f64(1.0 - spread)
+}
+
+/// What the one-shot command prints (JSON) besides its exit code.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub request_id: String,
+    /// AUTHORIZED, DECLINED, or QUEUED (sealed in the outbox; `reader-agent run` submits it).
+    pub status: String,
+    pub decline_reason: Option<String>,
+    pub payment_id: Option<String>,
+    pub timings: Timings,
+}
+
+impl Report {
+    pub fn exit_code(&self) -> u8 {
+        match self.status.as_str() {
+            "AUTHORIZED" => 0,
+            "QUEUED" => crate::exit::QUEUED,
+            _ => crate::exit::DECLINED,
+        }
+    }
+}
+
+/// One payment for `request_id`, for a person at the till or a script: the tap (or the tap already
+/// sealed for it by an earlier attempt), then submissions until a final answer or `submit_for` passes.
+pub async fn one_shot(
+    hub: &HubClient,
+    outbox: &Outbox,
+    preferred_reader: Option<String>,
+    request_id: Uuid,
+    wait: Duration,
+    submit_for: Duration,
+) -> Result<Report, AgentError> {
+    let mut timings = Timings::default();
+    let tap = match outbox.load(request_id)? {
+        Some(tap) => tap, // tapped before: never ask the card twice for one request
+        None => {
+            let request = hub.payment_request(request_id).await?;
+            if !request.is_open() {
+                return Err(AgentError::RequestNotOpen {
+                    id: request.global_id,
+                    status: request.status,
+                });
+            }
+            eprintln!(
+                "tap a card: {} for request {}",
+                format_amount(request.fields.amount_minor, &request.currency),
+                request.global_id
+            );
+            let outbox_dir = outbox;
+            let (tap, tap_timings) = tokio::task::block_in_place(|| {
+                let readers = Readers::connect()?;
+                let mut timings = Timings::default();
+                let (_, tap) = take_tap(
+                    &readers,
+                    preferred_reader.as_deref(),
+                    outbox_dir,
+                    &request,
+                    wait,
+                    || Ok(()),
+                    &mut timings,
+                )?;
+                Ok::<_, AgentError>((tap, timings))
+            })?;
+            timings = tap_timings;
+            tap
+        }
+    };
+    let give_up = Instant::now() + submit_for;
+    let mut attempt = 0;
+    loop {
+        match submit(hub, outbox, &tap, &mut timings).await {
+            Ok(outcome) => {
+                return Ok(Report {
+                    request_id: tap.request.clone(),
+                    status: outcome.status,
+                    decline_reason: outcome.decline_reason,
+                    payment_id: outcome.payment_id,
+                    timings,
+                });
+            }
+            Err(HubFailure::Transient(_)) if Instant::now() < give_up => {
+                tokio::time::sleep(backoff(attempt, Duration::from_secs(5))).await;
+                attempt += 1;
+            }
+            Err(HubFailure::Transient(_)) => {
+                return Ok(Report {
+                    request_id: tap.request.clone(),
+                    status: "QUEUED".into(),
+                    decline_reason: None,
+                    payment_id: None,
+                    timings,
+                });
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+}
+
+/// Minor units as the currency writes them ("12.50 EUR", "1250 JPY"), by its ISO 4217 exponent.
+pub fn format_amount(minor: u64, currency: &str) -> String {
+    let exponent = iso_currency::Currency::from_code(currency)
+        .and_then(|c| c.exponent())
+        .unwrap_or(0);
+    if exponent == 0 {
+        return format!("{minor} {currency}");
+    }
+    let scale = 10u64.pow(u32::from(exponent));
+    format!(
+        "{}.{:0width$} {currency}",
+        minor / scale,
+        minor % scale,
+        width = usize::from(exponent)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_follow_the_currency_exponent() {
+        assert_eq!(format_amount(1250, "EUR"), "12.50 EUR");
+        assert_eq!(format_amount(1250, "JPY"), "1250 JPY");
+        assert_eq!(format_amount(1005, "KWD"), "1.005 KWD");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let cap = Duration::from_secs(10);
+        assert!(backoff(0, cap) <= Duration::from_millis(500));
+        assert!(backoff(0, cap) >= Duration::from_millis(375));
+        assert!(backoff(3, cap) >= Duration::from_millis(3000));
+        assert!(backoff(30, cap) <= cap);
+    }
+}

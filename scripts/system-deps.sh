@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the system packages the build and the tests need, when missing, and starts pcscd.
+#
+# - postgresql-client, redis-tools: the test script talks to the servers; redis-server: the Redis-outage
+#   tests start private servers of their own;
+# - libpcsclite-dev, pkgconf: the reader agent links libpcsclite (PC/SC);
+# - pcscd, vsmartcard-vpcd: the reader-agent tests run a virtual card behind a real pcscd, on the virtual
+#   reader driver vpcd ("Virtual PCD 00 00", TCP 35963, loopback tests only).
+# Packages come from Debian (apt-get, as root or through sudo). Nothing is installed when all are there.
+set -euo pipefail
+
+say() { printf '[system-deps] %s\n' "$*" >&2; }
+if [ "$(id -u)" = 0 ]; then as_root=(); else as_root=(sudo); fi
+
+need_packages=()
+command -v psql >/dev/null 2>&1 || need_packages+=(postgresql-client)
+command -v redis-cli >/dev/null 2>&1 || need_packages+=(redis-tools)
+command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
+command -v pkg-config >/dev/null 2>&1 || need_packages+=(pkgconf)
+{ command -v pkg-config >/dev/null 2>&1 && pkg-config --exists libpcsclite; } || need_packages+=(libpcsclite-dev)
+command -v pcscd >/dev/null 2>&1 || [ -x /usr/sbin/pcscd ] || need_packages+=(pcscd)
+[ -e /etc/reader.conf.d/vpcd ] || need_packages+=(vsmartcard-vpcd)
+if [ ${#need_packages[@]} -gt 0 ]; then
+  say "installing ${need_packages[*]}"
+  "${as_root[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${need_packages[@]}"
+fi
+
+# pcscd, without systemd: it daemonizes itself and is ready when its socket exists. One pcscd serves the
+# whole run (the tests that use its virtual reader take turns).
+if ! pgrep -x pcscd >/dev/null 2>&1; then
+  say "starting pcscd"
+  "${as_root[@]}" /usr/sbin/pcscd
+fi
+for _ in $(seq 1 50); do [ -S /run/pcscd/pcscd.comm ] && break; sleep 0.2; done
+[ -S /run/pcscd/pcscd.comm ] || { say "pcscd did not come up (/run/pcscd/pcscd.comm is missing)"; exit 1; }

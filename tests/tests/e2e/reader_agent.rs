@@ -1,0 +1,434 @@
+//! The reader agent on a checkout tablet, for real: `reader-agent` processes, a `virtual-card` process
+//! behind the machine's pcscd (vpcd's first virtual reader), and the hub over HTTP and WebSocket.
+//! These tests share pcscd's virtual reader and take turns (nextest group `pcsc`).
+
+use std::time::Duration;
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use card_protocol::token::Token;
+use chrono::Utc;
+use hub_tests::{
+    Backend, Fingerprint, Subscriber,
+    checkout::Checkout,
+    on_both_backends,
+    tablet::{Agent, VirtualCardProcess, wait_until},
+};
+use reader_agent::{
+    device::DeviceKey,
+    ids,
+    outbox::{Outbox, Tap},
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const ORDER_PAID: &str = "query($id: ID!) { node(id: $id) { ... on Order { paidMinor } } }";
+const REQUEST_STATUS: &str =
+    "query($id: ID!) { node(id: $id) { ... on PaymentRequest { status } } }";
+
+/// A checkout with a tablet: an agent whose key `reader-agent init` made, registered as a terminal of the
+/// shop, talking to `hub_url`.
+async fn tablet(checkout: &Checkout, hub_url: &str) -> Agent {
+    let (mut agent, public_key) = Agent::init(hub_url);
+    agent.device = checkout.add_terminal_with_key("Tablet", &public_key).await;
+    agent
+}
+
+async fn paid_minor(checkout: &Checkout, order: &str) -> String {
+    checkout
+        .app
+        .graphql(Some(&checkout.member), ORDER_PAID, json!({ "id": order }))
+        .await
+        .data("/node/paidMinor")
+        .as_str()
+        .expect("paidMinor")
+        .to_owned()
+}
+
+async fn request_status(checkout: &Checkout, request: &Value) -> String {
+    checkout
+        .app
+        .graphql(
+            Some(&checkout.member),
+            REQUEST_STATUS,
+            json!({ "id": request["id"] }),
+        )
+        .await
+        .data("/node/status")
+        .as_str()
+        .expect("status")
+        .to_owned()
+}
+
+async fn agent_pays_a_request_end_to_end(backend: Backend) {
+    let checkout = Checkout::new(backend).await;
+    let mut agent = tablet(&checkout, &checkout.app.base_url).await;
+    let card = VirtualCardProcess::start(&checkout.card.to_file()).await;
+    let numbers_before = card.numbers_left();
+    agent.start();
+    agent
+        .wait_for_log("following the terminal's payment requests", 1)
+        .await;
+
+    // The checkout opens a request at the tablet's terminal; its screen follows the request live.
+    let request = checkout
+        .request_at(&checkout.order, &agent.device, 1_250)
+        .await;
+    let mut screen = Subscriber::acknowledged(&checkout.app.base_url, &checkout.member).await;
+    screen
+        .subscribe(
+            "screen",
+            "subscription($id: ID!) { paymentRequest(id: $id) { status } }",
+            json!({ "id": request["id"] }),
+        )
+        .await;
+    assert_eq!(screen.data().await["paymentRequest"]["status"], "OPEN");
+    agent.wait_for_log("payment request open", 1).await;
+
+    card.tap_and_wait().await;
+    assert_eq!(
+        screen.data().await["paymentRequest"]["status"],
+        "PAID",
+        "the screen sees the payment"
+    );
+    agent.wait_for_log("payment authorized", 1).await;
+    assert_eq!(paid_minor(&checkout, &checkout.order).await, "1250");
+    assert_eq!(card.numbers_left(), numbers_before - 1, "one number used");
+    wait_until("the outbox to empty", Duration::from_secs(10), || {
+        agent.outbox_entries().is_empty()
+    })
+    .await;
+    assert!(agent.exited().is_none(), "the agent keeps running");
+    agent.kill();
+    checkout.app.stop().await;
+}
+on_both_backends!(
+    agent_pays_a_request_end_to_end,
+    agent_pays_a_request_end_to_end
+);
+
+/// The hub goes away with three requests open; three taps wait sealed in the outbox; the agent is killed
+/// and restarted; the hub comes back: each request is paid exactly once. Then the oldest entry comes back
+/// (as if the agent had died after the hub answered and before it deleted the entry): resubmitted under
+/// its key, it gets the first outcome and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_loses_no_tap_and_charges_none_twice() {
+    let checkout = Checkout::new(Backend::Postgres).await;
+    let port = hub_tests::free_port();
+    let mut replica = checkout.app.spawn_replica_on(port).await;
+    let mut agent = tablet(&checkout, &replica.url).await;
+    let card_file = checkout.card.to_file();
+    let card = VirtualCardProcess::start(&card_file).await;
+    agent.start();
+    agent
+        .wait_for_log("following the terminal's payment requests", 1)
+        .await;
+
+    let mut orders = Vec::new();
+    let mut requests = Vec::new();
+    for _ in 0..3 {
+        let order = checkout.new_order(1).await;
+        requests.push(checkout.request_at(&order, &agent.device, 1_000).await);
+        orders.push(order);
+    }
+    agent.wait_for_log("payment request open", 3).await;
+
+    replica.kill();
+    for _ in 0..3 {
+        card.tap_and_wait().await;
+    }
+    wait_until("three sealed taps", Duration::from_secs(30), || {
+        agent.outbox_entries().len() == 3
+    })
+    .await;
+    // Sealed: neither the number's digits nor the token appear in any file.
+    for text in card_file.numbers.iter().take(3) {
+        let token = Token::from_base64url(text).expect("token");
+        for entry in agent.outbox_entries() {
+            let bytes = std::fs::read(&entry).expect("entry");
+            assert!(!bytes.windows(16).any(|w| w == token.body.number.digits()));
+            assert!(!bytes.windows(40).any(|w| w == &text.as_bytes()[..40]));
+        }
+    }
+    let (code, listing) = agent.outbox_listing().await;
+    assert_eq!(code, 0, "{listing}");
+    assert_eq!(listing.lines().count(), 3, "{listing}");
+    assert!(listing.contains("10.00 EUR"), "{listing}");
+
+    // Killed between the taps and their submission: nothing happened at the hub yet.
+    let replayed = agent.outbox_entries()[0].clone();
+    let sealed_copy = std::fs::read(&replayed).expect("entry");
+    agent.kill();
+    for order in &orders {
+        assert_eq!(paid_minor(&checkout, order).await, "0");
+    }
+    let before = checkout.app.fingerprint().await;
+
+    let replica = checkout.app.spawn_replica_on(port).await;
+    agent.start();
+    wait_until("the outbox to empty", Duration::from_secs(60), || {
+        agent.outbox_entries().is_empty()
+    })
+    .await;
+    for (order, request) in orders.iter().zip(&requests) {
+        assert_eq!(paid_minor(&checkout, order).await, "1000");
+        assert_eq!(request_status(&checkout, request).await, "PAID");
+    }
+    let after = checkout.app.fingerprint().await;
+    assert_eq!(after.rows("payment") - before.rows("payment"), 3);
+
+    // The oldest entry is back: its resubmission gets the first outcome and writes nothing.
+    agent.kill();
+    std::fs::write(&replayed, &sealed_copy).expect("restore entry");
+    agent.start();
+    agent.wait_for_log("status=AUTHORIZED", 1).await;
+    wait_until("the outbox to empty", Duration::from_secs(30), || {
+        agent.outbox_entries().is_empty()
+    })
+    .await;
+    assert_eq!(
+        checkout.app.fingerprint().await,
+        after,
+        "nothing charged twice"
+    );
+    agent.kill();
+    drop(replica);
+    checkout.app.stop().await;
+}
+
+/// The request's fields as the card signs them, from what the hub showed the member who opened it.
+fn sealed_tap(checkout: &mut Checkout, request: &Value) -> Tap {
+    let (token, card_signature) = checkout.tap(request);
+    let id = Uuid::parse_str(
+        request["signingFields"]["requestId"]
+            .as_str()
+            .expect("requestId"),
+    )
+    .expect("uuid");
+    Tap {
+        request_id: id,
+        request: ids::global_id(ids::PAYMENT_REQUEST, id),
+        token,
+        card_signature,
+        idempotency_key: Uuid::new_v4().to_string(),
+        amount_minor: 500,
+        currency: "EUR".into(),
+        tapped_at: Utc::now(),
+        acceptance_deadline: Utc::now() + chrono::Duration::minutes(15),
+    }
+}
+
+fn agent_outbox(agent: &Agent) -> Outbox {
+    let key = DeviceKey::load(&agent.state_dir.path().join("device.key")).expect("device key");
+    let device = ids::parse(ids::DEVICE, &agent.device).expect("device id");
+    Outbox::open(&agent.outbox_dir(), device, &key.outbox_key()).expect("outbox")
+}
+
+async fn assert_unchanged(checkout: &Checkout, before: &Fingerprint, case: &str) {
+    assert_eq!(
+        &checkout.app.fingerprint().await,
+        before,
+        "{case} changed the database"
+    );
+}
+
+/// Every way a tap can fail gives its own exit code, a clear message and no payment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taps_that_cannot_pay_say_why_and_change_nothing() {
+    let mut checkout = Checkout::new(Backend::Postgres).await;
+    let agent = tablet(&checkout, &checkout.app.base_url).await;
+
+    // A sealed tap whose file was altered: set aside, never submitted. The same tap unaltered pays.
+    let tampered_request = checkout
+        .request_at(&checkout.new_order(1).await, &agent.device, 500)
+        .await;
+    let tap = sealed_tap(&mut checkout, &tampered_request);
+    let outbox = agent_outbox(&agent);
+    outbox.store(&tap).expect("sealed");
+    let entry = agent.outbox_entries().pop().expect("entry");
+    let mut bytes = std::fs::read(&entry).expect("entry");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&entry, &bytes).expect("tamper");
+    let before = checkout.app.fingerprint().await;
+    let (code, report) = agent
+        .pay(tampered_request["id"].as_str().expect("id"), "1s")
+        .await;
+    assert_eq!(code, 40, "{report}");
+    assert_eq!(report["error"]["code"], "OUTBOX_DAMAGED");
+    assert!(agent.outbox_entries().is_empty(), "set aside");
+    let (code, listing) = agent.outbox_listing().await;
+    assert_eq!(code, 40, "{listing}");
+    assert!(listing.contains("REJECTED"), "{listing}");
+    assert_unchanged(&checkout, &before, "a tampered outbox entry").await;
+    let untouched_request = checkout
+        .request_at(&checkout.new_order(1).await, &agent.device, 500)
+        .await;
+    outbox
+        .store(&sealed_tap(&mut checkout, &untouched_request))
+        .expect("sealed");
+    let (code, report) = agent
+        .pay(untouched_request["id"].as_str().expect("id"), "1s")
+        .await;
+    assert_eq!(
+        (code, &report["status"]),
+        (0, &json!("AUTHORIZED")),
+        "{report}"
+    );
+
+    // From here the card is the virtual one, holding what the in-process card has not used.
+    let card = VirtualCardProcess::start(&checkout.card.to_file()).await;
+    let numbers = card.numbers_left();
+
+    // Pulled away mid-exchange.
+    let request = checkout
+        .request_at(&checkout.new_order(1).await, &agent.device, 500)
+        .await;
+    let before = checkout.app.fingerprint().await;
+    card.command("tear");
+    let (code, report) = agent.pay(request["id"].as_str().expect("id"), "20s").await;
+    assert_eq!(code, 22, "{report}");
+    assert_eq!(report["error"]["code"], "CARD_REMOVED");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("tap again")),
+        "{report}"
+    );
+    assert_eq!(card.numbers_left(), numbers, "no number used");
+    assert!(agent.outbox_entries().is_empty());
+    assert_unchanged(&checkout, &before, "a card removed mid-exchange").await;
+    card.wait_off_reader().await;
+
+    // No card at all within the wait.
+    let (code, report) = agent.pay(request["id"].as_str().expect("id"), "1s").await;
+    assert_eq!(
+        (code, &report["error"]["code"]),
+        (21, &json!("NO_CARD")),
+        "{report}"
+    );
+    assert_unchanged(&checkout, &before, "no card").await;
+
+    // A request that is not this terminal's, or does not exist.
+    let (code, report) = agent
+        .pay(&ids::global_id(ids::PAYMENT_REQUEST, Uuid::new_v4()), "1s")
+        .await;
+    assert_eq!(
+        (code, &report["error"]["code"]),
+        (31, &json!("REQUEST_NOT_FOUND")),
+        "{report}"
+    );
+    // A request already paid.
+    let (code, report) = agent
+        .pay(untouched_request["id"].as_str().expect("id"), "1s")
+        .await;
+    assert_eq!(
+        (code, &report["error"]["code"]),
+        (32, &json!("REQUEST_NOT_OPEN")),
+        "{report}"
+    );
+    assert_unchanged(&checkout, &before, "unknown and closed requests").await;
+    drop(card);
+
+    // A card with no numbers left.
+    let mut empty = checkout.card.to_file();
+    empty.numbers.clear();
+    let card = VirtualCardProcess::start(&empty).await;
+    card.command("insert");
+    let (code, report) = agent.pay(request["id"].as_str().expect("id"), "20s").await;
+    assert_eq!(code, 24, "{report}");
+    assert_eq!(report["error"]["code"], "CARD_OUT_OF_NUMBERS");
+    assert_unchanged(&checkout, &before, "a card out of numbers").await;
+    card.command("remove");
+    drop(card);
+
+    // A revoked device: refused before the card is asked anything.
+    let admin = checkout
+        .app
+        .token(checkout.app.retailer_id, api::auth::Role::Admin)
+        .await;
+    let version = checkout
+        .app
+        .graphql(
+            Some(&admin),
+            "query($id: ID!) { node(id: $id) { ... on Device { version } } }",
+            json!({ "id": agent.device }),
+        )
+        .await
+        .data("/node/version")
+        .clone();
+    checkout
+        .app
+        .graphql(
+            Some(&admin),
+            "mutation($id: ID!, $v: Int!) { revokeDevice(input: { id: $id, version: $v }) { device { status } } }",
+            json!({ "id": agent.device, "v": version }),
+        )
+        .await
+        .data("/revokeDevice/device/status");
+    let card = VirtualCardProcess::start(&checkout.card.to_file()).await;
+    card.command("insert");
+    let before = checkout.app.fingerprint().await;
+    let (code, report) = agent.pay(request["id"].as_str().expect("id"), "5s").await;
+    assert_eq!(
+        (code, &report["error"]["code"]),
+        (30, &json!("DEVICE_REFUSED")),
+        "{report}"
+    );
+    assert_eq!(card.status()["payments"], 0, "the card was not asked");
+    assert_unchanged(&checkout, &before, "a revoked device").await;
+    card.command("remove");
+    drop(card);
+    checkout.app.stop().await;
+}
+
+/// A tap after the request's tap deadline is refused by the agent itself: the card is not asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_tap_is_refused_locally() {
+    let checkout = Checkout::new_with(Backend::Postgres, 3, |config| {
+        config.payment_limits.tap_deadline_secs = 1;
+    })
+    .await;
+    let agent = tablet(&checkout, &checkout.app.base_url).await;
+    let card = VirtualCardProcess::start(&checkout.card.to_file()).await;
+    let request = checkout
+        .request_at(&checkout.order, &agent.device, 1_000)
+        .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    card.command("insert");
+    let before = checkout.app.fingerprint().await;
+    let (code, report) = agent.pay(request["id"].as_str().expect("id"), "5s").await;
+    assert_eq!(
+        (code, &report["error"]["code"]),
+        (33, &json!("TAP_DEADLINE_PASSED")),
+        "{report}"
+    );
+    assert_eq!(card.status()["payments"], 0, "the card was not asked");
+    assert_unchanged(&checkout, &before, "a late tap").await;
+    card.command("remove");
+    drop(card);
+    checkout.app.stop().await;
+}
+
+/// `init` writes a private key once and prints its public half as `registerDevice` takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_makes_a_private_key_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let (agent, public_key) = Agent::init("http://127.0.0.1:9");
+    let decoded = STANDARD.decode(&public_key).expect("standard base64");
+    assert_eq!(decoded.len(), 32, "an ed25519 public key");
+    let key_path = agent.state_dir.path().join("device.key");
+    let mode = std::fs::metadata(&key_path)
+        .expect("key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let before = std::fs::read(&key_path).expect("key");
+    let again = std::process::Command::new(hub_tests::workspace_binary("reader-agent"))
+        .arg("--state-dir")
+        .arg(agent.state_dir.path())
+        .arg("init")
+        .output()
+        .expect("runs");
+    assert!(!again.status.success(), "an existing key is never replaced");
+    assert_eq!(std::fs::read(&key_path).expect("key"), before);
+}
