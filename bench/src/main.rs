@@ -11,6 +11,7 @@ mod payments;
 mod report;
 mod scenarios;
 mod subscriptions;
+mod taps;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -80,6 +81,21 @@ struct Args {
     /// subscriptions: process ids of the hubs, for their memory (VmRSS) per subscriber.
     #[arg(long, value_delimiter = ',')]
     hub_pids: Vec<u32>,
+    /// taps: how many taps (one payment request each).
+    #[arg(long, default_value_t = 100)]
+    taps: usize,
+    /// taps: the `reader-agent` binary.
+    #[arg(long, default_value = "target/release/reader-agent")]
+    agent_bin: PathBuf,
+    /// taps: the `virtual-card` binary.
+    #[arg(long, default_value = "target/release/virtual-card")]
+    card_bin: PathBuf,
+    /// taps: vpcd's address for the virtual card (35963: the first virtual reader).
+    #[arg(long, default_value = "127.0.0.1:35963")]
+    vpcd: String,
+    /// taps: the reader the agent uses (the one vpcd's address above serves).
+    #[arg(long, default_value = "Virtual PCD 00 00")]
+    reader: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,6 +112,9 @@ pub enum Scenario {
     /// Live subscribers over WebSocket while orders are committed at a steady rate: commit-to-client
     /// latency, deliveries per second, memory per subscriber (`--subscribers`, `--event-rate`).
     Subscriptions,
+    /// The real tablet: a reader agent and a virtual card behind pcscd, one tap per payment request;
+    /// tap-to-authorized latency split into detection, card, outbox, handoff, network and hub (`--taps`).
+    Taps,
 }
 
 /// When a scenario stops.
@@ -120,6 +139,26 @@ async fn main() -> anyhow::Result<()> {
     let mut reports: Vec<Report> = Vec::new();
     let mut ceiling = None;
     for scenario in &args.scenario {
+        if *scenario == Scenario::Taps {
+            let report = taps::run(taps::TapLoad {
+                hub: &hub,
+                url: &args.url,
+                taps: args.taps,
+                bank_token_file: args.bank_token_file.as_deref(),
+                hub_bin: &args.hub_bin,
+                agent_bin: &args.agent_bin,
+                card_bin: &args.card_bin,
+                vpcd: &args.vpcd,
+                reader: &args.reader,
+            })
+            .await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                eprint!("{}", report.table());
+            }
+            continue;
+        }
         if *scenario == Scenario::Subscriptions {
             let report = subscriptions::run(subscriptions::SubscriptionLoad {
                 hub: &hub,

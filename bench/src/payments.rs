@@ -13,7 +13,7 @@ use base64::{
 use card_protocol::{
     CardId,
     apdu::{self, Command, sw},
-    card::CardApplication,
+    card::{CardApplication, CardFile},
     card_signature::PaymentRequestFields,
     issuer::{Issuance, IssuerFile},
     number::PrefixRange,
@@ -56,7 +56,7 @@ fn random<const N: usize>() -> anyhow::Result<[u8; N]> {
     Ok(bytes)
 }
 
-fn id_at(value: &Value, pointer: &str) -> anyhow::Result<String> {
+pub fn id_at(value: &Value, pointer: &str) -> anyhow::Result<String> {
     value
         .pointer(pointer)
         .and_then(Value::as_str)
@@ -77,15 +77,22 @@ fn bank_token(
     }
 }
 
-impl PaymentFixture {
+/// A bench bank: an organization with an issuer key over a random prefix of its own, and what the
+/// issuer tooling needs to personalize cards for it.
+pub struct BenchBank {
+    /// The hub as the bank's ADMIN.
+    pub hub: Hub,
+    pub issuer: IssuerFile,
+    pub issuance: Issuance,
+}
+
+impl BenchBank {
     pub async fn seed(
         hub: &Hub,
-        clients: usize,
-        cards_per_client: usize,
+        run: &str,
         bank_token_file: Option<&Path>,
         hub_bin: &Path,
     ) -> anyhow::Result<Self> {
-        let run = Uuid::new_v4().simple().to_string()[..8].to_owned();
         let bank_name = format!("bench-bank-{run}");
         let bank = hub
             .graphql(
@@ -101,7 +108,7 @@ impl PaymentFixture {
             .context("the bank's ID names an organization")?;
         let bank_hub = hub.with_token(&bank_token(&bank_name, bank_token_file, hub_bin)?);
 
-        // The bank's key with a prefix of its own, and the virtual cards.
+        // The bank's key with a prefix of its own.
         let digits: [u8; 7] = random()?;
         let prefix = format!(
             "4{}",
@@ -111,7 +118,7 @@ impl PaymentFixture {
                 .collect::<String>()
         );
         let not_after = chrono::Utc::now().timestamp() as u64 + 30 * 86_400;
-        let mut issuer = IssuerFile::new(
+        let issuer = IssuerFile::new(
             bank_id.into(),
             1,
             random()?,
@@ -135,8 +142,41 @@ impl PaymentFixture {
             },
             not_after: not_after - 86_400,
         };
+        Ok(Self {
+            hub: bank_hub,
+            issuer,
+            issuance,
+        })
+    }
 
-        // A shop with one checkout lane (terminal) per client, and a product.
+    /// A card with `numbers` one-time numbers, personalized by the issuer tooling and registered.
+    pub async fn card(&mut self, numbers: usize) -> anyhow::Result<CardFile> {
+        let issuance = Issuance {
+            count: numbers,
+            ..self.issuance
+        };
+        let card_file =
+            self.issuer
+                .personalize(CardId::from_bytes(random()?), random()?, &issuance)?;
+        let card = CardApplication::from_file(&card_file)?;
+        self.hub
+            .graphql(
+                "mutation($input: RegisterCardInput!) { registerCard(input: $input) { card { id } } }",
+                json!({ "input": { "cardId": card_file.card_id, "publicKey": STANDARD.encode(card.info().card_public_key), "lastFour": "0000" } }),
+            )
+            .await?;
+        Ok(card_file)
+    }
+}
+
+/// A shop of the retailer with a product to sell.
+pub struct BenchShop {
+    pub location: String,
+    product: String,
+}
+
+impl BenchShop {
+    pub async fn seed(hub: &Hub, run: &str) -> anyhow::Result<Self> {
         let location = hub
             .graphql("mutation { createLocation(input: { name: \"Bench shop\", kind: SHOP, street: \"s\", city: \"c\", postalCode: \"p\", countryCode: \"NL\" }) { location { id } } }", json!({}))
             .await?;
@@ -148,39 +188,51 @@ impl PaymentFixture {
             )
             .await?;
         let product = id_at(&product, "/createProduct/product/id")?;
+        Ok(Self { location, product })
+    }
 
+    /// A placed order large enough for any number of payments of 1.00.
+    pub async fn placed_order(&self, hub: &Hub) -> anyhow::Result<String> {
+        let order = hub
+            .graphql(
+                "mutation($p: ID!) { createOrder(input: { lines: [{ productId: $p, quantity: 1000000 }] }) { order { id } } }",
+                json!({ "p": self.product }),
+            )
+            .await?;
+        let order = id_at(&order, "/createOrder/order/id")?;
+        hub.graphql(
+            "mutation($id: ID!) { placeOrder(input: { id: $id }) { order { id } } }",
+            json!({ "id": order }),
+        )
+        .await?;
+        Ok(order)
+    }
+}
+
+impl PaymentFixture {
+    pub async fn seed(
+        hub: &Hub,
+        clients: usize,
+        cards_per_client: usize,
+        bank_token_file: Option<&Path>,
+        hub_bin: &Path,
+    ) -> anyhow::Result<Self> {
+        let run = Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let mut bank = BenchBank::seed(hub, &run, bank_token_file, hub_bin).await?;
+        // A shop with one checkout lane (terminal) per client.
+        let shop = BenchShop::seed(hub, &run).await?;
         let mut states = Vec::with_capacity(clients);
         for lane in 0..clients {
             let terminal =
-                Terminal::register(hub, &location, &format!("bench-till-{run}-{lane}")).await?;
+                Terminal::register(hub, &shop.location, &format!("bench-till-{run}-{lane}"))
+                    .await?;
             let mut cards = Vec::with_capacity(cards_per_client);
             for _ in 0..cards_per_client {
-                let card_file =
-                    issuer.personalize(CardId::from_bytes(random()?), random()?, &issuance)?;
-                let card = CardApplication::from_file(&card_file)?;
-                bank_hub
-                    .graphql(
-                        "mutation($input: RegisterCardInput!) { registerCard(input: $input) { card { id } } }",
-                        json!({ "input": { "cardId": card_file.card_id, "publicKey": STANDARD.encode(card.info().card_public_key), "lastFour": "0000" } }),
-                    )
-                    .await?;
-                cards.push(card);
+                cards.push(CardApplication::from_file(&bank.card(64).await?)?);
             }
-            let order = hub
-                .graphql(
-                    "mutation($p: ID!) { createOrder(input: { lines: [{ productId: $p, quantity: 1000000 }] }) { order { id } } }",
-                    json!({ "p": product }),
-                )
-                .await?;
-            let order = id_at(&order, "/createOrder/order/id")?;
-            hub.graphql(
-                "mutation($id: ID!) { placeOrder(input: { id: $id }) { order { id } } }",
-                json!({ "id": order }),
-            )
-            .await?;
             states.push(Mutex::new(ClientState {
                 terminal,
-                order,
+                order: shop.placed_order(hub).await?,
                 cards,
                 clock_ms: 0,
             }));

@@ -33,7 +33,7 @@ pub async fn run(
     budget: Budget,
 ) -> anyhow::Result<Report> {
     match scenario {
-        Scenario::Payments | Scenario::Subscriptions => {
+        Scenario::Payments | Scenario::Subscriptions | Scenario::Taps => {
             anyhow::bail!("the {scenario:?} scenario is driven from main with its fixture")
         }
         Scenario::Me => {

@@ -28,7 +28,7 @@ use crate::{
     AgentError,
     hub::{HubClient, HubFailure, PaymentRequest},
     outbox::{Outbox, Pending, Tap},
-    pay::{self, Timings, backoff},
+    pay::{self, CardWait, TapFailure, Timings, backoff},
     reader::Readers,
     subscription::{self, SessionEnd},
 };
@@ -37,6 +37,8 @@ use crate::{
 const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(10);
 /// How long the till waits for a card before it looks at the open requests again.
 const CARD_WAIT_SLICE: Duration = Duration::from_secs(5);
+/// How often the submitter looks for taps it does not know of (an earlier run's, a one-shot's).
+const OUTBOX_RESCAN: Duration = Duration::from_secs(5);
 
 pub struct AgentOptions {
     /// The reader to use; `None`: whichever reader a card is presented on.
@@ -44,7 +46,6 @@ pub struct AgentOptions {
 }
 
 type OpenRequests = BTreeMap<Uuid, PaymentRequest>;
-type Settled = Arc<std::sync::Mutex<HashSet<Uuid>>>;
 
 /// Runs until the hub refuses the device (an error) or the process is stopped.
 pub async fn run(
@@ -57,9 +58,7 @@ pub async fn run(
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<AgentError>(4);
     let hub_back = Arc::new(tokio::sync::Notify::new());
     let stopping = Arc::new(AtomicBool::new(false));
-    // Requests whose tap has had its final answer: the till never arms for them again, even before the
-    // subscription reports them paid.
-    let settled: Settled = Arc::default();
+    let (finished_tx, finished_rx) = std::sync::mpsc::channel::<Finished>();
 
     let follower = tokio::spawn(follow(
         hub.clone(),
@@ -73,16 +72,23 @@ pub async fn run(
         tap_rx,
         fatal_tx.clone(),
         hub_back,
-        settled.clone(),
+        finished_tx,
     ));
     let till = {
-        let (outbox, stopping, settled) = (outbox.clone(), stopping.clone(), settled.clone());
+        let (hub, outbox, stopping) = (hub.clone(), outbox.clone(), stopping.clone());
         let runtime = tokio::runtime::Handle::current();
         std::thread::Builder::new()
             .name("till".into())
             .spawn(move || {
                 let result = till(
-                    &runtime, &outbox, &options, open_rx, tap_tx, &settled, &stopping,
+                    &runtime,
+                    &hub,
+                    &outbox,
+                    &options,
+                    open_rx,
+                    tap_tx,
+                    finished_rx,
+                    &stopping,
                 );
                 if let Err(error) = result {
                     let _ = fatal_tx.blocking_send(error);
@@ -181,146 +187,217 @@ async fn follow(
     }
 }
 
+/// What the submitter tells the till about a tap it finished with.
+#[derive(Debug)]
+enum Finished {
+    /// Authorized, or refused for good: the request is done with at this till.
+    Done(Uuid),
+    /// Declined: the request stays open at the hub, and another card may pay it.
+    Declined(Uuid),
+}
+
 /// The till: one tap at a time, for the oldest open request nobody has tapped for yet.
+#[allow(clippy::too_many_arguments)]
 fn till(
     runtime: &tokio::runtime::Handle,
+    hub: &HubClient,
     outbox: &Outbox,
     options: &AgentOptions,
     mut open: watch::Receiver<OpenRequests>,
     taps: mpsc::UnboundedSender<Tap>,
-    settled: &Settled,
+    finished: std::sync::mpsc::Receiver<Finished>,
     stopping: &AtomicBool,
 ) -> Result<(), AgentError> {
-    let readers = Readers::connect()?;
-    let mut tapped: HashSet<Uuid> = HashSet::new();
+    let mut readers: Option<Readers> = None;
+    // Requests tapped for (and their tap deadlines, to forget them once past).
+    let mut tapped: HashMap<Uuid, chrono::DateTime<Utc>> = HashMap::new();
     while !stopping.load(Ordering::Relaxed) {
-        let next = {
-            let current = open.borrow_and_update();
-            tapped.retain(|id| current.contains_key(id));
-            let mut settled = settled.lock().unwrap_or_else(|p| p.into_inner());
-            settled.retain(|id| current.contains_key(id));
-            tapped.extend(settled.iter());
-            current
-                .values()
-                .filter(|r| r.is_open() && r.tap_deadline > Utc::now())
-                .filter(|r| !tapped.contains(&r.id) && !outbox.contains(r.id))
-                .min_by_key(|r| r.tap_deadline)
-                .cloned()
+        let Some(reader_set) = readers.as_ref() else {
+            match Readers::connect() {
+                Ok(connected) => {
+                    // A card left lying on the reader when the agent (re)starts pays nothing.
+                    for reader in connected.readers_with_card().unwrap_or_default() {
+                        await_removal(&connected, &reader, stopping);
+                    }
+                    readers = Some(connected);
+                }
+                Err(error) => {
+                    tracing::warn!(code = error.code(), %error, "no card reader yet; trying again");
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+            }
+            continue;
         };
+        for message in finished.try_iter() {
+            match message {
+                // Also a tap of an earlier run: never arm for its request again, even before the
+                // subscription reports it paid (kept a while, then forgotten).
+                Finished::Done(request) => {
+                    tapped
+                        .entry(request)
+                        .or_insert_with(|| Utc::now() + chrono::Duration::minutes(30));
+                }
+                Finished::Declined(request) => {
+                    tapped.remove(&request);
+                }
+            }
+        }
+        tapped.retain(|_, deadline| *deadline > Utc::now());
+        let next = open
+            .borrow_and_update()
+            .values()
+            .filter(|r| r.is_open() && r.tap_deadline > Utc::now())
+            .filter(|r| !tapped.contains_key(&r.id) && !outbox.contains(r.id))
+            .min_by_key(|r| r.tap_deadline)
+            .cloned();
         let Some(request) = next else {
             let _ = runtime.block_on(async {
                 tokio::time::timeout(Duration::from_millis(500), open.changed()).await
             });
             continue;
         };
-        let still_open = |open: &watch::Receiver<OpenRequests>| {
+        let still_open = || {
             if stopping.load(Ordering::Relaxed) {
                 return Err(AgentError::Setup("stopping".into()));
             }
             match open.borrow().get(&request.id) {
                 Some(current) if current.is_open() => Ok(()),
-                _ => Err(AgentError::RequestNotOpen {
-                    id: request.global_id.clone(),
-                    status: "no longer open".into(),
-                }),
+                _ => Err(not_open(&request)),
             }
         };
         let mut timings = Timings::default();
+        let mut check_ms = 0.0;
+        let how = CardWait {
+            preferred: options.reader.as_deref(),
+            wait: CARD_WAIT_SLICE,
+            stale: HashSet::new(),
+        };
         let result = pay::take_tap(
-            &readers,
-            options.reader.as_deref(),
+            reader_set,
+            &how,
             outbox,
             &request,
-            CARD_WAIT_SLICE,
-            || still_open(&open),
+            still_open,
+            || confirm_open(runtime, hub, &request, &mut check_ms),
             &mut timings,
         );
+        timings.check_ms = check_ms;
         match result {
             Ok((reader, tap)) => {
-                tapped.insert(request.id);
-                tracing::info!(request = %request.global_id, card_ms = timings.card_ms,
-                    outbox_ms = timings.outbox_ms, "tap sealed in the outbox; submitting");
+                tapped.insert(request.id, request.tap_deadline);
+                tracing::info!(request = %request.global_id, check_ms = timings.check_ms,
+                    card_ms = timings.card_ms, outbox_ms = timings.outbox_ms,
+                    "tap sealed in the outbox; submitting");
                 if taps.send(tap).is_err() {
                     return Ok(()); // the submitter is gone: the agent is stopping
                 }
-                await_removal(&readers, &reader, stopping);
+                await_removal(reader_set, &reader, stopping);
             }
-            Err(AgentError::NoCard(_)) => {} // look at the open requests again, then wait on
-            Err(AgentError::RequestNotOpen { .. }) | Err(AgentError::TapDeadlinePassed(_)) => {
-                if stopping.load(Ordering::Relaxed) {
-                    break;
+            Err(TapFailure { reader, error }) => {
+                let reader_failed =
+                    matches!(error, AgentError::NoReader(_) | AgentError::Reader(_));
+                match error {
+                    AgentError::NoCard(_) => {} // look at the open requests again, then wait on
+                    AgentError::RequestNotOpen { .. }
+                    | AgentError::RequestNotFound(_)
+                    | AgentError::TapDeadlinePassed(_) => {
+                        if stopping.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        tracing::info!(request = %request.global_id, code = error.code(), "no tap for this request");
+                        tapped.insert(request.id, request.tap_deadline);
+                    }
+                    AgentError::CardRemoved
+                    | AgentError::UnknownApplication
+                    | AgentError::NoNumbersLeft
+                    | AgentError::CardRefused(_) => {
+                        tracing::warn!(request = %request.global_id, code = error.code(), %error, "no payment from this tap");
+                    }
+                    AgentError::NoReader(_) | AgentError::Reader(_) => {
+                        tracing::warn!(code = error.code(), %error, "the reader is not usable; reconnecting");
+                    }
+                    other => return Err(other),
                 }
-                tracing::info!(request = %request.global_id, "the request closed before a tap");
-                tapped.insert(request.id);
-            }
-            Err(
-                error @ (AgentError::CardRemoved
-                | AgentError::UnknownApplication
-                | AgentError::NoNumbersLeft
-                | AgentError::CardRefused(_)),
-            ) => {
-                tracing::warn!(request = %request.global_id, code = error.code(), %error, "no payment from this tap");
-                if let Some(reader) = card_reader(&readers, options) {
-                    await_removal(&readers, &reader, stopping);
+                if reader_failed {
+                    readers = None;
+                    std::thread::sleep(Duration::from_secs(1));
+                } else if let Some(reader) = reader {
+                    await_removal(reader_set, &reader, stopping);
                 }
             }
-            Err(error @ (AgentError::NoReader(_) | AgentError::Reader(_))) => {
-                tracing::warn!(code = error.code(), %error, "the reader is not usable; trying again");
-                std::thread::sleep(Duration::from_secs(1));
-            }
-            Err(other) => return Err(other),
         }
     }
     Ok(())
 }
 
-/// The reader a refused card is lying on, to wait for it to leave.
-fn card_reader(readers: &Readers, options: &AgentOptions) -> Option<std::ffi::CString> {
-    readers
-        .list()
-        .ok()?
-        .into_iter()
-        .filter(|reader| reader.card_present)
-        .find(|reader| {
-            options
-                .reader
-                .as_ref()
-                .is_none_or(|name| *name == reader.name)
-        })
-        .and_then(|reader| std::ffi::CString::new(reader.name).ok())
-}
-
-fn await_removal(readers: &Readers, reader: &std::ffi::CStr, stopping: &AtomicBool) {
-    while !stopping.load(Ordering::Relaxed) {
-        if readers.wait_for_removal(reader, Duration::from_secs(30)) {
-            return;
-        }
-        tracing::info!(reader = %reader.to_string_lossy(), "remove the card to take the next payment");
+fn not_open(request: &PaymentRequest) -> AgentError {
+    AgentError::RequestNotOpen {
+        id: request.global_id.clone(),
+        status: "no longer open".into(),
     }
 }
 
-/// The submitter: every sealed tap until the hub answers for good.
+/// Asks the hub, once the card is there and before the card is asked anything, whether the request is
+/// still open: a request cancelled while the subscription was reconnecting must not cost the customer a
+/// number. A hub that does not answer within 1.5 s is not waited for: the tap is taken offline.
+fn confirm_open(
+    runtime: &tokio::runtime::Handle,
+    hub: &HubClient,
+    request: &PaymentRequest,
+    check_ms: &mut f64,
+) -> Result<(), AgentError> {
+    let started = std::time::Instant::now();
+    let answer = runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_millis(1_500),
+            hub.payment_request(request.id),
+        )
+        .await
+    });
+    *check_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match answer {
+        Ok(Ok(current)) if current.is_open() => Ok(()),
+        Ok(Ok(_)) | Ok(Err(AgentError::RequestNotFound(_))) => Err(not_open(request)),
+        Ok(Err(AgentError::DeviceRefused)) => Err(AgentError::DeviceRefused),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "the hub did not confirm the request; taking the tap offline");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!("the hub did not answer within 1.5 s; taking the tap offline");
+            Ok(())
+        }
+    }
+}
+
+/// Waits until the card has left `reader` (saying so every 30 s), so it never pays twice by lying there.
+fn await_removal(readers: &Readers, reader: &std::ffi::CStr, stopping: &AtomicBool) {
+    while !stopping.load(Ordering::Relaxed) {
+        match readers.wait_for_removal(reader, Duration::from_secs(30)) {
+            Ok(true) => return,
+            Ok(false) => tracing::info!(reader = %reader.to_string_lossy(),
+                "remove the card to take the next payment"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch the reader");
+                std::thread::sleep(Duration::from_secs(1));
+                return;
+            }
+        }
+    }
+}
+
+/// The submitter: every sealed tap until the hub answers for good. It also looks at the outbox every
+/// few seconds, for taps sealed by an earlier run or left queued by `reader-agent pay`.
 async fn submit_loop(
     hub: HubClient,
     outbox: Arc<Outbox>,
     mut taps: mpsc::UnboundedReceiver<Tap>,
     fatal: mpsc::Sender<AgentError>,
     hub_back: Arc<tokio::sync::Notify>,
-    settled: Settled,
+    finished: std::sync::mpsc::Sender<Finished>,
 ) {
-    // Taps of an earlier run (or of one-shot commands that could not reach the hub) go first.
     let mut waiting: HashMap<Uuid, (Tap, u32, tokio::time::Instant)> = HashMap::new();
-    match outbox.pending() {
-        Ok(pending) => {
-            for entry in pending {
-                if let Pending::Tap(tap) = entry {
-                    tracing::info!(request = %tap.request_id, "resubmitting a tap sealed earlier");
-                    waiting.insert(tap.request_id, (tap, 0, tokio::time::Instant::now()));
-                }
-            }
-        }
-        Err(error) => tracing::error!(%error, "cannot read the outbox"),
-    }
+    let mut rescan = tokio::time::interval(OUTBOX_RESCAN);
     loop {
         let now = tokio::time::Instant::now();
         let due: Vec<Uuid> = waiting
@@ -333,19 +410,19 @@ async fn submit_loop(
                 continue;
             };
             let mut timings = Timings::default();
-            let result = pay::submit(&hub, &outbox, &tap, &mut timings).await;
-            if matches!(result, Ok(_) | Err(HubFailure::Refused { .. })) {
-                settled
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(tap.request_id);
-            }
-            match result {
+            match pay::submit(&hub, &outbox, &tap, &mut timings).await {
                 Ok(outcome) => {
-                    tracing::info!(request = %tap.request_id, status = %outcome.status,
-                        submit_ms = timings.submit_ms, hub_ms = ?timings.hub_ms, "final answer");
+                    tracing::info!(request = %tap.request, status = %outcome.status,
+                        submit_ms = timings.submit_ms, hub_ms = timings.hub_ms, "final answer");
+                    let _ = finished.send(if outcome.authorized() {
+                        Finished::Done(tap.request_id)
+                    } else {
+                        Finished::Declined(tap.request_id)
+                    });
                 }
-                Err(HubFailure::Refused { .. }) => {}
+                Err(HubFailure::Refused { .. }) => {
+                    let _ = finished.send(Finished::Done(tap.request_id));
+                }
                 Err(HubFailure::DeviceRefused) => {
                     let _ = fatal.send(AgentError::DeviceRefused).await;
                     return;
@@ -365,8 +442,27 @@ async fn submit_loop(
         };
         tokio::select! {
             tap = taps.recv() => match tap {
-                Some(tap) => { waiting.insert(tap.request_id, (tap, 0, tokio::time::Instant::now())); }
+                Some(tap) => {
+                    waiting.insert(tap.request_id, (tap, 0, tokio::time::Instant::now()));
+                }
                 None => return,
+            },
+            _ = rescan.tick() => match outbox.pending() {
+                Ok(pending) => {
+                    for entry in pending {
+                        match entry {
+                            Pending::Tap(tap) if !waiting.contains_key(&tap.request_id) => {
+                                tracing::info!(request = %tap.request, "submitting a tap found in the outbox");
+                                waiting.insert(tap.request_id, (tap, 0, tokio::time::Instant::now()));
+                            }
+                            Pending::Tap(_) => {}
+                            Pending::Damaged(path) => {
+                                outbox.set_aside(&path);
+                            }
+                        }
+                    }
+                }
+                Err(error) => tracing::error!(%error, "cannot read the outbox"),
             },
             _ = hub_back.notified() => {
                 let now = tokio::time::Instant::now();

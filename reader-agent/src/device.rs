@@ -37,9 +37,7 @@ impl DeviceKey {
             )));
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|err| {
-                AgentError::Setup(format!("cannot create {}: {err}", dir.display()))
-            })?;
+            create_private_dir(dir)?;
         }
         let mut seed = Zeroizing::new([0u8; 32]);
         getrandom::fill(seed.as_mut_slice())
@@ -104,7 +102,21 @@ impl DeviceKey {
     }
 }
 
-/// Where the agent keeps its state: `device.key` and `outbox/`.
+/// Creates a directory (and its parents) readable by its owner only.
+pub fn create_private_dir(dir: &Path) -> Result<(), AgentError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|err| AgentError::Setup(format!("cannot create {}: {err}", dir.display())))
+}
+
+/// Where the agent keeps its state: `device.key`, `device.id`, `agent.lock` and `outbox/`.
 #[derive(Debug, Clone)]
 pub struct StateDir(pub PathBuf);
 
@@ -115,6 +127,63 @@ impl StateDir {
     pub fn outbox_path(&self) -> PathBuf {
         self.0.join("outbox")
     }
+
+    /// The device this directory was first used for, if any.
+    pub fn recorded_device(&self) -> Option<Uuid> {
+        std::fs::read_to_string(self.0.join("device.id"))
+            .ok()
+            .and_then(|text| Uuid::parse_str(text.trim()).ok())
+    }
+
+    /// Binds the state directory to `device` the first time it is used, and refuses another device
+    /// afterwards: the outbox is sealed for one device, and a mistyped `--device` must not make every
+    /// waiting tap look damaged.
+    pub fn check_device(&self, device: Uuid) -> Result<(), AgentError> {
+        let path = self.0.join("device.id");
+        match std::fs::read_to_string(&path) {
+            Ok(text) if text.trim() == device.to_string() => Ok(()),
+            Ok(text) => Err(AgentError::Setup(format!(
+                "this state directory belongs to device {}, not {device}: check --device (or use another --state-dir)",
+                text.trim()
+            ))),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                card_protocol::write_private(&path, device.to_string().as_bytes()).map_err(|err| {
+                    AgentError::Setup(format!("cannot write {}: {err}", path.display()))
+                })
+            }
+            Err(err) => Err(AgentError::Setup(format!(
+                "cannot read {}: {err}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Takes the directory for this process: one agent (`run` or `pay`) at a time writes an outbox.
+    pub fn lock(&self) -> Result<StateLock, AgentError> {
+        let path = self.0.join("agent.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|err| AgentError::Setup(format!("cannot open {}: {err}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(StateLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(AgentError::Setup(format!(
+                "another reader-agent is using {} (one process per state directory)",
+                self.0.display()
+            ))),
+            Err(std::fs::TryLockError::Error(err)) => Err(AgentError::Setup(format!(
+                "cannot lock {}: {err}",
+                path.display()
+            ))),
+        }
+    }
+}
+
+/// Held while a process uses a state directory; the OS releases it when the process ends, however.
+pub struct StateLock {
+    _file: std::fs::File,
 }
 
 /// Tokens the device signs for itself, reused until a fifth of their life is left.

@@ -37,7 +37,9 @@ pub enum HubFailure {
 impl From<HubFailure> for AgentError {
     fn from(failure: HubFailure) -> Self {
         match failure {
-            HubFailure::Transient(reason) => AgentError::HubUnreachable(reason),
+            HubFailure::Transient(reason) => {
+                AgentError::HubUnreachable(format!("no final answer ({reason})"))
+            }
             HubFailure::DeviceRefused => AgentError::DeviceRefused,
             HubFailure::Refused { code, message } => AgentError::HubRefused { code, message },
         }
@@ -267,8 +269,13 @@ impl HubClient {
     }
 }
 
-/// Sorts a GraphQL error by its code into a retry or a final answer.
-fn classify(error: &Value) -> HubFailure {
+/// Codes that are the hub's final word on a submission: these bytes will never be accepted, so
+/// retrying cannot help. Everything else (including codes this agent does not know, which a newer hub
+/// may send) is retried with the same idempotency key: a tap is never given up on a guess.
+const FINAL_CODES: &[&str] = &["VALIDATION", "IDEMPOTENCY_MISMATCH", "NOT_FOUND"];
+
+/// Sorts a GraphQL error by its code into a retry, a refused device, or a final answer.
+pub(crate) fn classify(error: &Value) -> HubFailure {
     let code = error
         .pointer("/extensions/code")
         .and_then(Value::as_str)
@@ -279,17 +286,11 @@ fn classify(error: &Value) -> HubFailure {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let retryable = error
-        .pointer("/extensions/retryable")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
     match code.as_str() {
-        "UNAUTHENTICATED" => HubFailure::DeviceRefused,
-        "INTERNAL" | "TIMEOUT" | "SERVICE_UNAVAILABLE" => {
-            HubFailure::Transient(format!("{code}: {message}"))
-        }
-        "CONFLICT" if retryable => HubFailure::Transient(format!("{code}: {message}")),
-        _ => HubFailure::Refused { code, message },
+        // A device's token refused, or a device that may no longer act for this terminal.
+        "UNAUTHENTICATED" | "FORBIDDEN" => HubFailure::DeviceRefused,
+        final_code if FINAL_CODES.contains(&final_code) => HubFailure::Refused { code, message },
+        _ => HubFailure::Transient(format!("{code}: {message}")),
     }
 }
 
@@ -331,6 +332,22 @@ mod tests {
         ));
         assert!(matches!(
             classify(&error("CONFLICT", false)),
+            HubFailure::Transient(_)
+        ));
+        assert!(matches!(
+            classify(&json!({ "message": "no code" })),
+            HubFailure::Transient(_)
+        ));
+        assert!(matches!(
+            classify(&error("GRAPHQL_VALIDATION_FAILED", false)),
+            HubFailure::Transient(_)
+        ));
+        assert!(matches!(
+            classify(&error("FORBIDDEN", false)),
+            HubFailure::DeviceRefused
+        ));
+        assert!(matches!(
+            classify(&error("NOT_FOUND", false)),
             HubFailure::Refused { .. }
         ));
         assert!(matches!(

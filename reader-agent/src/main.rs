@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use reader_agent::{
     AgentError,
     agent::{self, AgentOptions},
-    device::{DeviceKey, StateDir, TokenSource},
+    device::{DeviceKey, StateDir, StateLock, TokenSource},
     exit,
     hub::HubClient,
     ids,
@@ -26,8 +26,17 @@ struct Cli {
         global = true
     )]
     state_dir: PathBuf,
+    /// Log lines as text, or as JSON objects (one per line, for log collectors and the benchmark).
+    #[arg(long, env = "READER_AGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Commands,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -65,8 +74,9 @@ enum Commands {
     Readers,
     /// Lists the taps waiting in the outbox (public facts only).
     Outbox {
+        /// The device (default: the one this state directory was first used for).
         #[arg(long, env = "READER_AGENT_DEVICE")]
-        device: String,
+        device: Option<String>,
     },
     /// Follows the terminal's payment requests and takes payments until stopped.
     Run {
@@ -90,15 +100,19 @@ enum Commands {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("READER_AGENT_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let cli = Cli::parse();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -132,12 +146,25 @@ fn device_id(text: &str) -> Result<uuid::Uuid, AgentError> {
     })
 }
 
-fn connect(state: &StateDir, args: &HubArgs) -> Result<(HubClient, Outbox), AgentError> {
+/// What `run` and `pay` work with; the lock keeps other agents off the state directory meanwhile.
+struct Session {
+    hub: HubClient,
+    outbox: Outbox,
+    _lock: StateLock,
+}
+
+fn connect(state: &StateDir, args: &HubArgs) -> Result<Session, AgentError> {
     let device = device_id(&args.device)?;
     let key = DeviceKey::load(&state.key_path())?;
+    let lock = state.lock()?;
+    state.check_device(device)?;
     let outbox = Outbox::open(&state.outbox_path(), device, &key.outbox_key())?;
     let tokens = TokenSource::new(device, key, args.audience.clone(), args.token_lifetime);
-    Ok((HubClient::new(&args.hub, Arc::new(tokens))?, outbox))
+    Ok(Session {
+        hub: HubClient::new(&args.hub, Arc::new(tokens))?,
+        outbox,
+        _lock: lock,
+    })
 }
 
 async fn execute(cli: Cli) -> Result<u8, AgentError> {
@@ -171,40 +198,64 @@ async fn execute(cli: Cli) -> Result<u8, AgentError> {
             Ok(0)
         }
         Commands::Outbox { device } => {
-            let device = device_id(&device)?;
+            let recorded = state.recorded_device();
+            let device = match (device.as_deref().map(device_id).transpose()?, recorded) {
+                (Some(given), Some(recorded)) if given != recorded => {
+                    return Err(AgentError::Setup(format!(
+                        "this state directory belongs to device {recorded}, not {given}"
+                    )));
+                }
+                (Some(given), _) => given,
+                (None, Some(recorded)) => recorded,
+                (None, None) => {
+                    return Err(AgentError::Setup(
+                        "no device has used this state directory yet: give --device".into(),
+                    ));
+                }
+            };
             let key = DeviceKey::load(&state.key_path())?;
             let outbox = Outbox::open(&state.outbox_path(), device, &key.outbox_key())?;
+            // Read-only: a damaged entry is set aside only when an agent comes to submit it.
+            let mut damaged = false;
             for entry in outbox.pending()? {
-                // Damaged entries are set aside while listing; they are printed from `rejected/` below.
-                if let Pending::Tap(tap) = entry {
-                    println!(
+                match entry {
+                    Pending::Tap(tap) => println!(
                         "{}\t{}\ttapped {}\taccept until {}",
                         tap.request,
                         pay::format_amount(tap.amount_minor, &tap.currency),
                         tap.tapped_at.to_rfc3339(),
                         tap.acceptance_deadline.to_rfc3339()
-                    );
+                    ),
+                    Pending::Damaged(path) => {
+                        damaged = true;
+                        println!(
+                            "{}\tDAMAGED: will be set aside, never submitted",
+                            path.display()
+                        );
+                    }
                 }
             }
-            let rejected = outbox.rejected();
-            for path in &rejected {
+            for path in outbox.set_aside_files("rejected") {
+                damaged = true;
                 println!(
                     "{}\tREJECTED: damaged or not sealed by this device, never submitted",
                     path.display()
                 );
             }
-            Ok(if rejected.is_empty() {
-                0
-            } else {
-                exit::OUTBOX_DAMAGED
-            })
+            for path in outbox.set_aside_files("refused") {
+                println!(
+                    "{}\tREFUSED by the hub for good (its code ends the name)",
+                    path.display()
+                );
+            }
+            Ok(if damaged { exit::OUTBOX_DAMAGED } else { 0 })
         }
         Commands::Run { hub } => {
-            let (client, outbox) = connect(&state, &hub)?;
-            tracing::info!(hub = %hub.hub, device = %client.tokens().device(), "reader agent starting");
+            let session = connect(&state, &hub)?;
+            tracing::info!(hub = %hub.hub, device = %session.hub.tokens().device(), "reader agent starting");
             agent::run(
-                client,
-                Arc::new(outbox),
+                session.hub,
+                Arc::new(session.outbox),
                 AgentOptions { reader: hub.reader },
             )
             .await?;
@@ -221,9 +272,16 @@ async fn execute(cli: Cli) -> Result<u8, AgentError> {
                     "--request {request:?} is neither a payment request's global ID nor a UUID"
                 ))
             })?;
-            let (client, outbox) = connect(&state, &hub)?;
-            let report =
-                pay::one_shot(&client, &outbox, hub.reader, request, wait, submit_for).await?;
+            let session = connect(&state, &hub)?;
+            let report = pay::one_shot(
+                &session.hub,
+                &session.outbox,
+                hub.reader,
+                request,
+                wait,
+                submit_for,
+            )
+            .await?;
             let json = serde_json::to_string(&report)
                 .map_err(|err| AgentError::Setup(format!("cannot print the report: {err}")))?;
             println!("{json}");

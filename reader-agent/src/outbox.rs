@@ -12,7 +12,11 @@
 //! The key is derived from the device key (see [`crate::device::DeviceKey::outbox_key`]). The associated
 //! data is `"ICH/agent-outbox/v1" || 0x00 || device id (16) || request id (16)`, the request id taken from
 //! the file name: an entry renamed to another request, copied to another device, altered or truncated
-//! fails to open. Such a file is moved to `outbox/rejected/` and never submitted.
+//! fails to open. Such a file is moved to `outbox/rejected/` when the agent comes to submit it, and is
+//! never submitted. A tap the hub refuses for good (its bytes can never be accepted) is moved to
+//! `outbox/refused/` with the hub's code, for an operator to look at: a tap is never silently dropped.
+//!
+//! One process at a time writes a state directory (see [`crate::device::StateLock`]).
 
 use std::path::{Path, PathBuf};
 
@@ -25,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::AgentError;
+use crate::{AgentError, device::create_private_dir};
 
 const FORMAT_VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
@@ -60,6 +64,7 @@ impl std::fmt::Debug for Tap {
 }
 
 /// What `reader-agent outbox` lists: a tap's public facts, or a file that does not open.
+#[derive(Debug)]
 pub enum Pending {
     Tap(Tap),
     Damaged(PathBuf),
@@ -95,8 +100,15 @@ impl Outbox {
         aad
     }
 
-    /// Seals `tap` to disk (atomic, fsynced). Returns only once the tap survives a crash.
+    /// Seals `tap` to disk (atomic, fsynced). Returns only once the tap survives a crash. Never replaces
+    /// the tap already waiting for the same request.
     pub fn store(&self, tap: &Tap) -> Result<(), AgentError> {
+        if self.contains(tap.request_id) {
+            return Err(AgentError::Setup(format!(
+                "a tap for request {} is already waiting in the outbox",
+                tap.request
+            )));
+        }
         let plaintext = Zeroizing::new(
             serde_json::to_vec(tap)
                 .map_err(|err| AgentError::Setup(format!("cannot encode a tap: {err}")))?,
@@ -131,8 +143,17 @@ impl Outbox {
         self.path_of(request).exists()
     }
 
-    /// Opens the entry of `request`; a damaged one is set aside and reported.
+    /// Opens the entry of `request` to submit it; a damaged one is set aside and reported.
     pub fn load(&self, request: Uuid) -> Result<Option<Tap>, AgentError> {
+        match self.read(request)? {
+            None => Ok(None),
+            Some(Pending::Tap(tap)) => Ok(Some(tap)),
+            Some(Pending::Damaged(path)) => Err(self.set_aside(&path)),
+        }
+    }
+
+    /// Reads the entry of `request` without changing anything.
+    fn read(&self, request: Uuid) -> Result<Option<Pending>, AgentError> {
         let path = self.path_of(request);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
@@ -144,10 +165,10 @@ impl Outbox {
                 )));
             }
         };
-        match self.open_entry(request, &bytes) {
-            Some(tap) => Ok(Some(tap)),
-            None => Err(self.set_aside(&path)),
-        }
+        Ok(Some(match self.open_entry(request, &bytes) {
+            Some(tap) => Pending::Tap(tap),
+            None => Pending::Damaged(path),
+        }))
     }
 
     fn open_entry(&self, request: Uuid, bytes: &[u8]) -> Option<Tap> {
@@ -174,18 +195,38 @@ impl Outbox {
     }
 
     /// Moves a file that does not open to `rejected/`, so it is neither submitted nor retried.
-    fn set_aside(&self, path: &Path) -> AgentError {
-        let rejected = self.dir.join("rejected");
-        let moved = create_private_dir(&rejected).ok().and_then(|()| {
-            let target = rejected.join(path.file_name()?);
-            std::fs::rename(path, &target).ok().map(|()| target)
-        });
+    pub fn set_aside(&self, path: &Path) -> AgentError {
+        let moved = self.move_to("rejected", path, None);
         let error = AgentError::OutboxDamaged(moved.unwrap_or_else(|| path.to_owned()));
         tracing::error!(%error, "outbox entry refused");
         error
     }
 
-    /// Every entry, oldest tap first; damaged files are set aside and listed as such.
+    /// Moves the entry of a tap the hub refused for good to `refused/`, named with the hub's code.
+    pub fn refused(&self, request: Uuid, code: &str) {
+        let path = self.path_of(request);
+        let code: String = code
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if self.move_to("refused", &path, Some(&code)).is_none() {
+            tracing::error!(path = %path.display(), "cannot move a refused tap to refused/");
+        }
+    }
+
+    fn move_to(&self, folder: &str, path: &Path, suffix: Option<&str>) -> Option<PathBuf> {
+        let target_dir = self.dir.join(folder);
+        create_private_dir(&target_dir).ok()?;
+        let mut name = path.file_name()?.to_os_string();
+        if let Some(suffix) = suffix {
+            name.push(format!(".{suffix}"));
+        }
+        let target = target_dir.join(name);
+        std::fs::rename(path, &target).ok()?;
+        Some(target)
+    }
+
+    /// Every entry, oldest tap first, then the files that do not open. Changes nothing.
     pub fn pending(&self) -> Result<Vec<Pending>, AgentError> {
         let entries = std::fs::read_dir(&self.dir).map_err(|err| {
             AgentError::Setup(format!("cannot list {}: {err}", self.dir.display()))
@@ -202,28 +243,25 @@ impl Outbox {
                 .and_then(|stem| stem.to_str())
                 .and_then(|stem| Uuid::parse_str(stem).ok())
             else {
-                damaged.push(self.set_aside(&path));
+                damaged.push(path);
                 continue;
             };
-            match self.load(request) {
-                Ok(Some(tap)) => taps.push(tap),
-                Ok(None) => {} // submitted and deleted meanwhile
-                Err(error @ AgentError::OutboxDamaged(_)) => damaged.push(error),
-                Err(other) => return Err(other),
+            match self.read(request)? {
+                Some(Pending::Tap(tap)) => taps.push(tap),
+                Some(Pending::Damaged(path)) => damaged.push(path),
+                None => {} // submitted and deleted meanwhile
             }
         }
         taps.sort_by_key(|tap| tap.tapped_at);
         let mut pending: Vec<Pending> = taps.into_iter().map(Pending::Tap).collect();
-        pending.extend(damaged.into_iter().filter_map(|error| match error {
-            AgentError::OutboxDamaged(path) => Some(Pending::Damaged(path)),
-            _ => None,
-        }));
+        pending.extend(damaged.into_iter().map(Pending::Damaged));
         Ok(pending)
     }
 
-    /// Files set aside because they did not open: kept for an operator to look at, never submitted.
-    pub fn rejected(&self) -> Vec<PathBuf> {
-        let Ok(entries) = std::fs::read_dir(self.dir.join("rejected")) else {
+    /// Files set aside (`rejected/`: did not open; `refused/`: the hub refused them for good), kept for
+    /// an operator to look at, never submitted.
+    pub fn set_aside_files(&self, folder: &str) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join(folder)) else {
             return Vec::new();
         };
         let mut paths: Vec<PathBuf> = entries.flatten().map(|entry| entry.path()).collect();
@@ -243,19 +281,6 @@ impl Outbox {
             ))),
         }
     }
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), AgentError> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(|err| AgentError::Setup(format!("cannot create {}: {err}", dir.display())))
 }
 
 #[cfg(test)]
@@ -329,6 +354,11 @@ mod tests {
         std::fs::write(box_.path_of(cut), &bytes[..bytes.len() - 5]).expect("write");
 
         let pending = box_.pending().expect("lists");
+        assert_eq!(
+            box_.pending().expect("lists").len(),
+            3,
+            "listing changes nothing"
+        );
         let taps: Vec<Uuid> = pending
             .iter()
             .filter_map(|p| match p {
@@ -344,6 +374,12 @@ mod tests {
                 .count(),
             2
         );
+        for entry in pending {
+            if let Pending::Damaged(path) = entry {
+                box_.set_aside(&path);
+            }
+        }
+        assert_eq!(box_.set_aside_files("rejected").len(), 2);
         box_.remove(kept).expect("removed");
         assert!(box_.pending().expect("lists").is_empty());
     }

@@ -2,6 +2,7 @@
 //! one-shot command (`reader-agent pay --request ID`).
 
 use std::{
+    collections::HashSet,
     ffi::CString,
     time::{Duration, Instant},
 };
@@ -22,6 +23,8 @@ use crate::{
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Timings {
+    /// The hub's confirmation that the request is still open, once the card is there (the agent).
+    pub check_ms: f64,
     /// SELECT and GENERATE PAYMENT with the card, from the moment the card was seen.
     pub card_ms: f64,
     /// Sealing the tap into the outbox (fsync included).
@@ -38,34 +41,74 @@ fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
 
+/// Why a tap was not taken, and on which reader the card lies (if one was seen), so the caller can
+/// wait for it to leave.
+#[derive(Debug)]
+pub struct TapFailure {
+    pub reader: Option<CString>,
+    pub error: AgentError,
+}
+
+impl From<AgentError> for TapFailure {
+    fn from(error: AgentError) -> Self {
+        Self {
+            reader: None,
+            error,
+        }
+    }
+}
+
+/// How the card is to be waited for.
+pub struct CardWait<'a> {
+    pub preferred: Option<&'a str>,
+    pub wait: Duration,
+    /// Readers whose card lay there before the tap was asked for: it counts only once it has left.
+    pub stale: HashSet<CString>,
+}
+
 /// Waits for a card on the reader, has it sign `request` and seals the tap in the outbox. Blocking.
 ///
 /// `keep_waiting` is asked while waiting for the card (a request paid or cancelled elsewhere stops the
-/// wait). Returns the reader used (so the caller can wait for the card to leave) with the tap.
+/// wait); `check` once the card is there, before the card is asked anything. Returns the reader used (so
+/// the caller can wait for the card to leave) with the tap.
 pub fn take_tap(
     readers: &Readers,
-    preferred: Option<&str>,
+    how: &CardWait<'_>,
     outbox: &Outbox,
     request: &PaymentRequest,
-    wait: Duration,
     mut keep_waiting: impl FnMut() -> Result<(), AgentError>,
+    check: impl FnOnce() -> Result<(), AgentError>,
     timings: &mut Timings,
-) -> Result<(CString, Tap), AgentError> {
+) -> Result<(CString, Tap), TapFailure> {
+    let past_deadline = || AgentError::TapDeadlinePassed(request.global_id.clone());
     let until_deadline = (request.tap_deadline - Utc::now())
         .to_std()
-        .map_err(|_| AgentError::TapDeadlinePassed(request.global_id.clone()))?;
-    let reader = readers.wait_for_card(preferred, wait.min(until_deadline), false, || {
-        keep_waiting()?;
-        if Utc::now() >= request.tap_deadline {
-            return Err(AgentError::TapDeadlinePassed(request.global_id.clone()));
-        }
-        Ok(())
-    })?;
+        .map_err(|_| past_deadline())?;
+    let reader = readers.wait_for_card(
+        how.preferred,
+        how.wait.min(until_deadline),
+        &how.stale,
+        || {
+            keep_waiting()?;
+            if Utc::now() >= request.tap_deadline {
+                return Err(past_deadline());
+            }
+            Ok(())
+        },
+    )?;
+    let on_reader = |error: AgentError| TapFailure {
+        reader: Some(reader.clone()),
+        error,
+    };
+    // Refused locally after the tap deadline: the card is not asked.
     if Utc::now() >= request.tap_deadline {
-        return Err(AgentError::TapDeadlinePassed(request.global_id.clone()));
+        return Err(on_reader(past_deadline()));
     }
+    check().map_err(on_reader)?;
     let started = Instant::now();
-    let answer = readers.generate_payment(&reader, &request.fields)?;
+    let answer = readers
+        .generate_payment(&reader, &request.fields)
+        .map_err(on_reader)?;
     timings.card_ms = ms(started);
     let tap = Tap {
         request_id: request.id,
@@ -79,12 +122,12 @@ pub fn take_tap(
         acceptance_deadline: request.acceptance_deadline,
     };
     let started = Instant::now();
-    outbox.store(&tap)?;
+    outbox.store(&tap).map_err(on_reader)?;
     timings.outbox_ms = ms(started);
     Ok((reader, tap))
 }
 
-/// Submits a sealed tap once. A final answer (an outcome, or a final refusal) deletes the entry; a
+/// Submits a sealed tap once. An outcome deletes the entry; a final refusal moves it to `refused/`; a
 /// transient failure or a refused device keeps it for the next attempt.
 pub async fn submit(
     hub: &HubClient,
@@ -101,24 +144,24 @@ pub async fn submit(
             timings.network_ms = outcome.hub_ms.map(|hub| (timings.submit_ms - hub).max(0.0));
             forget(outbox, tap);
             if outcome.authorized() {
-                tracing::info!(request = %tap.request_id, payment = ?outcome.payment_id,
+                tracing::info!(request = %tap.request, payment = ?outcome.payment_id,
                     amount_minor = tap.amount_minor, currency = %tap.currency, "payment authorized");
             } else {
-                tracing::warn!(request = %tap.request_id, reason = ?outcome.decline_reason,
+                tracing::warn!(request = %tap.request, reason = ?outcome.decline_reason,
                     "payment declined");
             }
         }
         Err(HubFailure::Refused { code, message }) => {
-            // The hub will never accept these bytes: retrying cannot help, keeping them would.
-            tracing::error!(request = %tap.request_id, %code, %message,
-                "the hub refused the tap for good; it is dropped from the outbox");
-            forget(outbox, tap);
+            // The hub will never accept these bytes: retrying cannot help. Kept aside, not deleted.
+            tracing::error!(request = %tap.request, %code, %message,
+                "the hub refused the tap for good; it is moved to the outbox's refused/ folder");
+            outbox.refused(tap.request_id, code);
         }
         Err(HubFailure::DeviceRefused) => {
-            tracing::error!(request = %tap.request_id, "the hub refuses this device; the tap stays in the outbox");
+            tracing::error!(request = %tap.request, "the hub refuses this device; the tap stays in the outbox");
         }
         Err(HubFailure::Transient(reason)) => {
-            tracing::warn!(request = %tap.request_id, %reason, "submission failed; the tap stays in the outbox and is retried");
+            tracing::warn!(request = %tap.request, %reason, "submission failed; the tap stays in the outbox and is retried");
         }
     }
     result
@@ -127,7 +170,7 @@ pub async fn submit(
 fn forget(outbox: &Outbox, tap: &Tap) {
     if let Err(err) = outbox.remove(tap.request_id) {
         // The next attempt resubmits it with the same key and gets the same answer: nothing is charged twice.
-        tracing::error!(request = %tap.request_id, error = %err, "cannot delete a finished outbox entry");
+        tracing::error!(request = %tap.request, error = %err, "cannot delete a finished outbox entry");
     }
 }
 
@@ -189,24 +232,33 @@ pub async fn one_shot(
                     status: request.status,
                 });
             }
-            eprintln!(
-                "tap a card: {} for request {}",
-                format_amount(request.fields.amount_minor, &request.currency),
-                request.global_id
-            );
-            let outbox_dir = outbox;
+            if Utc::now() >= request.tap_deadline {
+                return Err(AgentError::TapDeadlinePassed(request.global_id));
+            }
             let (tap, tap_timings) = tokio::task::block_in_place(|| {
                 let readers = Readers::connect()?;
+                // A card lying on the reader before the customer is asked to tap does not pay.
+                let how = CardWait {
+                    preferred: preferred_reader.as_deref(),
+                    wait,
+                    stale: readers.readers_with_card()?,
+                };
+                eprintln!(
+                    "tap a card: {} for request {}",
+                    format_amount(request.fields.amount_minor, &request.currency),
+                    request.global_id
+                );
                 let mut timings = Timings::default();
                 let (_, tap) = take_tap(
                     &readers,
-                    preferred_reader.as_deref(),
-                    outbox_dir,
+                    &how,
+                    outbox,
                     &request,
-                    wait,
+                    || Ok(()),
                     || Ok(()),
                     &mut timings,
-                )?;
+                )
+                .map_err(|failure| failure.error)?;
                 Ok::<_, AgentError>((tap, timings))
             })?;
             timings = tap_timings;

@@ -6,6 +6,7 @@
 //! stops the wait within a slice.
 
 use std::{
+    collections::HashSet,
     ffi::{CStr, CString},
     time::{Duration, Instant},
 };
@@ -87,25 +88,35 @@ impl Readers {
             .iter()
             .map(|state| ReaderInfo {
                 name: state.name().to_string_lossy().into_owned(),
-                card_present: has_card(state.event_state()),
+                card_present: card_on(state.event_state()),
             })
+            .collect())
+    }
+
+    /// The readers a card lies on right now (to ignore those cards until they have left).
+    pub fn readers_with_card(&self) -> Result<HashSet<CString>, AgentError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|reader| reader.card_present)
+            .filter_map(|reader| CString::new(reader.name).ok())
             .collect())
     }
 
     /// Waits until a card is on `preferred` (or on any reader when `None`), at most `timeout`, while
     /// `keep_waiting` says so (it is asked every slice). Returns the reader's name.
     ///
-    /// `fresh`: a card already lying on the reader does not count; it must be taken away and presented
-    /// again (after a payment, a card left on the reader must never pay the next request too).
+    /// A card on a reader listed in `stale` does not count until it has left: a card that was lying on
+    /// the reader before the customer was asked to tap must not pay.
     pub fn wait_for_card(
         &self,
         preferred: Option<&str>,
         timeout: Duration,
-        fresh: bool,
+        stale: &HashSet<CString>,
         mut keep_waiting: impl FnMut() -> Result<(), AgentError>,
     ) -> Result<CString, AgentError> {
         let deadline = Instant::now() + timeout;
-        let mut seen_empty: std::collections::HashSet<CString> = Default::default();
+        let mut seen_empty: HashSet<CString> = Default::default();
         let mut states: Vec<ReaderState> = Vec::new();
         loop {
             keep_waiting()?;
@@ -133,15 +144,17 @@ impl Readers {
             let slice = WAIT_SLICE.min(deadline.saturating_duration_since(Instant::now()));
             match self.context.get_status_change(slice, &mut states) {
                 Ok(()) | Err(pcsc::Error::Timeout) => {}
-                Err(pcsc::Error::UnknownReader) => continue, // a reader was unplugged: list again
+                // A reader was unplugged: list again (within the deadline).
+                Err(pcsc::Error::UnknownReader) if Instant::now() < deadline => continue,
+                Err(pcsc::Error::UnknownReader) => return Err(AgentError::NoCard(timeout)),
                 Err(err) => return Err(pcsc_failure(err)),
             }
             for state in &mut states {
                 let event = state.event_state();
                 let name = state.name().to_owned();
-                if !has_card(event) {
+                if !card_on(event) {
                     seen_empty.insert(name);
-                } else if !fresh || seen_empty.contains(&name) {
+                } else if usable(event) && (!stale.contains(&name) || seen_empty.contains(&name)) {
                     return Ok(name);
                 }
                 state.sync_current_state();
@@ -152,29 +165,35 @@ impl Readers {
         }
     }
 
-    /// Waits (at most `timeout`) until no card is on `reader`.
-    pub fn wait_for_removal(&self, reader: &CStr, timeout: Duration) -> bool {
+    /// Waits (at most `timeout`) until no card is on `reader`: `Ok(true)` once it has left, `Ok(false)`
+    /// if it is still there.
+    pub fn wait_for_removal(&self, reader: &CStr, timeout: Duration) -> Result<bool, AgentError> {
         let deadline = Instant::now() + timeout;
         let mut states = vec![ReaderState::new(reader.to_owned(), State::UNAWARE)];
-        while Instant::now() < deadline {
+        loop {
             let slice = WAIT_SLICE.min(deadline.saturating_duration_since(Instant::now()));
             match self.context.get_status_change(slice, &mut states) {
                 Ok(()) | Err(pcsc::Error::Timeout) => {}
-                Err(_) => return false,
+                // The reader itself is gone: so is the card.
+                Err(pcsc::Error::UnknownReader) => return Ok(true),
+                Err(err) => return Err(pcsc_failure(err)),
             }
-            if !has_card(states[0].event_state()) {
-                return true;
+            if !card_on(states[0].event_state()) {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
             }
             states[0].sync_current_state();
         }
-        false
     }
 
-    fn card_present(&self, reader: &CStr) -> bool {
+    /// Whether a card is on `reader`; `None` when PC/SC cannot tell.
+    fn card_present(&self, reader: &CStr) -> Option<bool> {
         let mut states = vec![ReaderState::new(reader.to_owned(), State::UNAWARE)];
         match self.context.get_status_change(Duration::ZERO, &mut states) {
-            Ok(()) | Err(pcsc::Error::Timeout) => has_card(states[0].event_state()),
-            Err(_) => false,
+            Ok(()) | Err(pcsc::Error::Timeout) => Some(card_on(states[0].event_state())),
+            Err(_) => None,
         }
     }
 
@@ -194,14 +213,7 @@ impl Readers {
             &request.encode(),
             Some(256),
         );
-        let mut answer = session.exchange(&command);
-        // The card refuses a second payment within 300 ms of the last (a double tap): wait it out once.
-        if matches!(&answer, Err(AgentError::CardRefused(text)) if text.contains("6985")) {
-            std::thread::sleep(Duration::from_millis(
-                card_protocol::card::MIN_GENERATE_INTERVAL_MS + 50,
-            ));
-            answer = session.exchange(&command);
-        }
+        let answer = session.exchange(&command);
         let answer = session.finish(answer)?;
         if answer.len() != TOKEN_LEN + 64 {
             return Err(AgentError::CardRefused(format!(
@@ -246,11 +258,15 @@ impl Readers {
 
     /// Connects to the card and selects the payment application.
     fn session(&self, reader: &CStr) -> Result<Session<'_>, AgentError> {
+        // Exclusive: no other program's commands can come between ours on this card.
         let card = self
             .context
-            .connect(reader, ShareMode::Shared, Protocols::ANY)
+            .connect(reader, ShareMode::Exclusive, Protocols::ANY)
             .map_err(|err| match err {
                 pcsc::Error::NoSmartcard | pcsc::Error::RemovedCard => AgentError::CardRemoved,
+                pcsc::Error::SharingViolation => {
+                    AgentError::Reader("another program is using the card".into())
+                }
                 other => self.exchange_failure(reader, other),
             })?;
         let session = Session {
@@ -272,9 +288,15 @@ impl Readers {
     }
 
     /// Whether the card has left `reader`, allowing pcscd the time it takes to notice (it polls vpcd
-    /// about every 0.45 s; a real reader reports at once).
+    /// about every 0.45 s; a real reader reports at once). When PC/SC cannot tell: no.
     fn card_gone(&self, reader: &CStr) -> bool {
-        !self.card_present(reader) || self.wait_for_removal(reader, Duration::from_secs(1))
+        match self.card_present(reader) {
+            Some(false) => true,
+            Some(true) => self
+                .wait_for_removal(reader, Duration::from_secs(1))
+                .unwrap_or(false),
+            None => false,
+        }
     }
 
     /// A failed exchange: the card was taken away, or something else broke.
@@ -332,6 +354,9 @@ impl Session<'_> {
         match response.sw {
             sw::OK => Ok(data),
             sw::NO_NUMBERS_LEFT => Err(AgentError::NoNumbersLeft),
+            sw::CONDITIONS_NOT_SATISFIED => Err(AgentError::CardRefused(
+                "asked again within 300 ms of its last payment (6985): tap again".into(),
+            )),
             sw::COMMAND_NOT_ALLOWED => Err(AgentError::CardRefused(
                 "the payment application is not selected (6986)".into(),
             )),
@@ -356,6 +381,12 @@ impl Drop for Session<'_> {
     }
 }
 
-fn has_card(state: State) -> bool {
-    state.contains(State::PRESENT) && !state.contains(State::MUTE)
+/// A card lies on the reader (perhaps one that does not answer).
+fn card_on(state: State) -> bool {
+    state.contains(State::PRESENT)
+}
+
+/// A card lies on the reader and answered its reset.
+fn usable(state: State) -> bool {
+    card_on(state) && !state.contains(State::MUTE)
 }

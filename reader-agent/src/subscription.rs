@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::H
 
 use crate::{
     AgentError,
-    hub::{HubClient, PaymentRequest, REQUEST_FIELDS},
+    hub::{HubClient, HubFailure, PaymentRequest, REQUEST_FIELDS},
 };
 
 /// The hub pings every 30 s; silence for this long means the connection is dead.
@@ -152,15 +152,13 @@ async fn run(
 
 fn subscription_error(errors: &Value) -> SessionEnd {
     let first = errors.as_array().and_then(|e| e.first()).unwrap_or(errors);
-    let code = first
-        .pointer("/extensions/code")
-        .and_then(Value::as_str)
-        .unwrap_or("UNKNOWN");
-    if code == "UNAUTHENTICATED" || code == "FORBIDDEN" {
-        return SessionEnd::DeviceRefused;
+    match crate::hub::classify(first) {
+        HubFailure::DeviceRefused => SessionEnd::DeviceRefused,
+        HubFailure::Transient(reason)
+        | HubFailure::Refused {
+            message: reason, ..
+        } => SessionEnd::Lost(reason),
     }
-    let message = first.get("message").and_then(Value::as_str).unwrap_or("");
-    SessionEnd::Lost(format!("{code}: {message}"))
 }
 
 impl From<SessionEnd> for AgentError {

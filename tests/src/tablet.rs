@@ -192,6 +192,19 @@ impl Agent {
         self.running = Some(child);
     }
 
+    /// Waits (at most 60 s) until the running agent exits; its exit code.
+    pub async fn wait_for_exit(&mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.exited() {
+                self.running = None;
+                return status.code().expect("exit code");
+            }
+            assert!(Instant::now() < deadline, "the agent did not exit");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// `kill -9`: whatever the agent was doing stops there.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.running.take() {
@@ -222,9 +235,17 @@ impl Agent {
         .await;
     }
 
-    /// `reader-agent pay --request ID`: the exit code and the JSON it printed.
-    pub async fn pay(&self, request: &str, wait: &str) -> (i32, Value) {
-        let output = tokio::process::Command::from(self.command())
+    /// `reader-agent pay --request ID`: the exit code and the JSON it printed. When the agent asks for a
+    /// tap, `card_action` (a virtual-card command such as `tap` or `tear`) is sent to `card`: a card
+    /// that lay on the reader before the agent asked does not count.
+    pub async fn pay(
+        &self,
+        request: &str,
+        wait: &str,
+        card: Option<(&VirtualCardProcess, &str)>,
+    ) -> (i32, Value) {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let mut child = tokio::process::Command::from(self.command())
             .args([
                 "pay",
                 "--request",
@@ -234,16 +255,35 @@ impl Agent {
                 "--submit-for",
                 "5s",
             ])
-            .output()
-            .await
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("reader-agent pay runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let report = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
-            panic!(
-                "pay printed no JSON: {stdout}\nstderr: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut stderr = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            stderr.push_str(&line);
+            stderr.push('\n');
+            if line.contains("tap a card") {
+                if let Some((card, action)) = card {
+                    card.command(action);
+                }
+                break;
+            }
+        }
+        let rest = tokio::spawn(async move {
+            let mut rest = String::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                rest.push_str(&line);
+                rest.push('\n');
+            }
+            rest
         });
+        let output = child.wait_with_output().await.expect("pay ends");
+        stderr.push_str(&rest.await.unwrap_or_default());
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let report = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|_| panic!("pay printed no JSON: {stdout}\nstderr: {stderr}"));
         (output.status.code().expect("exit code"), report)
     }
 
@@ -290,6 +330,16 @@ impl Drop for Agent {
             }
         }
         self.kill();
+    }
+}
+
+/// Fails if `log` shows any of `card`'s numbers (digits) or tokens: a card number never reaches a log.
+pub fn assert_no_card_secrets(log: &str, card: &CardFile) {
+    for text in &card.numbers {
+        let token = card_protocol::token::Token::from_base64url(text).expect("token");
+        let digits = std::str::from_utf8(token.body.number.digits()).expect("digits");
+        assert!(!log.contains(digits), "a card number in the log");
+        assert!(!log.contains(&text[..40]), "a token in the log");
     }
 }
 

@@ -11,7 +11,7 @@ use hub_tests::{
     Backend, Fingerprint, Subscriber,
     checkout::Checkout,
     on_both_backends,
-    tablet::{Agent, VirtualCardProcess, wait_until},
+    tablet::{Agent, VirtualCardProcess, assert_no_card_secrets, wait_until},
 };
 use reader_agent::{
     device::DeviceKey,
@@ -93,11 +93,11 @@ async fn agent_pays_a_request_end_to_end(backend: Backend) {
     agent.wait_for_log("payment authorized", 1).await;
     assert_eq!(paid_minor(&checkout, &checkout.order).await, "1250");
     assert_eq!(card.numbers_left(), numbers_before - 1, "one number used");
-    wait_until("the outbox to empty", Duration::from_secs(10), || {
-        agent.outbox_entries().is_empty()
-    })
-    .await;
+    // The card saved its advanced state before answering: its file holds one number less.
+    let saved = card_protocol::card::CardFile::load(&card.card_path).expect("card file");
+    assert_eq!(saved.numbers.len() as u64, numbers_before - 1);
     assert!(agent.exited().is_none(), "the agent keeps running");
+    assert_no_card_secrets(&agent.log(), &checkout.card.to_file());
     agent.kill();
     checkout.app.stop().await;
 }
@@ -176,11 +176,15 @@ async fn an_outage_loses_no_tap_and_charges_none_twice() {
     let after = checkout.app.fingerprint().await;
     assert_eq!(after.rows("payment") - before.rows("payment"), 3);
 
-    // The oldest entry is back: its resubmission gets the first outcome and writes nothing.
-    agent.kill();
+    // The oldest entry is back while the agent runs: found by its next look at the outbox and
+    // resubmitted under its key, it gets the first outcome and writes nothing.
+    agent.wait_for_log("final answer", 3).await;
     std::fs::write(&replayed, &sealed_copy).expect("restore entry");
-    agent.start();
-    agent.wait_for_log("status=AUTHORIZED", 1).await;
+    agent
+        .wait_for_log("submitting a tap found in the outbox", 1)
+        .await;
+    agent.wait_for_log("final answer", 4).await;
+    assert!(agent.log().matches("status=AUTHORIZED").count() >= 4);
     wait_until("the outbox to empty", Duration::from_secs(30), || {
         agent.outbox_entries().is_empty()
     })
@@ -190,6 +194,7 @@ async fn an_outage_loses_no_tap_and_charges_none_twice() {
         after,
         "nothing charged twice"
     );
+    assert_no_card_secrets(&agent.log(), &card_file);
     agent.kill();
     drop(replica);
     checkout.app.stop().await;
@@ -251,7 +256,7 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
     std::fs::write(&entry, &bytes).expect("tamper");
     let before = checkout.app.fingerprint().await;
     let (code, report) = agent
-        .pay(tampered_request["id"].as_str().expect("id"), "1s")
+        .pay(tampered_request["id"].as_str().expect("id"), "1s", None)
         .await;
     assert_eq!(code, 40, "{report}");
     assert_eq!(report["error"]["code"], "OUTBOX_DAMAGED");
@@ -267,7 +272,7 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
         .store(&sealed_tap(&mut checkout, &untouched_request))
         .expect("sealed");
     let (code, report) = agent
-        .pay(untouched_request["id"].as_str().expect("id"), "1s")
+        .pay(untouched_request["id"].as_str().expect("id"), "1s", None)
         .await;
     assert_eq!(
         (code, &report["status"]),
@@ -284,8 +289,13 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
         .request_at(&checkout.new_order(1).await, &agent.device, 500)
         .await;
     let before = checkout.app.fingerprint().await;
-    card.command("tear");
-    let (code, report) = agent.pay(request["id"].as_str().expect("id"), "20s").await;
+    let (code, report) = agent
+        .pay(
+            request["id"].as_str().expect("id"),
+            "20s",
+            Some((&card, "tear")),
+        )
+        .await;
     assert_eq!(code, 22, "{report}");
     assert_eq!(report["error"]["code"], "CARD_REMOVED");
     assert!(
@@ -299,8 +309,24 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
     assert_unchanged(&checkout, &before, "a card removed mid-exchange").await;
     card.wait_off_reader().await;
 
-    // No card at all within the wait.
-    let (code, report) = agent.pay(request["id"].as_str().expect("id"), "1s").await;
+    // No card within the wait: none presented, or one left lying on the reader before the agent asked
+    // for a tap (it must not pay a request it was never presented for).
+    card.command("insert");
+    tokio::time::sleep(Duration::from_millis(1_500)).await; // pcscd sees it
+    let (code, report) = agent
+        .pay(request["id"].as_str().expect("id"), "2s", None)
+        .await;
+    assert_eq!(
+        (code, &report["error"]["code"]),
+        (21, &json!("NO_CARD")),
+        "{report}"
+    );
+    assert_eq!(card.numbers_left(), numbers, "the lying card was not asked");
+    card.command("remove");
+    card.wait_off_reader().await;
+    let (code, report) = agent
+        .pay(request["id"].as_str().expect("id"), "1s", None)
+        .await;
     assert_eq!(
         (code, &report["error"]["code"]),
         (21, &json!("NO_CARD")),
@@ -310,7 +336,11 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
 
     // A request that is not this terminal's, or does not exist.
     let (code, report) = agent
-        .pay(&ids::global_id(ids::PAYMENT_REQUEST, Uuid::new_v4()), "1s")
+        .pay(
+            &ids::global_id(ids::PAYMENT_REQUEST, Uuid::new_v4()),
+            "1s",
+            None,
+        )
         .await;
     assert_eq!(
         (code, &report["error"]["code"]),
@@ -319,7 +349,7 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
     );
     // A request already paid.
     let (code, report) = agent
-        .pay(untouched_request["id"].as_str().expect("id"), "1s")
+        .pay(untouched_request["id"].as_str().expect("id"), "1s", None)
         .await;
     assert_eq!(
         (code, &report["error"]["code"]),
@@ -333,8 +363,13 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
     let mut empty = checkout.card.to_file();
     empty.numbers.clear();
     let card = VirtualCardProcess::start(&empty).await;
-    card.command("insert");
-    let (code, report) = agent.pay(request["id"].as_str().expect("id"), "20s").await;
+    let (code, report) = agent
+        .pay(
+            request["id"].as_str().expect("id"),
+            "20s",
+            Some((&card, "insert")),
+        )
+        .await;
     assert_eq!(code, 24, "{report}");
     assert_eq!(report["error"]["code"], "CARD_OUT_OF_NUMBERS");
     assert_unchanged(&checkout, &before, "a card out of numbers").await;
@@ -366,15 +401,24 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
         .await
         .data("/revokeDevice/device/status");
     let card = VirtualCardProcess::start(&checkout.card.to_file()).await;
-    card.command("insert");
     let before = checkout.app.fingerprint().await;
-    let (code, report) = agent.pay(request["id"].as_str().expect("id"), "5s").await;
+    let (code, report) = agent
+        .pay(
+            request["id"].as_str().expect("id"),
+            "5s",
+            Some((&card, "insert")),
+        )
+        .await;
     assert_eq!(
         (code, &report["error"]["code"]),
         (30, &json!("DEVICE_REFUSED")),
         "{report}"
     );
     assert_eq!(card.status()["payments"], 0, "the card was not asked");
+    // The long-running agent stops with the same code.
+    let mut agent = agent;
+    agent.start();
+    assert_eq!(agent.wait_for_exit().await, 30, "{}", agent.log());
     assert_unchanged(&checkout, &before, "a revoked device").await;
     card.command("remove");
     drop(card);
@@ -396,7 +440,9 @@ async fn a_late_tap_is_refused_locally() {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     card.command("insert");
     let before = checkout.app.fingerprint().await;
-    let (code, report) = agent.pay(request["id"].as_str().expect("id"), "5s").await;
+    let (code, report) = agent
+        .pay(request["id"].as_str().expect("id"), "5s", None)
+        .await;
     assert_eq!(
         (code, &report["error"]["code"]),
         (33, &json!("TAP_DEADLINE_PASSED")),
