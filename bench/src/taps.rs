@@ -5,6 +5,7 @@
 //!
 //! - detection: until the agent sees the card (pcscd polls vpcd about every 0.45 s; a real reader
 //!   reports at once, so this share is the virtual reader's);
+//! - check: the hub confirming the request is still open, before the card is asked;
 //! - card: SELECT and GENERATE PAYMENT over PC/SC;
 //! - outbox: sealing the tap (fsync);
 //! - handoff: from the sealed tap to the submission starting;
@@ -26,6 +27,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+use card_protocol::card::CardFile;
 
 use crate::{
     client::Hub,
@@ -80,15 +83,55 @@ impl TapReport {
     }
 }
 
+const NUMBERS_PER_CARD: usize = 64;
+
 /// Kills the processes and removes the directory, whatever happened.
 struct Tablet {
     dir: PathBuf,
     children: Vec<Child>,
+    card: Option<Child>,
+}
+
+impl Tablet {
+    /// Replaces the virtual card process with one holding `card` (off the reader).
+    fn swap_card(
+        &mut self,
+        load: &TapLoad<'_>,
+        card: &CardFile,
+        control: &Path,
+    ) -> anyhow::Result<()> {
+        if let Some(mut old) = self.card.take() {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+        let _ = std::fs::remove_file(control);
+        let card_path = self.dir.join("card.json");
+        card.save(&card_path)?;
+        self.card = Some(
+            Command::new(load.card_bin)
+                .arg("--control")
+                .arg(control)
+                .args(["run", "--vpcd", load.vpcd, "--card"])
+                .arg(&card_path)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(self.dir.join("card.log"))?)
+                .spawn()
+                .with_context(|| format!("running {}", load.card_bin.display()))?,
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !control.exists() {
+            if Instant::now() > deadline {
+                bail!("the virtual card did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Tablet {
     fn drop(&mut self) {
-        for child in &mut self.children {
+        for child in self.children.iter_mut().chain(self.card.as_mut()) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -99,7 +142,11 @@ impl Drop for Tablet {
 pub async fn run(load: TapLoad<'_>) -> anyhow::Result<TapReport> {
     let run = Uuid::new_v4().simple().to_string()[..8].to_owned();
     let mut bank = BenchBank::seed(load.hub, &run, load.bank_token_file, load.hub_bin).await?;
-    let card_file = bank.card(load.taps + 1).await?;
+    // A card holds at most 64 numbers: one card per 64 taps, put on the reader in turn.
+    let mut cards = Vec::new();
+    for _ in 0..load.taps.div_ceil(NUMBERS_PER_CARD) {
+        cards.push(bank.card(NUMBERS_PER_CARD).await?);
+    }
     let shop = BenchShop::seed(load.hub, &run).await?;
     let order = shop.placed_order(load.hub).await?;
 
@@ -108,6 +155,7 @@ pub async fn run(load: TapLoad<'_>) -> anyhow::Result<TapReport> {
     let mut tablet = Tablet {
         dir: dir.clone(),
         children: Vec::new(),
+        card: None,
     };
     let init = Command::new(load.agent_bin)
         .arg("--state-dir")
@@ -131,20 +179,7 @@ pub async fn run(load: TapLoad<'_>) -> anyhow::Result<TapReport> {
         .await?;
     let device = id_at(&device, "/registerDevice/device/id")?;
 
-    let card_path = dir.join("card.json");
-    card_file.save(&card_path)?;
     let control = dir.join("card.sock");
-    tablet.children.push(
-        Command::new(load.card_bin)
-            .arg("--control")
-            .arg(&control)
-            .args(["run", "--vpcd", load.vpcd, "--card"])
-            .arg(&card_path)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("card.log"))?)
-            .spawn()
-            .with_context(|| format!("running {}", load.card_bin.display()))?,
-    );
     let log_path = dir.join("agent.log");
     tablet.children.push(
         Command::new(load.agent_bin)
@@ -166,6 +201,7 @@ pub async fn run(load: TapLoad<'_>) -> anyhow::Result<TapReport> {
     let names = [
         "tap-to-authorized",
         "detection",
+        "check",
         "card",
         "outbox",
         "handoff",
@@ -174,7 +210,10 @@ pub async fn run(load: TapLoad<'_>) -> anyhow::Result<TapReport> {
     ];
     let mut histograms: Vec<_> = names.iter().map(|_| new_histogram()).collect();
     let mut authorized = 0;
-    for _ in 0..load.taps {
+    for tap in 0..load.taps {
+        if tap % NUMBERS_PER_CARD == 0 {
+            tablet.swap_card(&load, &cards[tap / NUMBERS_PER_CARD], &control)?;
+        }
         let request = load
             .hub
             .graphql(REQUEST, json!({ "input": { "orderId": order, "terminalId": device, "amountMinor": 100, "currency": "EUR" } }))
@@ -200,13 +239,18 @@ pub async fn run(load: TapLoad<'_>) -> anyhow::Result<TapReport> {
                 .and_then(Value::as_f64)
                 .unwrap_or(0.0)
         };
-        let (card, outbox) = (number(&sealed, "card_ms"), number(&sealed, "outbox_ms"));
+        let (check, card, outbox) = (
+            number(&sealed, "check_ms"),
+            number(&sealed, "card_ms"),
+            number(&sealed, "outbox_ms"),
+        );
         let (submit, hub) = (number(&answer, "submit_ms"), number(&answer, "hub_ms"));
         let sealed_ms = millis_between(tapped_at, timestamp(&sealed)?);
         let answered_ms = millis_between(tapped_at, timestamp(&answer)?);
         let shares = [
             answered_ms,
-            sealed_ms - card - outbox,
+            sealed_ms - check - card - outbox,
+            check,
             card,
             outbox,
             answered_ms - submit - sealed_ms,

@@ -292,6 +292,10 @@ enum Leave {
 
 /// Reads one framed message; `None` when nothing arrived within the read timeout.
 fn read_message(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    // vpcd writes a frame's length and its payload separately; with a delayed acknowledgement here, Nagle
+    // holds the payload back for about 40 ms per message. Acknowledge at once instead (Linux resets the
+    // option as it pleases, hence before every read).
+    quick_ack(stream);
     let mut length = [0u8; 2];
     match stream.read_exact(&mut length) {
         Ok(()) => {}
@@ -315,11 +319,20 @@ fn read_message(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
     let mut message = vec![0u8; length];
     // The rest of a frame follows at once; wait for it without the short poll timeout.
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    quick_ack(stream);
     let read = stream.read_exact(&mut message);
     stream.set_read_timeout(Some(Duration::from_millis(200)))?;
     read?;
     Ok(Some(message))
 }
+
+#[cfg(target_os = "linux")]
+fn quick_ack(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_tcp_quickack(true);
+}
+
+#[cfg(not(target_os = "linux"))]
+fn quick_ack(_stream: &TcpStream) {}
 
 fn write_message(stream: &mut TcpStream, payload: &[u8]) -> std::io::Result<()> {
     let length = u16::try_from(payload.len())

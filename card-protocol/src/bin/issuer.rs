@@ -214,6 +214,16 @@ fn main() -> anyhow::Result<()> {
                 card.numbers.len(),
                 card_out.display()
             );
+            // What the bank registers at the hub (registerCard): the card's id and public key.
+            let info = card_protocol::card::CardApplication::from_file(&card)
+                .context("reading back the card")?
+                .info();
+            let registration = serde_json::json!({
+                "cardId": uuid::Uuid::from(info.card_id).to_string(),
+                "publicKey": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, info.card_public_key),
+                "numbers": card.numbers.len(),
+            });
+            println!("{registration}");
         }
         Command::TopUp {
             card_id,
