@@ -55,6 +55,8 @@ struct Slot {
 
 pub struct VirtualCard {
     card_path: PathBuf,
+    /// Answers like a card of another application (a transit card, say): no payment application.
+    foreign: bool,
     app: Mutex<CardApplication>,
     slot: Mutex<Slot>,
     changed: Condvar,
@@ -62,12 +64,13 @@ pub struct VirtualCard {
 }
 
 impl VirtualCard {
-    pub fn load(card_path: &Path, inserted: bool) -> anyhow::Result<Arc<Self>> {
+    pub fn load(card_path: &Path, inserted: bool, foreign: bool) -> anyhow::Result<Arc<Self>> {
         let file = CardFile::load(card_path)?;
         let app = CardApplication::from_file(&file)
             .map_err(|err| anyhow::anyhow!("{}: {err}", card_path.display()))?;
         Ok(Arc::new(Self {
             card_path: card_path.to_owned(),
+            foreign,
             app: Mutex::new(app),
             slot: Mutex::new(Slot {
                 inserted,
@@ -209,6 +212,15 @@ impl VirtualCard {
 
     /// Runs one APDU through the card application, saving the card first when it changed.
     fn process(&self, apdu_bytes: &[u8]) -> Option<Vec<u8>> {
+        if self.foreign {
+            let selects = Command::parse(apdu_bytes).is_ok_and(|c| c.ins == apdu::INS_SELECT);
+            let status = if selects {
+                sw::APPLICATION_NOT_FOUND
+            } else {
+                sw::INS_NOT_SUPPORTED
+            };
+            return Some(card_protocol::apdu::Response::status(status).encode());
+        }
         let mut app = self.app.lock().unwrap_or_else(|p| p.into_inner());
         let now_ms = self.started.elapsed().as_millis() as u64;
         let outcome = app.process(apdu_bytes, now_ms);

@@ -38,6 +38,15 @@ pub struct VirtualCardProcess {
 impl VirtualCardProcess {
     /// Starts a card from `card` (saved to a private file first), off the reader.
     pub async fn start(card: &CardFile) -> Self {
+        Self::start_with(card, &[]).await
+    }
+
+    /// Starts a card of another application (no payment application on it).
+    pub async fn start_foreign(card: &CardFile) -> Self {
+        Self::start_with(card, &["--foreign"]).await
+    }
+
+    async fn start_with(card: &CardFile, flags: &[&str]) -> Self {
         require_pcscd();
         let dir = tempfile::tempdir().expect("card dir");
         let card_path = dir.path().join("card.json");
@@ -50,6 +59,7 @@ impl VirtualCardProcess {
             .arg("run")
             .arg("--card")
             .arg(&card_path)
+            .args(flags)
             .env("VIRTUAL_CARD_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(log)

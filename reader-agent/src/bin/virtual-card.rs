@@ -32,6 +32,9 @@ enum Commands {
         /// Start with the card on the reader.
         #[arg(long)]
         inserted: bool,
+        /// Answer like a card without the payment application (a transit card, say).
+        #[arg(long)]
+        foreign: bool,
     },
     /// Puts the card on the reader until `remove`.
     Insert,
@@ -63,7 +66,8 @@ fn main() -> ExitCode {
             card,
             vpcd,
             inserted,
-        } => run(&cli.control, &card, &vpcd, inserted),
+            foreign,
+        } => run(&cli.control, &card, &vpcd, inserted, foreign),
         Commands::Insert => virtual_card::command(&cli.control, "insert").map(print),
         Commands::Remove => virtual_card::command(&cli.control, "remove").map(print),
         Commands::Tap { hold_ms } => {
@@ -90,8 +94,9 @@ fn run(
     card: &std::path::Path,
     vpcd: &str,
     inserted: bool,
+    foreign: bool,
 ) -> anyhow::Result<()> {
-    let card = VirtualCard::load(card, inserted)?;
+    let card = VirtualCard::load(card, inserted, foreign)?;
     // A socket left by a card that died is stale: nobody answers on it.
     if control.exists() && std::os::unix::net::UnixStream::connect(control).is_err() {
         std::fs::remove_file(control)?;

@@ -376,6 +376,24 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
     card.command("remove");
     drop(card);
 
+    // A card without the payment application (a transit card, say).
+    let card = VirtualCardProcess::start_foreign(&checkout.card.to_file()).await;
+    let (code, report) = agent
+        .pay(
+            request["id"].as_str().expect("id"),
+            "20s",
+            Some((&card, "insert")),
+        )
+        .await;
+    assert_eq!(
+        (code, &report["error"]["code"]),
+        (23, &json!("UNKNOWN_CARD_APPLICATION")),
+        "{report}"
+    );
+    assert_unchanged(&checkout, &before, "a card of another application").await;
+    card.command("remove");
+    drop(card);
+
     // A revoked device: refused before the card is asked anything.
     let admin = checkout
         .app
@@ -477,4 +495,67 @@ async fn init_makes_a_private_key_once() {
         .expect("runs");
     assert!(!again.status.success(), "an existing key is never replaced");
     assert_eq!(std::fs::read(&key_path).expect("key"), before);
+}
+
+/// A declined tap leaves the request open (a decline consumes nothing): the running agent takes another
+/// card for it, which pays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_decline_another_card_pays() {
+    use card_protocol::{
+        CardId,
+        issuer::{Issuance, IssuerFile},
+        number::PrefixRange,
+        token::{Channel, DomainRestrictions},
+    };
+    let checkout = Checkout::new(Backend::Postgres).await;
+    let mut agent = tablet(&checkout, &checkout.app.base_url).await;
+    // A card with numbers the bank's key signed, but which the bank never registered: CARD_UNKNOWN.
+    let now = Utc::now().timestamp() as u64;
+    let mut issuer = IssuerFile::new(
+        checkout.bank.into(),
+        1,
+        hub_tests::checkout::ISSUER_SEED,
+        PrefixRange::new("400012").expect("prefix"),
+        now + 300 * 86_400,
+    );
+    issuer.next_account = 10_000; // numbers the fixture's card does not hold
+    let unregistered = issuer
+        .personalize(
+            CardId::from_bytes([0x55; 16]),
+            [0x56; 32],
+            &Issuance {
+                count: 4,
+                restrictions: DomainRestrictions {
+                    max_amount_minor: 5_000,
+                    currency: *b"EUR",
+                    merchant: None,
+                    channel: Channel::ContactlessPresent,
+                },
+                not_after: now + 30 * 86_400,
+            },
+        )
+        .expect("personalized");
+    agent.start();
+    agent
+        .wait_for_log("following the terminal's payment requests", 1)
+        .await;
+    let request = checkout
+        .request_at(&checkout.order, &agent.device, 1_000)
+        .await;
+    agent.wait_for_log("payment request open", 1).await;
+
+    let stranger = VirtualCardProcess::start(&unregistered).await;
+    stranger.tap_and_wait().await;
+    agent.wait_for_log("payment declined", 1).await;
+    assert!(agent.log().contains("CARD_UNKNOWN"), "{}", agent.log());
+    assert_eq!(request_status(&checkout, &request).await, "OPEN");
+    drop(stranger);
+
+    let card = VirtualCardProcess::start(&checkout.card.to_file()).await;
+    card.tap_and_wait().await;
+    agent.wait_for_log("payment authorized", 1).await;
+    assert_eq!(paid_minor(&checkout, &checkout.order).await, "1000");
+    assert_eq!(request_status(&checkout, &request).await, "PAID");
+    agent.kill();
+    checkout.app.stop().await;
 }
