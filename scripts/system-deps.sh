@@ -11,6 +11,11 @@ set -euo pipefail
 
 say() { printf '[system-deps] %s\n' "$*" >&2; }
 if [ "$(id -u)" = 0 ]; then as_root=(); else as_root=(sudo); fi
+pcscd_running() {
+  if command -v pidof >/dev/null 2>&1; then pidof pcscd >/dev/null 2>&1
+  elif command -v pgrep >/dev/null 2>&1; then pgrep -x pcscd >/dev/null 2>&1
+  else [ -S /run/pcscd/pcscd.comm ]; fi
+}
 
 need_packages=()
 command -v psql >/dev/null 2>&1 || need_packages+=(postgresql-client)
@@ -23,12 +28,18 @@ command -v pcscd >/dev/null 2>&1 || [ -x /usr/sbin/pcscd ] || need_packages+=(pc
 if [ ${#need_packages[@]} -gt 0 ]; then
   say "installing ${need_packages[*]}"
   "${as_root[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${need_packages[@]}"
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_packages[@]}"
+  # A pcscd that the packages' scripts started may predate vpcd's reader configuration: restart it.
+  if pcscd_running; then
+    say "restarting pcscd to load the virtual reader driver"
+    "${as_root[@]}" kill "$(pidof pcscd 2>/dev/null || pgrep -x pcscd)" || true
+    for _ in $(seq 1 50); do pcscd_running || break; sleep 0.1; done
+  fi
 fi
 
 # pcscd, without systemd: it daemonizes itself and is ready when its socket exists. One pcscd serves the
 # whole run (the tests that use its virtual reader take turns).
-if ! pgrep -x pcscd >/dev/null 2>&1; then
+if ! pcscd_running; then
   say "starting pcscd"
   "${as_root[@]}" /usr/sbin/pcscd
 fi

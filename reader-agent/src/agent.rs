@@ -1,7 +1,8 @@
 //! The long-running agent (`reader-agent run`): three parts that share nothing but channels.
 //!
 //! - the **follower** keeps the set of the terminal's open payment requests, from the subscription
-//!   (reconnecting with backoff; every connection starts with all open requests, so none is missed);
+//!   (reconnecting with backoff; every connection starts with all open requests, so none is missed, and
+//!   requests closed while it was away are dropped once the hub has listed what is open now);
 //! - the **till** (a thread: PC/SC blocks) takes the oldest open request, waits for a card, has it
 //!   sign, seals the tap in the outbox and hands it on; after every exchange it waits for the card to
 //!   leave the reader, so a card left lying there never pays the next request too;
@@ -45,7 +46,8 @@ pub struct AgentOptions {
     pub reader: Option<String>,
 }
 
-type OpenRequests = BTreeMap<Uuid, PaymentRequest>;
+/// The open requests, each with the subscription session that last reported it.
+type OpenRequests = BTreeMap<Uuid, (PaymentRequest, u64)>;
 
 /// Runs until the hub refuses the device (an error) or the process is stopped.
 pub async fn run(
@@ -62,7 +64,7 @@ pub async fn run(
 
     let follower = tokio::spawn(follow(
         hub.clone(),
-        open_tx,
+        Arc::new(open_tx),
         fatal_tx.clone(),
         hub_back.clone(),
     ));
@@ -107,8 +109,8 @@ pub async fn run(
     stopping.store(true, Ordering::Relaxed);
     follower.abort();
     submitter.abort();
-    // The till notices `stopping` within one wait slice; it never holds anything that must be flushed
-    // (a tap is sealed before it is handed on).
+    // The till notices `stopping` within a second; it never holds anything that must be flushed (a tap
+    // is sealed before it is handed on).
     let _ = tokio::task::spawn_blocking(move || till.join()).await;
     outcome
 }
@@ -135,17 +137,20 @@ async fn shutdown_signal() {
 /// The follower: the open requests of the terminal, kept current across reconnections.
 async fn follow(
     hub: HubClient,
-    open: watch::Sender<OpenRequests>,
+    open: Arc<watch::Sender<OpenRequests>>,
     fatal: mpsc::Sender<AgentError>,
     hub_back: Arc<tokio::sync::Notify>,
 ) {
     let mut failures = 0u32;
-    loop {
-        let mut acknowledged = false;
+    for session in 1u64.. {
+        let started = tokio::time::Instant::now();
         let on_connected = || {
-            acknowledged = true;
-            // The hub answers again: the submitter need not wait out its backoff.
-            hub_back.notify_one();
+            if failures > 0 {
+                // The hub answers again: the submitter need not wait out its backoff.
+                hub_back.notify_one();
+            }
+            // Requests closed while the agent was away are dropped once the hub says what is open.
+            tokio::spawn(drop_closed(hub.clone(), open.clone(), session));
         };
         let end = subscription::session(&hub, on_connected, |request| {
             open.send_modify(|open| {
@@ -155,7 +160,7 @@ async fn follow(
                             amount = %pay::format_amount(request.fields.amount_minor, &request.currency),
                             "payment request open: waiting for a tap");
                     }
-                    open.insert(request.id, request);
+                    open.insert(request.id, (request, session));
                 } else {
                     open.remove(&request.id);
                 }
@@ -163,18 +168,17 @@ async fn follow(
         })
         .await;
         // Requests past their tap deadline can no longer be tapped; forget them.
-        open.send_modify(|open| open.retain(|_, request| request.tap_deadline > Utc::now()));
+        open.send_modify(|open| open.retain(|_, (request, _)| request.tap_deadline > Utc::now()));
         match end {
-            SessionEnd::Renew => {
-                failures = 0;
-                continue;
-            }
+            SessionEnd::Renew => failures = 0,
             SessionEnd::DeviceRefused => {
                 let _ = fatal.send(AgentError::DeviceRefused).await;
                 return;
             }
             SessionEnd::Lost(reason) => {
-                if acknowledged {
+                // Only a session that lasted resets the backoff: a hub that accepts and then drops
+                // every connection is not hammered.
+                if started.elapsed() > Duration::from_secs(30) {
                     failures = 0;
                 }
                 let delay = backoff(failures, MAX_RETRY_INTERVAL);
@@ -187,14 +191,38 @@ async fn follow(
     }
 }
 
+/// Drops the requests that earlier sessions reported open and that the hub no longer lists as open.
+/// Requests reported by this session stay whatever the listing says (it may predate them).
+async fn drop_closed(hub: HubClient, open: Arc<watch::Sender<OpenRequests>>, session: u64) {
+    match hub.open_request_ids().await {
+        Ok(Some(listed)) => open.send_modify(|open| {
+            open.retain(|id, (_, reported_in)| *reported_in == session || listed.contains(id))
+        }),
+        Ok(None) => {} // more open requests than one page: keep them all, the till confirms each
+        Err(error) => {
+            tracing::warn!(%error, "cannot list the open requests; keeping what is known")
+        }
+    }
+}
+
 /// What the submitter tells the till about a tap it finished with.
 #[derive(Debug)]
 enum Finished {
-    /// Authorized, or refused for good: the request is done with at this till.
+    /// Authorized, refused for good, or declined for a reason that closes the request: the request is
+    /// done with at this till. Sent before the outbox entry goes, so the till never re-arms for it.
     Done(Uuid),
-    /// Declined: the request stays open at the hub, and another card may pay it.
+    /// Declined for a reason of the card's: the request stays open at the hub and another card may pay
+    /// it. Sent after the outbox entry is gone, so the next tap can be sealed.
     Declined(Uuid),
 }
+
+/// Decline reasons after which the request cannot be paid at all.
+const CLOSING_DECLINES: &[&str] = &[
+    "REQUEST_UNKNOWN",
+    "REQUEST_CANCELLED",
+    "REQUEST_ALREADY_PAID",
+    "PAST_DEADLINE",
+];
 
 /// The till: one tap at a time, for the oldest open request nobody has tapped for yet.
 #[allow(clippy::too_many_arguments)]
@@ -209,48 +237,40 @@ fn till(
     stopping: &AtomicBool,
 ) -> Result<(), AgentError> {
     let mut readers: Option<Readers> = None;
-    // Requests tapped for (and their tap deadlines, to forget them once past).
+    // Requests tapped for (and until when to remember them).
     let mut tapped: HashMap<Uuid, chrono::DateTime<Utc>> = HashMap::new();
-    while !stopping.load(Ordering::Relaxed) {
-        let Some(reader_set) = readers.as_ref() else {
-            match Readers::connect() {
-                Ok(connected) => {
-                    // A card left lying on the reader when the agent (re)starts pays nothing.
-                    for reader in connected.readers_with_card().unwrap_or_default() {
-                        await_removal(&connected, &reader, stopping);
-                    }
-                    readers = Some(connected);
-                }
-                Err(error) => {
-                    tracing::warn!(code = error.code(), %error, "no card reader yet; trying again");
-                    std::thread::sleep(Duration::from_secs(2));
-                }
-            }
-            continue;
-        };
+    let drain = |tapped: &mut HashMap<Uuid, chrono::DateTime<Utc>>| {
         for message in finished.try_iter() {
             match message {
                 // Also a tap of an earlier run: never arm for its request again, even before the
-                // subscription reports it paid (kept a while, then forgotten).
+                // subscription reports it paid (remembered a while, then forgotten).
                 Finished::Done(request) => {
-                    tapped
-                        .entry(request)
-                        .or_insert_with(|| Utc::now() + chrono::Duration::minutes(30));
+                    tapped.insert(request, Utc::now() + chrono::Duration::minutes(30));
                 }
                 Finished::Declined(request) => {
                     tapped.remove(&request);
                 }
             }
         }
-        tapped.retain(|_, deadline| *deadline > Utc::now());
+    };
+    while !stopping.load(Ordering::Relaxed) {
+        let Some(reader_set) = readers.as_ref() else {
+            readers = connect_readers(stopping);
+            continue;
+        };
+        drain(&mut tapped);
+        tapped.retain(|_, until| *until > Utc::now());
         let next = open
             .borrow_and_update()
             .values()
+            .map(|(request, _)| request)
             .filter(|r| r.is_open() && r.tap_deadline > Utc::now())
             .filter(|r| !tapped.contains_key(&r.id) && !outbox.contains(r.id))
             .min_by_key(|r| r.tap_deadline)
             .cloned();
-        let Some(request) = next else {
+        // A tap that was finished between the look at the channel and the look at the outbox.
+        drain(&mut tapped);
+        let Some(request) = next.filter(|r| !tapped.contains_key(&r.id)) else {
             let _ = runtime.block_on(async {
                 tokio::time::timeout(Duration::from_millis(500), open.changed()).await
             });
@@ -261,7 +281,7 @@ fn till(
                 return Err(AgentError::Setup("stopping".into()));
             }
             match open.borrow().get(&request.id) {
-                Some(current) if current.is_open() => Ok(()),
+                Some((current, _)) if current.is_open() => Ok(()),
                 _ => Err(not_open(&request)),
             }
         };
@@ -282,20 +302,18 @@ fn till(
             &mut timings,
         );
         timings.check_ms = check_ms;
-        match result {
+        let left_on = match result {
             Ok((reader, tap)) => {
-                tapped.insert(request.id, request.tap_deadline);
+                tapped.insert(request.id, request.acceptance_deadline);
                 tracing::info!(request = %request.global_id, check_ms = timings.check_ms,
                     card_ms = timings.card_ms, outbox_ms = timings.outbox_ms,
                     "tap sealed in the outbox; submitting");
                 if taps.send(tap).is_err() {
                     return Ok(()); // the submitter is gone: the agent is stopping
                 }
-                await_removal(reader_set, &reader, stopping);
+                Some(reader)
             }
             Err(TapFailure { reader, error }) => {
-                let reader_failed =
-                    matches!(error, AgentError::NoReader(_) | AgentError::Reader(_));
                 match error {
                     AgentError::NoCard(_) => {} // look at the open requests again, then wait on
                     AgentError::RequestNotOpen { .. }
@@ -305,7 +323,7 @@ fn till(
                             break;
                         }
                         tracing::info!(request = %request.global_id, code = error.code(), "no tap for this request");
-                        tapped.insert(request.id, request.tap_deadline);
+                        tapped.insert(request.id, request.acceptance_deadline);
                     }
                     AgentError::CardRemoved
                     | AgentError::UnknownApplication
@@ -315,19 +333,46 @@ fn till(
                     }
                     AgentError::NoReader(_) | AgentError::Reader(_) => {
                         tracing::warn!(code = error.code(), %error, "the reader is not usable; reconnecting");
+                        readers = None;
+                        std::thread::sleep(Duration::from_secs(1));
+                        continue;
                     }
                     other => return Err(other),
                 }
-                if reader_failed {
-                    readers = None;
-                    std::thread::sleep(Duration::from_secs(1));
-                } else if let Some(reader) = reader {
-                    await_removal(reader_set, &reader, stopping);
-                }
+                reader
             }
+        };
+        if let Some(reader) = left_on
+            && !await_removal(reader_set, &reader, stopping)
+        {
+            readers = None; // PC/SC failed while watching: start over with a new context
         }
     }
     Ok(())
+}
+
+/// A PC/SC context, once a card left lying on a reader has gone (it pays nothing when the agent
+/// starts). `None` (after a pause) while pcscd or the reader cannot be used.
+fn connect_readers(stopping: &AtomicBool) -> Option<Readers> {
+    let failed = |error: AgentError| {
+        tracing::warn!(code = error.code(), %error, "no usable card reader yet; trying again");
+        std::thread::sleep(Duration::from_secs(2));
+        None
+    };
+    let readers = match Readers::connect() {
+        Ok(readers) => readers,
+        Err(error) => return failed(error),
+    };
+    let lying = match readers.readers_with_card() {
+        Ok(lying) => lying,
+        Err(error) => return failed(error),
+    };
+    for reader in lying {
+        if !await_removal(&readers, &reader, stopping) {
+            return failed(AgentError::Reader("lost the reader while waiting".into()));
+        }
+    }
+    Some(readers)
 }
 
 fn not_open(request: &PaymentRequest) -> AgentError {
@@ -370,20 +415,27 @@ fn confirm_open(
     }
 }
 
-/// Waits until the card has left `reader` (saying so every 30 s), so it never pays twice by lying there.
-fn await_removal(readers: &Readers, reader: &std::ffi::CStr, stopping: &AtomicBool) {
+/// Waits until the card has left `reader` (saying so every 30 s), so it never pays twice by lying
+/// there. `false` when PC/SC failed meanwhile (the card may still be there: the caller starts over).
+fn await_removal(readers: &Readers, reader: &std::ffi::CStr, stopping: &AtomicBool) -> bool {
+    let mut waited = Duration::ZERO;
     while !stopping.load(Ordering::Relaxed) {
-        match readers.wait_for_removal(reader, Duration::from_secs(30)) {
-            Ok(true) => return,
-            Ok(false) => tracing::info!(reader = %reader.to_string_lossy(),
-                "remove the card to take the next payment"),
+        match readers.wait_for_removal(reader, Duration::from_secs(1)) {
+            Ok(true) => return true,
+            Ok(false) => {
+                waited += Duration::from_secs(1);
+                if waited.as_secs().is_multiple_of(30) {
+                    tracing::info!(reader = %reader.to_string_lossy(),
+                        "remove the card to take the next payment");
+                }
+            }
             Err(error) => {
                 tracing::warn!(%error, "cannot watch the reader");
-                std::thread::sleep(Duration::from_secs(1));
-                return;
+                return false;
             }
         }
     }
+    true
 }
 
 /// The submitter: every sealed tap until the hub answers for good. It also looks at the outbox every
@@ -397,9 +449,14 @@ async fn submit_loop(
     finished: std::sync::mpsc::Sender<Finished>,
 ) {
     let mut waiting: HashMap<Uuid, (Tap, u32, tokio::time::Instant)> = HashMap::new();
+    // Idempotency keys answered for good lately: a tap the rescan found (and submitted) before the
+    // till's hand-over arrived is not submitted again. A file found on disk is always submitted: if it
+    // was answered already, the hub answers the same again and the file goes.
+    let mut answered: HashMap<String, tokio::time::Instant> = HashMap::new();
     let mut rescan = tokio::time::interval(OUTBOX_RESCAN);
     loop {
         let now = tokio::time::Instant::now();
+        answered.retain(|_, at| now.duration_since(*at) < Duration::from_secs(600));
         let due: Vec<Uuid> = waiting
             .iter()
             .filter(|(_, (_, _, at))| *at <= now)
@@ -410,19 +467,26 @@ async fn submit_loop(
                 continue;
             };
             let mut timings = Timings::default();
-            match pay::submit(&hub, &outbox, &tap, &mut timings).await {
+            let result = pay::submit(&hub, &tap, &mut timings).await;
+            let reopens = matches!(&result, Ok(outcome) if !outcome.authorized()
+                && !outcome.decline_reason.as_deref().is_some_and(|r| CLOSING_DECLINES.contains(&r)));
+            let final_answer = matches!(result, Ok(_) | Err(HubFailure::Refused { .. }));
+            if final_answer && !reopens {
+                let _ = finished.send(Finished::Done(tap.request_id));
+            }
+            pay::settle(&outbox, &tap, &result);
+            if final_answer {
+                answered.insert(tap.idempotency_key.clone(), tokio::time::Instant::now());
+            }
+            if reopens {
+                let _ = finished.send(Finished::Declined(tap.request_id));
+            }
+            match result {
                 Ok(outcome) => {
                     tracing::info!(request = %tap.request, status = %outcome.status,
                         submit_ms = timings.submit_ms, hub_ms = timings.hub_ms, "final answer");
-                    let _ = finished.send(if outcome.authorized() {
-                        Finished::Done(tap.request_id)
-                    } else {
-                        Finished::Declined(tap.request_id)
-                    });
                 }
-                Err(HubFailure::Refused { .. }) => {
-                    let _ = finished.send(Finished::Done(tap.request_id));
-                }
+                Err(HubFailure::Refused { .. }) => {}
                 Err(HubFailure::DeviceRefused) => {
                     let _ = fatal.send(AgentError::DeviceRefused).await;
                     return;
@@ -442,9 +506,10 @@ async fn submit_loop(
         };
         tokio::select! {
             tap = taps.recv() => match tap {
-                Some(tap) => {
+                Some(tap) if !answered.contains_key(&tap.idempotency_key) => {
                     waiting.insert(tap.request_id, (tap, 0, tokio::time::Instant::now()));
                 }
+                Some(_) => {}
                 None => return,
             },
             _ = rescan.tick() => match outbox.pending() {

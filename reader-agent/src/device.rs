@@ -196,14 +196,27 @@ pub struct TokenSource {
 }
 
 impl TokenSource {
-    pub fn new(device: Uuid, key: DeviceKey, audience: String, lifetime: Duration) -> Self {
-        Self {
+    /// Refuses a lifetime the hub would refuse (over 300 s), or one too short to renew in time.
+    pub fn new(
+        device: Uuid,
+        key: DeviceKey,
+        audience: String,
+        lifetime: Duration,
+    ) -> Result<Self, AgentError> {
+        let allowed = 30..=device_token::MAX_DEVICE_TOKEN_LIFETIME_SECS as u64;
+        if !allowed.contains(&lifetime.as_secs()) {
+            return Err(AgentError::Setup(format!(
+                "--token-lifetime must be between 30 s and {} s",
+                device_token::MAX_DEVICE_TOKEN_LIFETIME_SECS
+            )));
+        }
+        Ok(Self {
             device,
             key,
             audience,
             lifetime,
             current: Mutex::new(None),
-        }
+        })
     }
 
     pub fn device(&self) -> Uuid {
@@ -221,15 +234,26 @@ impl TokenSource {
 
     /// A token with at least a fifth of its lifetime left.
     pub fn token(&self) -> Result<String, AgentError> {
+        {
+            let current = self
+                .current
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some((token, signed_at)) = current.as_ref()
+                && signed_at.elapsed() < self.renew_after()
+            {
+                return Ok(token.clone());
+            }
+        }
+        self.fresh_token()
+    }
+
+    /// A token signed now (a WebSocket session starts with one, and renews at [`Self::renew_after`]).
+    pub fn fresh_token(&self) -> Result<String, AgentError> {
         let mut current = self
             .current
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((token, signed_at)) = current.as_ref()
-            && signed_at.elapsed() < self.renew_after()
-        {
-            return Ok(token.clone());
-        }
         let token = device_token::sign(
             self.device,
             self.key.signing_key(),
@@ -276,7 +300,8 @@ mod tests {
         let key = DeviceKey::create(&dir.path().join("k")).expect("key");
         let public = STANDARD.decode(key.public_key_base64()).expect("b64");
         let device = Uuid::new_v4();
-        let tokens = TokenSource::new(device, key, "hub".into(), Duration::from_secs(120));
+        let tokens = TokenSource::new(device, key, "hub".into(), Duration::from_secs(120))
+            .expect("a valid lifetime");
         let first = tokens.token().expect("token");
         assert_eq!(tokens.token().expect("token"), first, "reused");
         let claims = device_token::verify(&first, device, &public, "hub").expect("verifies");

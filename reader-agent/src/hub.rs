@@ -4,7 +4,7 @@
 //! tap's life in the outbox; anything that is not a final answer keeps it there to be retried with the
 //! same idempotency key.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use card_protocol::card_signature::PaymentRequestFields;
@@ -233,6 +233,31 @@ impl HubClient {
             }
             _ => Err(AgentError::RequestNotFound(global)),
         }
+    }
+
+    /// The requests open at this terminal now (at most one page of 100; `None` if there are more).
+    pub async fn open_request_ids(&self) -> Result<Option<HashSet<Uuid>>, AgentError> {
+        let query = "query Open { paymentRequests(first: 100, filter: { status: OPEN }) {
+            nodes { signingFields { requestId } } pageInfo { hasNextPage } } }";
+        let (data, _) = self.graphql(query, json!({})).await?;
+        if data.pointer("/paymentRequests/pageInfo/hasNextPage") != Some(&Value::Bool(false)) {
+            return Ok(None);
+        }
+        let nodes = data
+            .pointer("/paymentRequests/nodes")
+            .and_then(Value::as_array)
+            .ok_or_else(|| AgentError::HubRefused {
+                code: "UNEXPECTED_ANSWER".into(),
+                message: "paymentRequests without nodes".into(),
+            })?;
+        Ok(Some(
+            nodes
+                .iter()
+                .filter_map(|node| node.pointer("/signingFields/requestId"))
+                .filter_map(Value::as_str)
+                .filter_map(|id| Uuid::parse_str(id).ok())
+                .collect(),
+        ))
     }
 
     /// Submits a sealed tap. The same tap may be submitted any number of times: its idempotency key

@@ -159,7 +159,7 @@ fn connect(state: &StateDir, args: &HubArgs) -> Result<Session, AgentError> {
     let lock = state.lock()?;
     state.check_device(device)?;
     let outbox = Outbox::open(&state.outbox_path(), device, &key.outbox_key())?;
-    let tokens = TokenSource::new(device, key, args.audience.clone(), args.token_lifetime);
+    let tokens = TokenSource::new(device, key, args.audience.clone(), args.token_lifetime)?;
     Ok(Session {
         hub: HubClient::new(&args.hub, Arc::new(tokens))?,
         outbox,

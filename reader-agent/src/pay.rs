@@ -84,18 +84,24 @@ pub fn take_tap(
     let until_deadline = (request.tap_deadline - Utc::now())
         .to_std()
         .map_err(|_| past_deadline())?;
-    let reader = readers.wait_for_card(
-        how.preferred,
-        how.wait.min(until_deadline),
-        &how.stale,
-        || {
-            keep_waiting()?;
-            if Utc::now() >= request.tap_deadline {
-                return Err(past_deadline());
-            }
-            Ok(())
-        },
-    )?;
+    let reader = readers
+        .wait_for_card(
+            how.preferred,
+            how.wait.min(until_deadline),
+            &how.stale,
+            || {
+                keep_waiting()?;
+                if Utc::now() >= request.tap_deadline {
+                    return Err(past_deadline());
+                }
+                Ok(())
+            },
+        )
+        .map_err(|error| match error {
+            // The wait ended at the tap deadline: say so rather than "no card".
+            AgentError::NoCard(_) if Utc::now() >= request.tap_deadline => past_deadline(),
+            other => other,
+        })?;
     let on_reader = |error: AgentError| TapFailure {
         reader: Some(reader.clone()),
         error,
@@ -127,22 +133,31 @@ pub fn take_tap(
     Ok((reader, tap))
 }
 
-/// Submits a sealed tap once. An outcome deletes the entry; a final refusal moves it to `refused/`; a
-/// transient failure or a refused device keeps it for the next attempt.
+/// Submits a sealed tap once (the outbox entry stays: see [`settle`]).
 pub async fn submit(
     hub: &HubClient,
-    outbox: &Outbox,
     tap: &Tap,
     timings: &mut Timings,
 ) -> Result<PayOutcome, HubFailure> {
     let started = Instant::now();
     let result = hub.pay(tap).await;
     timings.submit_ms = ms(started);
-    match &result {
+    if let Ok(outcome) = &result {
+        timings.hub_ms = outcome.hub_ms;
+        timings.network_ms = outcome.hub_ms.map(|hub| (timings.submit_ms - hub).max(0.0));
+    }
+    result
+}
+
+/// What a submission's result does to its outbox entry: an outcome deletes it; a final refusal moves
+/// it to `refused/`; a transient failure or a refused device keeps it for the next attempt.
+pub fn settle(outbox: &Outbox, tap: &Tap, result: &Result<PayOutcome, HubFailure>) {
+    match result {
         Ok(outcome) => {
-            timings.hub_ms = outcome.hub_ms;
-            timings.network_ms = outcome.hub_ms.map(|hub| (timings.submit_ms - hub).max(0.0));
-            forget(outbox, tap);
+            if let Err(err) = outbox.remove(tap.request_id) {
+                // The next attempt resubmits it with the same key and gets the same answer.
+                tracing::error!(request = %tap.request, error = %err, "cannot delete a finished outbox entry");
+            }
             if outcome.authorized() {
                 tracing::info!(request = %tap.request, payment = ?outcome.payment_id,
                     amount_minor = tap.amount_minor, currency = %tap.currency, "payment authorized");
@@ -163,14 +178,6 @@ pub async fn submit(
         Err(HubFailure::Transient(reason)) => {
             tracing::warn!(request = %tap.request, %reason, "submission failed; the tap stays in the outbox and is retried");
         }
-    }
-    result
-}
-
-fn forget(outbox: &Outbox, tap: &Tap) {
-    if let Err(err) = outbox.remove(tap.request_id) {
-        // The next attempt resubmits it with the same key and gets the same answer: nothing is charged twice.
-        tracing::error!(request = %tap.request, error = %err, "cannot delete a finished outbox entry");
     }
 }
 
@@ -268,7 +275,9 @@ pub async fn one_shot(
     let give_up = Instant::now() + submit_for;
     let mut attempt = 0;
     loop {
-        match submit(hub, outbox, &tap, &mut timings).await {
+        let result = submit(hub, &tap, &mut timings).await;
+        settle(outbox, &tap, &result);
+        match result {
             Ok(outcome) => {
                 return Ok(Report {
                     request_id: tap.request.clone(),

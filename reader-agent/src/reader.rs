@@ -288,12 +288,13 @@ impl Readers {
     }
 
     /// Whether the card has left `reader`, allowing pcscd the time it takes to notice (it polls vpcd
-    /// about every 0.45 s; a real reader reports at once). When PC/SC cannot tell: no.
+    /// about every 0.45 s; a real reader reports at once; 2 s leaves room for a loaded machine). When
+    /// PC/SC cannot tell: no.
     fn card_gone(&self, reader: &CStr) -> bool {
         match self.card_present(reader) {
             Some(false) => true,
             Some(true) => self
-                .wait_for_removal(reader, Duration::from_secs(1))
+                .wait_for_removal(reader, Duration::from_secs(2))
                 .unwrap_or(false),
             None => false,
         }

@@ -25,7 +25,8 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(75);
 pub enum SessionEnd {
     /// The token is due for renewal: connect again.
     Renew,
-    /// The hub refused the device (close code 4403 on `connection_init`, or `UNAUTHENTICATED`).
+    /// The hub refused the device (close code 4403 on `connection_init` with a fresh token, or
+    /// `UNAUTHENTICATED`).
     DeviceRefused,
     /// Anything else: reconnect after a backoff.
     Lost(String),
@@ -48,9 +49,10 @@ async fn run(
     on_connected: &mut impl FnMut(),
     on_request: &mut impl FnMut(PaymentRequest),
 ) -> Result<SessionEnd, SessionEnd> {
+    // A fresh token: the session lasts until it is due for renewal.
     let token = hub
         .tokens()
-        .token()
+        .fresh_token()
         .map_err(|err| SessionEnd::Lost(err.to_string()))?;
     let url = format!(
         "{}/graphql",
@@ -101,7 +103,9 @@ async fn run(
                 let (code, reason) = frame
                     .map(|f| (u16::from(f.code), f.reason.to_string()))
                     .unwrap_or((1005, String::new()));
-                return Err(if code == 4403 || code == 4401 {
+                // Refused at `connection_init`, with a token signed a moment ago: the device itself is
+                // refused. Later (a token expired by clock skew, a recheck), reconnecting decides.
+                return Err(if (code == 4403 || code == 4401) && !subscribed {
                     SessionEnd::DeviceRefused
                 } else {
                     SessionEnd::Lost(format!("closed by the hub ({code} {reason})"))

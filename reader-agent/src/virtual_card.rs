@@ -97,6 +97,16 @@ impl VirtualCard {
         self.changed.notify_all();
     }
 
+    /// Takes the card off the reader before it is presented again, long enough for pcscd to see it go
+    /// (it polls vpcd about every 0.45 s): a new tap is a new presentation.
+    fn take_away(&self) {
+        let was_on = self.slot().inserted;
+        self.set(false, Mode::Resting);
+        if was_on {
+            std::thread::sleep(Duration::from_millis(1_000));
+        }
+    }
+
     /// Serves vpcd forever: connects while the card is inserted, answers until it is removed.
     pub fn serve(self: &Arc<Self>, vpcd: &str) -> ! {
         loop {
@@ -270,7 +280,7 @@ impl VirtualCard {
                 }
                 (Some("tap"), hold) => {
                     let hold_ms = hold.and_then(|h| h.parse().ok()).unwrap_or(10_000);
-                    self.set(false, Mode::Resting);
+                    self.take_away();
                     self.set(
                         true,
                         Mode::Tap {
@@ -280,7 +290,7 @@ impl VirtualCard {
                     "ok".to_owned()
                 }
                 (Some("tear"), _) => {
-                    self.set(false, Mode::Resting);
+                    self.take_away();
                     self.set(true, Mode::Tear);
                     "ok".to_owned()
                 }

@@ -116,8 +116,13 @@ impl VirtualCardProcess {
             || self.status()["onReader"] == false,
         )
         .await;
-        // pcscd polls vpcd about every 0.45 s: let it see the reader empty.
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        // pcscd polls vpcd about every 0.45 s: wait until pcscd itself shows the reader empty.
+        wait_until(
+            "pcscd to see the reader empty",
+            Duration::from_secs(30),
+            || !card_on_virtual_reader(),
+        )
+        .await;
     }
 
     pub fn numbers_left(&self) -> u64 {
@@ -267,6 +272,7 @@ impl Agent {
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .kill_on_drop(true)
             .spawn()
             .expect("reader-agent pay runs");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
@@ -341,6 +347,15 @@ impl Drop for Agent {
         }
         self.kill();
     }
+}
+
+/// Whether pcscd sees a card on the first virtual reader.
+fn card_on_virtual_reader() -> bool {
+    reader_agent::reader::Readers::connect()
+        .and_then(|readers| readers.list())
+        .expect("pcscd answers")
+        .iter()
+        .any(|reader| reader.name == VIRTUAL_READER && reader.card_present)
 }
 
 /// Fails if `log` shows any of `card`'s numbers (digits) or tokens: a card number never reaches a log.

@@ -179,9 +179,16 @@ async fn an_outage_loses_no_tap_and_charges_none_twice() {
     // The oldest entry is back while the agent runs: found by its next look at the outbox and
     // resubmitted under its key, it gets the first outcome and writes nothing.
     agent.wait_for_log("final answer", 3).await;
-    std::fs::write(&replayed, &sealed_copy).expect("restore entry");
+    let found_before = agent
+        .log()
+        .matches("submitting a tap found in the outbox")
+        .count();
+    // Put back whole (temporary file and rename), as the agent writes its own entries.
+    let staging = replayed.with_extension("restore");
+    std::fs::write(&staging, &sealed_copy).expect("staged entry");
+    std::fs::rename(&staging, &replayed).expect("restore entry");
     agent
-        .wait_for_log("submitting a tap found in the outbox", 1)
+        .wait_for_log("submitting a tap found in the outbox", found_before + 1)
         .await;
     agent.wait_for_log("final answer", 4).await;
     assert!(agent.log().matches("status=AUTHORIZED").count() >= 4);
@@ -432,7 +439,6 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
         (30, &json!("DEVICE_REFUSED")),
         "{report}"
     );
-    assert_eq!(card.status()["payments"], 0, "the card was not asked");
     // The long-running agent stops with the same code.
     let mut agent = agent;
     agent.start();
@@ -443,23 +449,39 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
     checkout.app.stop().await;
 }
 
-/// A tap after the request's tap deadline is refused by the agent itself: the card is not asked.
+/// A tap after the request's tap deadline is refused by the agent itself: `pay` says so, and the
+/// running agent stops waiting at the deadline and does not ask a card presented later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_tap_is_refused_locally() {
     let checkout = Checkout::new_with(Backend::Postgres, 3, |config| {
-        config.payment_limits.tap_deadline_secs = 1;
+        config.payment_limits.tap_deadline_secs = 2;
     })
     .await;
-    let agent = tablet(&checkout, &checkout.app.base_url).await;
+    let mut agent = tablet(&checkout, &checkout.app.base_url).await;
     let card = VirtualCardProcess::start(&checkout.card.to_file()).await;
+    agent.start();
+    agent
+        .wait_for_log("following the terminal's payment requests", 1)
+        .await;
     let request = checkout
         .request_at(&checkout.order, &agent.device, 1_000)
         .await;
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    card.command("insert");
+    agent.wait_for_log("payment request open", 1).await;
+    agent.wait_for_log("TAP_DEADLINE_PASSED", 1).await;
     let before = checkout.app.fingerprint().await;
+    card.tap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(card.status()["payments"], 0, "the card was not asked");
+    agent.kill();
+    card.command("remove");
+    card.wait_off_reader().await;
+
     let (code, report) = agent
-        .pay(request["id"].as_str().expect("id"), "5s", None)
+        .pay(
+            request["id"].as_str().expect("id"),
+            "5s",
+            Some((&card, "tap")),
+        )
         .await;
     assert_eq!(
         (code, &report["error"]["code"]),
