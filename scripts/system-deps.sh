@@ -24,7 +24,7 @@ command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
 command -v pkg-config >/dev/null 2>&1 || need_packages+=(pkgconf)
 { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists libpcsclite; } || need_packages+=(libpcsclite-dev)
 command -v pcscd >/dev/null 2>&1 || [ -x /usr/sbin/pcscd ] || need_packages+=(pcscd)
-[ -e /etc/reader.conf.d/vpcd ] || need_packages+=(vsmartcard-vpcd)
+{ [ -e /etc/reader.conf.d/vpcd ] && [ -e /usr/lib/pcsc/drivers/serial/libifdvpcd.so ]; } || need_packages+=(vsmartcard-vpcd)
 if [ ${#need_packages[@]} -gt 0 ]; then
   say "installing ${need_packages[*]}"
   "${as_root[@]}" apt-get update -qq
