@@ -303,6 +303,23 @@ impl Agent {
         (output.status.code().expect("exit code"), report)
     }
 
+    /// `pay` that must stop with `exit_code` and the error `code`; returns its report.
+    pub async fn pay_refused(
+        &self,
+        request: &str,
+        wait: &str,
+        card: Option<(&VirtualCardProcess, &str)>,
+        (exit_code, code): (i32, &str),
+    ) -> Value {
+        let (exit, report) = self.pay(request, wait, card).await;
+        assert_eq!(
+            (exit, report["error"]["code"].as_str()),
+            (exit_code, Some(code)),
+            "{report}"
+        );
+        report
+    }
+
     /// `reader-agent outbox`: exit code and what it printed.
     pub async fn outbox_listing(&self) -> (i32, String) {
         let output = tokio::process::Command::from(self.command())

@@ -243,11 +243,16 @@ async fn assert_unchanged(checkout: &Checkout, before: &Fingerprint, case: &str)
     );
 }
 
+/// The global ID of a request as `requestPayment` answered it.
+fn id(request: &Value) -> &str {
+    request["id"].as_str().expect("request id")
+}
+
 /// Every way a tap can fail gives its own exit code, a clear message and no payment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn taps_that_cannot_pay_say_why_and_change_nothing() {
     let mut checkout = Checkout::new(Backend::Postgres).await;
-    let agent = tablet(&checkout, &checkout.app.base_url).await;
+    let mut agent = tablet(&checkout, &checkout.app.base_url).await;
 
     // A sealed tap whose file was altered: set aside, never submitted. The same tap unaltered pays.
     let tampered_request = checkout
@@ -262,11 +267,9 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
     bytes[last] ^= 0x01;
     std::fs::write(&entry, &bytes).expect("tamper");
     let before = checkout.app.fingerprint().await;
-    let (code, report) = agent
-        .pay(tampered_request["id"].as_str().expect("id"), "1s", None)
+    agent
+        .pay_refused(id(&tampered_request), "1s", None, (40, "OUTBOX_DAMAGED"))
         .await;
-    assert_eq!(code, 40, "{report}");
-    assert_eq!(report["error"]["code"], "OUTBOX_DAMAGED");
     assert!(agent.outbox_entries().is_empty(), "set aside");
     let (code, listing) = agent.outbox_listing().await;
     assert_eq!(code, 40, "{listing}");
@@ -278,9 +281,7 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
     outbox
         .store(&sealed_tap(&mut checkout, &untouched_request))
         .expect("sealed");
-    let (code, report) = agent
-        .pay(untouched_request["id"].as_str().expect("id"), "1s", None)
-        .await;
+    let (code, report) = agent.pay(id(&untouched_request), "1s", None).await;
     assert_eq!(
         (code, &report["status"]),
         (0, &json!("AUTHORIZED")),
@@ -290,21 +291,20 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
     // From here the card is the virtual one, holding what the in-process card has not used.
     let card = VirtualCardProcess::start(&checkout.card.to_file()).await;
     let numbers = card.numbers_left();
-
-    // Pulled away mid-exchange.
     let request = checkout
         .request_at(&checkout.new_order(1).await, &agent.device, 500)
         .await;
     let before = checkout.app.fingerprint().await;
-    let (code, report) = agent
-        .pay(
-            request["id"].as_str().expect("id"),
+
+    // Pulled away mid-exchange.
+    let report = agent
+        .pay_refused(
+            id(&request),
             "20s",
             Some((&card, "tear")),
+            (22, "CARD_REMOVED"),
         )
         .await;
-    assert_eq!(code, 22, "{report}");
-    assert_eq!(report["error"]["code"], "CARD_REMOVED");
     assert!(
         report["error"]["message"]
             .as_str()
@@ -313,95 +313,61 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
     );
     assert_eq!(card.numbers_left(), numbers, "no number used");
     assert!(agent.outbox_entries().is_empty());
-    assert_unchanged(&checkout, &before, "a card removed mid-exchange").await;
     card.wait_off_reader().await;
 
-    // No card within the wait: none presented, or one left lying on the reader before the agent asked
-    // for a tap (it must not pay a request it was never presented for).
+    // No card within the wait: one left lying on the reader before the agent asked for a tap (it must
+    // not pay a request it was never presented for), or none at all.
     card.command("insert");
     tokio::time::sleep(Duration::from_millis(1_500)).await; // pcscd sees it
-    let (code, report) = agent
-        .pay(request["id"].as_str().expect("id"), "2s", None)
+    agent
+        .pay_refused(id(&request), "2s", None, (21, "NO_CARD"))
         .await;
-    assert_eq!(
-        (code, &report["error"]["code"]),
-        (21, &json!("NO_CARD")),
-        "{report}"
-    );
     assert_eq!(card.numbers_left(), numbers, "the lying card was not asked");
     card.command("remove");
     card.wait_off_reader().await;
-    let (code, report) = agent
-        .pay(request["id"].as_str().expect("id"), "1s", None)
+    agent
+        .pay_refused(id(&request), "1s", None, (21, "NO_CARD"))
         .await;
-    assert_eq!(
-        (code, &report["error"]["code"]),
-        (21, &json!("NO_CARD")),
-        "{report}"
-    );
-    assert_unchanged(&checkout, &before, "no card").await;
 
-    // A request that is not this terminal's, or does not exist.
-    let (code, report) = agent
-        .pay(
-            &ids::global_id(ids::PAYMENT_REQUEST, Uuid::new_v4()),
-            "1s",
-            None,
-        )
+    // A request that is not this terminal's (or does not exist), and one already paid.
+    let stranger = ids::global_id(ids::PAYMENT_REQUEST, Uuid::new_v4());
+    agent
+        .pay_refused(&stranger, "1s", None, (31, "REQUEST_NOT_FOUND"))
         .await;
-    assert_eq!(
-        (code, &report["error"]["code"]),
-        (31, &json!("REQUEST_NOT_FOUND")),
-        "{report}"
-    );
-    // A request already paid.
-    let (code, report) = agent
-        .pay(untouched_request["id"].as_str().expect("id"), "1s", None)
+    agent
+        .pay_refused(id(&untouched_request), "1s", None, (32, "REQUEST_NOT_OPEN"))
         .await;
-    assert_eq!(
-        (code, &report["error"]["code"]),
-        (32, &json!("REQUEST_NOT_OPEN")),
-        "{report}"
-    );
-    assert_unchanged(&checkout, &before, "unknown and closed requests").await;
     drop(card);
 
-    // A card with no numbers left.
+    // A card with no numbers left, and a card without the payment application (a transit card).
     let mut empty = checkout.card.to_file();
     empty.numbers.clear();
     let card = VirtualCardProcess::start(&empty).await;
-    let (code, report) = agent
-        .pay(
-            request["id"].as_str().expect("id"),
+    agent
+        .pay_refused(
+            id(&request),
             "20s",
             Some((&card, "insert")),
+            (24, "CARD_OUT_OF_NUMBERS"),
         )
         .await;
-    assert_eq!(code, 24, "{report}");
-    assert_eq!(report["error"]["code"], "CARD_OUT_OF_NUMBERS");
-    assert_unchanged(&checkout, &before, "a card out of numbers").await;
     card.command("remove");
     drop(card);
-
-    // A card without the payment application (a transit card, say).
     let card = VirtualCardProcess::start_foreign(&checkout.card.to_file()).await;
-    let (code, report) = agent
-        .pay(
-            request["id"].as_str().expect("id"),
+    agent
+        .pay_refused(
+            id(&request),
             "20s",
             Some((&card, "insert")),
+            (23, "UNKNOWN_CARD_APPLICATION"),
         )
         .await;
-    assert_eq!(
-        (code, &report["error"]["code"]),
-        (23, &json!("UNKNOWN_CARD_APPLICATION")),
-        "{report}"
-    );
-    assert_unchanged(&checkout, &before, "a card of another application").await;
     card.command("remove");
     drop(card);
+    assert_unchanged(&checkout, &before, "taps that could not pay").await;
 
-    // A revoked device: refused before the card is asked anything.
+    // A revoked device: `pay` is refused before it asks for a card, and the long-running agent stops
+    // with the same code.
     let admin = checkout
         .app
         .token(checkout.app.retailer_id, api::auth::Role::Admin)
@@ -425,27 +391,13 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
         )
         .await
         .data("/revokeDevice/device/status");
-    let card = VirtualCardProcess::start(&checkout.card.to_file()).await;
     let before = checkout.app.fingerprint().await;
-    let (code, report) = agent
-        .pay(
-            request["id"].as_str().expect("id"),
-            "5s",
-            Some((&card, "insert")),
-        )
+    agent
+        .pay_refused(id(&request), "5s", None, (30, "DEVICE_REFUSED"))
         .await;
-    assert_eq!(
-        (code, &report["error"]["code"]),
-        (30, &json!("DEVICE_REFUSED")),
-        "{report}"
-    );
-    // The long-running agent stops with the same code.
-    let mut agent = agent;
     agent.start();
     assert_eq!(agent.wait_for_exit().await, 30, "{}", agent.log());
     assert_unchanged(&checkout, &before, "a revoked device").await;
-    card.command("remove");
-    drop(card);
     checkout.app.stop().await;
 }
 
