@@ -220,6 +220,13 @@ impl Agent {
         }
     }
 
+    /// Starts `reader-agent run` and waits until it follows its terminal's payment requests.
+    pub async fn start_following(&mut self) {
+        self.start();
+        self.wait_for_log("following the terminal's payment requests", 1)
+            .await;
+    }
+
     /// `kill -9`: whatever the agent was doing stops there.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.running.take() {

@@ -33,6 +33,15 @@ async fn tablet(checkout: &Checkout, hub_url: &str) -> Agent {
     agent
 }
 
+/// Opens a request for the checkout's order at the agent's terminal, and waits until the agent has it.
+async fn open_at(checkout: &Checkout, agent: &Agent, amount: i64) -> Value {
+    let request = checkout
+        .request_at(&checkout.order, &agent.device, amount)
+        .await;
+    agent.wait_for_log("payment request open", 1).await;
+    request
+}
+
 async fn paid_minor(checkout: &Checkout, order: &str) -> String {
     checkout
         .app
@@ -64,10 +73,7 @@ async fn agent_pays_a_request_end_to_end(backend: Backend) {
     let mut agent = tablet(&checkout, &checkout.app.base_url).await;
     let card = VirtualCardProcess::start(&checkout.card.to_file()).await;
     let numbers_before = card.numbers_left();
-    agent.start();
-    agent
-        .wait_for_log("following the terminal's payment requests", 1)
-        .await;
+    agent.start_following().await;
 
     // The checkout opens a request at the tablet's terminal; its screen follows the request live.
     let request = checkout
@@ -118,10 +124,7 @@ async fn an_outage_loses_no_tap_and_charges_none_twice() {
     let mut agent = tablet(&checkout, &replica.url).await;
     let card_file = checkout.card.to_file();
     let card = VirtualCardProcess::start(&card_file).await;
-    agent.start();
-    agent
-        .wait_for_log("following the terminal's payment requests", 1)
-        .await;
+    agent.start_following().await;
 
     let mut orders = Vec::new();
     let mut requests = Vec::new();
@@ -411,14 +414,8 @@ async fn a_late_tap_is_refused_locally() {
     .await;
     let mut agent = tablet(&checkout, &checkout.app.base_url).await;
     let card = VirtualCardProcess::start(&checkout.card.to_file()).await;
-    agent.start();
-    agent
-        .wait_for_log("following the terminal's payment requests", 1)
-        .await;
-    let request = checkout
-        .request_at(&checkout.order, &agent.device, 1_000)
-        .await;
-    agent.wait_for_log("payment request open", 1).await;
+    agent.start_following().await;
+    let request = open_at(&checkout, &agent, 1_000).await;
     agent.wait_for_log("TAP_DEADLINE_PASSED", 1).await;
     let before = checkout.app.fingerprint().await;
     card.tap();
@@ -509,14 +506,8 @@ async fn after_a_decline_another_card_pays() {
             },
         )
         .expect("personalized");
-    agent.start();
-    agent
-        .wait_for_log("following the terminal's payment requests", 1)
-        .await;
-    let request = checkout
-        .request_at(&checkout.order, &agent.device, 1_000)
-        .await;
-    agent.wait_for_log("payment request open", 1).await;
+    agent.start_following().await;
+    let request = open_at(&checkout, &agent, 1_000).await;
 
     let stranger = VirtualCardProcess::start(&unregistered).await;
     stranger.tap_and_wait().await;
