@@ -278,6 +278,37 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
     assert_eq!(code, 40, "{listing}");
     assert!(listing.contains("REJECTED"), "{listing}");
     assert_unchanged(&checkout, &before, "a tampered outbox entry").await;
+    // A sealed tap the hub refuses for good (a malformed token: VALIDATION): kept in refused/, named
+    // with the code, never retried and never deleted.
+    let refused_request = checkout
+        .request_at(&checkout.new_order(1).await, &agent.device, 500)
+        .await;
+    let mut malformed = sealed_tap(&mut checkout, &refused_request);
+    malformed.token = "AAAA".into();
+    outbox.store(&malformed).expect("sealed");
+    let before = checkout.app.fingerprint().await;
+    let report = agent
+        .pay_refused(id(&refused_request), "1s", None, (13, "HUB_REFUSED"))
+        .await;
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("VALIDATION")),
+        "{report}"
+    );
+    assert!(agent.outbox_entries().is_empty());
+    let refused = agent.outbox_dir().join("refused");
+    let kept: Vec<_> = std::fs::read_dir(&refused)
+        .expect("refused/")
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].ends_with(".tap.VALIDATION"), "{kept:?}");
+    let (_, listing) = agent.outbox_listing().await;
+    assert!(listing.contains("REFUSED"), "{listing}");
+    assert_unchanged(&checkout, &before, "a tap the hub refused for good").await;
+
     let untouched_request = checkout
         .request_at(&checkout.new_order(1).await, &agent.device, 500)
         .await;
