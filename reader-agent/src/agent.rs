@@ -196,7 +196,14 @@ async fn follow(
 async fn drop_closed(hub: HubClient, open: Arc<watch::Sender<OpenRequests>>, session: u64) {
     match hub.open_request_ids().await {
         Ok(Some(listed)) => open.send_modify(|open| {
-            open.retain(|id, (_, reported_in)| *reported_in == session || listed.contains(id))
+            let before = open.len();
+            open.retain(|id, (_, reported_in)| *reported_in == session || listed.contains(id));
+            if open.len() < before {
+                tracing::info!(
+                    dropped = before - open.len(),
+                    "requests closed while the agent was away are dropped"
+                );
+            }
         }),
         Ok(None) => {} // more open requests than one page: keep them all, the till confirms each
         Err(error) => {

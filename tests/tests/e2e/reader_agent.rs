@@ -555,3 +555,44 @@ async fn after_a_decline_another_card_pays() {
     agent.kill();
     checkout.app.stop().await;
 }
+
+/// A request cancelled while the agent could not reach the hub is dropped once it reconnects (the hub
+/// lists what is open now), and no card is asked for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cancelled_during_an_outage_is_dropped() {
+    let checkout = Checkout::new(Backend::Postgres).await;
+    let port = hub_tests::free_port();
+    let mut replica = checkout.app.spawn_replica_on(port).await;
+    let mut agent = tablet(&checkout, &replica.url).await;
+    let card = VirtualCardProcess::start(&checkout.card.to_file()).await;
+    agent.start_following().await;
+    let request = open_at(&checkout, &agent, 1_000).await;
+
+    replica.kill();
+    checkout
+        .app
+        .graphql(
+            Some(&checkout.member),
+            "mutation($id: ID!) { cancelPaymentRequest(input: { id: $id }) { paymentRequest { status } } }",
+            json!({ "id": request["id"] }),
+        )
+        .await
+        .data("/cancelPaymentRequest");
+    let replica = checkout.app.spawn_replica_on(port).await;
+    agent
+        .wait_for_log("requests closed while the agent was away are dropped", 1)
+        .await;
+    agent.wait_for_log("no tap for this request", 1).await;
+    card.tap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        card.status()["payments"],
+        0,
+        "no card asked for a cancelled request"
+    );
+    assert_eq!(request_status(&checkout, &request).await, "CANCELLED");
+    agent.kill();
+    card.command("remove");
+    drop(replica);
+    checkout.app.stop().await;
+}
