@@ -400,8 +400,10 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
     drop(card);
     assert_unchanged(&checkout, &before, "taps that could not pay").await;
 
-    // A revoked device: `pay` is refused before it asks for a card, and the long-running agent stops
-    // with the same code.
+    // A device revoked while its agent runs: the hub closes the connection (4403 at its next check),
+    // the agent reconnects with a fresh token, is refused at connection_init and stops with exit 30;
+    // `pay` is refused before it asks for a card.
+    agent.start_following().await;
     let admin = checkout
         .app
         .token(checkout.app.retailer_id, api::auth::Role::Admin)
@@ -426,11 +428,15 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
         .await
         .data("/revokeDevice/device/status");
     let before = checkout.app.fingerprint().await;
+    assert_eq!(agent.wait_for_exit().await, 30, "{}", agent.log());
+    assert!(
+        agent.log().contains("closed by the hub (4403"),
+        "closed on an open connection first: {}",
+        agent.log()
+    );
     agent
         .pay_refused(id(&request), "5s", None, (30, "DEVICE_REFUSED"))
         .await;
-    agent.start();
-    assert_eq!(agent.wait_for_exit().await, 30, "{}", agent.log());
     assert_unchanged(&checkout, &before, "a revoked device").await;
     checkout.app.stop().await;
 }
