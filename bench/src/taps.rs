@@ -15,8 +15,6 @@
 //! Needs pcscd with vpcd running, and no other card on the virtual reader.
 
 use std::{
-    io::{BufRead, BufReader, Write},
-    os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -337,14 +335,9 @@ impl AgentLog {
     }
 }
 
+/// One command to the virtual card's control socket (the card's own client).
 fn card_command(control: &Path, line: &str) -> anyhow::Result<String> {
-    let mut stream = UnixStream::connect(control)
-        .with_context(|| format!("the virtual card's control socket {}", control.display()))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    writeln!(stream, "{line}")?;
-    let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer)?;
-    Ok(answer.trim().to_owned())
+    reader_agent::virtual_card::command(control, line)
 }
 
 /// Waits until the card is off the reader and pcscd has had time to see it (the agent arms for the

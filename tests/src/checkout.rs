@@ -357,6 +357,30 @@ impl Checkout {
             .to_owned()
     }
 
+    /// Revokes a terminal (its device) as the retailer's ADMIN, at the version it has now.
+    pub async fn revoke_device(&self, device: &str) {
+        let admin = self.app.token(self.app.retailer_id, Role::Admin).await;
+        let version = self
+            .app
+            .graphql(
+                Some(&admin),
+                "query($id: ID!) { node(id: $id) { ... on Device { version } } }",
+                json!({ "id": device }),
+            )
+            .await
+            .data("/node/version")
+            .clone();
+        let revoked = self
+            .app
+            .graphql(
+                Some(&admin),
+                "mutation($id: ID!, $v: Int!) { revokeDevice(input: { id: $id, version: $v }) { device { status } } }",
+                json!({ "id": device, "v": version }),
+            )
+            .await;
+        assert_eq!(revoked.data("/revokeDevice/device/status"), "REVOKED");
+    }
+
     /// Another card of the bank (its id and key seeded by `seed`), registered by the bank.
     pub async fn add_card(&self, seed: u8) -> (CardId, SigningKey) {
         let key = SigningKey::from_bytes(&[seed; 32]);

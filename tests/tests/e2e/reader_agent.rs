@@ -404,29 +404,7 @@ async fn taps_that_cannot_pay_say_why_and_change_nothing() {
     // the agent reconnects with a fresh token, is refused at connection_init and stops with exit 30;
     // `pay` is refused before it asks for a card.
     agent.start_following().await;
-    let admin = checkout
-        .app
-        .token(checkout.app.retailer_id, api::auth::Role::Admin)
-        .await;
-    let version = checkout
-        .app
-        .graphql(
-            Some(&admin),
-            "query($id: ID!) { node(id: $id) { ... on Device { version } } }",
-            json!({ "id": agent.device }),
-        )
-        .await
-        .data("/node/version")
-        .clone();
-    checkout
-        .app
-        .graphql(
-            Some(&admin),
-            "mutation($id: ID!, $v: Int!) { revokeDevice(input: { id: $id, version: $v }) { device { status } } }",
-            json!({ "id": agent.device, "v": version }),
-        )
-        .await
-        .data("/revokeDevice/device/status");
+    checkout.revoke_device(&agent.device).await;
     let before = checkout.app.fingerprint().await;
     assert_eq!(agent.wait_for_exit().await, 30, "{}", agent.log());
     assert!(

@@ -309,19 +309,7 @@ async fn checkout_flow(backend: Backend) {
     assert_eq!(update["terminalPaymentRequests"]["status"], "PAID");
 
     // Revoking the device closes its connection.
-    let admin = checkout
-        .app
-        .token(checkout.app.retailer_id, Role::Admin)
-        .await;
-    checkout
-        .app
-        .graphql(
-            Some(&admin),
-            "mutation($input: RevokeDeviceInput!) { revokeDevice(input: $input) { device { status } } }",
-            json!({ "input": { "id": terminal, "version": 1 } }),
-        )
-        .await
-        .data("/revokeDevice");
+    checkout.revoke_device(&terminal).await;
     match reader.next(Duration::from_secs(10)).await {
         Some(Received::Closed(4403, reason)) => assert!(reason.contains("revoked"), "{reason}"),
         other => panic!("expected close 4403 after the revocation, got {other:?}"),
