@@ -1,4 +1,4 @@
-//! The `hub` command line: `serve` (default), `token create`, `schema`, `migrate`, `keygen`.
+//! The `hub` command line: `serve` (default), `token create`, `schema`, `migrate`, `keygen`, `keys`.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -34,6 +34,9 @@ pub enum Command {
     Schema,
     /// Run database migrations and exit.
     Migrate,
+    /// Field-encryption keys: progress, and rotation while the hub serves.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Create a new ed25519 token-signing key file (PKCS#8 PEM, mode 0600); never overwrites.
     Keygen {
         #[arg(long)]
@@ -45,6 +48,26 @@ pub enum Command {
         /// used under them stay checked); give every replica the new file.
         #[arg(long, requires = "secret")]
         rotate: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print the keys (ids and fingerprints) and how many rows each table still has under older data
+    /// keys (`--json` for JSON).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new primary data key. Every replica picks it up within `HUB_KEY_REFRESH_MS` and the
+    /// replicas re-encrypt older rows in the background; watch `hub keys status`.
+    RotateData,
+    /// Rewrap every key under a new master key (no row changes). Then give the replicas the new key
+    /// and restart them one by one; the old key is not needed afterwards.
+    RotateMaster {
+        /// File with the new master key (create it with `hub keygen --secret --out FILE`).
+        #[arg(long)]
+        new_master_key_file: PathBuf,
     },
 }
 
@@ -93,10 +116,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Migrate) => {
             let db = crate::db::connect(&cli.config).await?;
-            crate::db::migrate(&db).await?;
+            crate::db::migrate(&db, server::load_master_key(&cli.config)?).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
+        Some(Command::Keys(command)) => keys(&cli.config, command).await,
         Some(Command::Keygen {
             out,
             secret,
@@ -134,6 +158,80 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             let minted = identity.mint_for(&member, ttl.map(Duration::from_secs))?;
             println!("{}", minted.token);
+            Ok(())
+        }
+    }
+}
+
+async fn keys(config: &HubConfig, command: KeysCommand) -> anyhow::Result<()> {
+    use crate::crypto::{MasterKey, reseal, vault};
+    let db = crate::db::connect(config).await?;
+    match command {
+        KeysCommand::Status { json } => {
+            let status = reseal::status(&db)
+                .await
+                .map_err(|err| anyhow::anyhow!("cannot read the key status: {err}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+                return Ok(());
+            }
+            println!("primary data key: {}", status.primary);
+            for key in &status.keys {
+                println!(
+                    "key {} {:<11} created {} master {}{}",
+                    key.id,
+                    key.purpose,
+                    key.created_at.to_rfc3339(),
+                    key.master_fingerprint,
+                    if key.primary { " (primary)" } else { "" }
+                );
+            }
+            for table in &status.tables {
+                let by_key: Vec<String> = table
+                    .rows_by_key
+                    .iter()
+                    .map(|(key, rows)| format!("key {key}: {rows}"))
+                    .collect();
+                println!(
+                    "{}: {} rows to re-encrypt ({})",
+                    table.table,
+                    table.pending,
+                    if by_key.is_empty() {
+                        "no rows".to_owned()
+                    } else {
+                        by_key.join(", ")
+                    }
+                );
+            }
+            println!(
+                "{}",
+                if status.pending == 0 {
+                    "every row is under the primary key".to_owned()
+                } else {
+                    format!("{} rows still under older keys", status.pending)
+                }
+            );
+            Ok(())
+        }
+        KeysCommand::RotateData => {
+            let master = server::load_master_key(config)?;
+            let id = vault::rotate_data_key(&db, &master).await?;
+            println!(
+                "data key {id} is now primary; replicas re-encrypt older rows in the background"
+            );
+            Ok(())
+        }
+        KeysCommand::RotateMaster {
+            new_master_key_file,
+        } => {
+            let old = server::load_master_key(config)?;
+            let new = MasterKey::load(&new_master_key_file)?;
+            let count = vault::rotate_master_key(&db, &old, &new).await?;
+            println!(
+                "{count} keys rewrapped under master key {}; restart every replica with {}",
+                new.fingerprint(),
+                new_master_key_file.display()
+            );
             Ok(())
         }
     }

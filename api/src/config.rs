@@ -30,6 +30,23 @@ pub struct HubConfig {
     #[arg(long, env = "HUB_NUMBER_HASH_KEY_FILE", global = true)]
     pub number_hash_key_file: Option<PathBuf>,
 
+    /// File with the master key (32 bytes, base64) that wraps the field-encryption keys. Default:
+    /// `<data-dir>/master.key`, created on first start in embedded mode; production needs this or
+    /// `HUB_MASTER_KEY`.
+    #[arg(long, env = "HUB_MASTER_KEY_FILE", global = true)]
+    pub master_key_file: Option<PathBuf>,
+
+    /// The master key itself (base64 of 32 bytes), for deployments that pass secrets in the
+    /// environment; `HUB_MASTER_KEY_FILE` wins when both are set. Never printed.
+    #[arg(
+        long = "master-key",
+        env = "HUB_MASTER_KEY",
+        global = true,
+        hide_env_values = true,
+        hide = true
+    )]
+    pub master_key: Option<String>,
+
     /// `iss` and `aud` of the tokens the hub mints and accepts.
     #[arg(
         long,
@@ -86,6 +103,38 @@ pub struct HubConfig {
 
     #[command(flatten)]
     pub subscriptions: SubscriptionLimits,
+
+    #[command(flatten)]
+    pub encryption: EncryptionSettings,
+}
+
+/// Pace of field encryption's background work.
+#[derive(Debug, Clone, Args)]
+pub struct EncryptionSettings {
+    /// Rows re-encrypted per transaction after a data-key rotation.
+    #[arg(long, env = "HUB_RESEAL_BATCH", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=10_000), global = true)]
+    pub reseal_batch: u64,
+    /// Pause between two re-encryption batches, in milliseconds (requests get the database between).
+    #[arg(long, env = "HUB_RESEAL_PAUSE_MS", default_value_t = 20, global = true)]
+    pub reseal_pause_ms: u64,
+    /// How often each replica reads the key table for keys rotated elsewhere, in milliseconds.
+    #[arg(
+        long,
+        env = "HUB_KEY_REFRESH_MS",
+        default_value_t = 2_000,
+        global = true
+    )]
+    pub key_refresh_ms: u64,
+}
+
+impl Default for EncryptionSettings {
+    fn default() -> Self {
+        Self {
+            reseal_batch: 200,
+            reseal_pause_ms: 20,
+            key_refresh_ms: 2_000,
+        }
+    }
 }
 
 /// Limits of the secure payment mode, in minor units of the payment's currency.
@@ -346,6 +395,9 @@ impl HubConfig {
             log_format: LogFormat::Text,
             limits: Limits::default(),
             number_hash_key_file: None,
+            master_key_file: None,
+            master_key: None,
+            encryption: EncryptionSettings::default(),
             payment_limits: PaymentLimits::default(),
             subscriptions: SubscriptionLimits::default(),
         }
@@ -382,6 +434,12 @@ impl HubConfig {
             .unwrap_or_else(|| self.data_dir.join("number-hash.key"))
     }
 
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
     /// The hub's identity in card signatures: the same for every replica of one deployment.
     pub fn hub_instance_id(&self) -> card_protocol::HubInstanceId {
         use sha2::{Digest, Sha256};
@@ -402,7 +460,7 @@ impl HubConfig {
     /// One log line describing the configuration, with credentials masked.
     pub fn describe(&self) -> String {
         format!(
-            "mode={:?} database={} redis={} data_dir={} signing_key={} audience={} \
+            "mode={:?} database={} redis={} data_dir={} signing_key={} master_key={} audience={} \
              max_token_lifetime={}s metrics_listen={} metrics_token={} max_body_bytes={} \
              max_depth={} max_complexity={} max_selections={} timeout={}s introspection={}",
             self.mode(),
@@ -413,6 +471,10 @@ impl HubConfig {
                 .unwrap_or_else(|| "none".into()),
             self.data_dir.display(),
             self.signing_key_path().display(),
+            match (&self.master_key_file, &self.master_key) {
+                (None, Some(_)) => "HUB_MASTER_KEY (***)".to_owned(),
+                _ => self.master_key_path().display().to_string(),
+            },
             self.token_audience,
             self.max_token_lifetime_secs,
             self.metrics_listen

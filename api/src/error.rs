@@ -57,6 +57,10 @@ pub enum ApiError {
     /// More subscriptions on one connection than allowed.
     #[error("too many subscriptions on this connection (at most {limit})")]
     TooManySubscriptions { limit: usize },
+    /// A sealed value that does not open: altered or moved in the database, or under a key this hub
+    /// does not hold. Names the table and column, never the value.
+    #[error("{0}")]
+    Unreadable(crate::crypto::CryptoError),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -91,6 +95,7 @@ impl ApiError {
             Self::SlowConsumer { .. } => "SLOW_CONSUMER",
             Self::CursorExpired { .. } => "CURSOR_EXPIRED",
             Self::TooManySubscriptions { .. } => "TOO_MANY_SUBSCRIPTIONS",
+            Self::Unreadable(_) => "DECRYPTION_FAILED",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -116,7 +121,7 @@ impl ApiError {
             Self::SlowConsumer { .. } | Self::TooManySubscriptions { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal(_) | Self::Unreadable(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -61,6 +61,10 @@ actions! {
     RequestPayment,
     /// Submit a one-time number for a payment request (the terminal's device only).
     SubmitPayment,
+    /// Read the whole one-time-number token kept sealed in a payment's evidence (the issuer's ADMIN).
+    ReadCardData,
+    /// Read how field encryption stands: keys and re-encryption progress (the platform operator).
+    ReadEncryptionStatus,
 }
 
 /// Allows `action` for `principal`, or says FORBIDDEN with the rule that stopped it.
@@ -92,7 +96,10 @@ pub fn authorize(principal: &Principal, action: Action) -> ApiResult<()> {
             matches!(principal.role, Role::Admin | Role::Member)
                 && principal.is_financial_provider()
         }
-        Action::CreateOrganization => principal.role == Role::Admin && principal.is_retailer(),
+        Action::ReadCardData => principal.role == Role::Admin && principal.is_financial_provider(),
+        Action::CreateOrganization | Action::ReadEncryptionStatus => {
+            principal.role == Role::Admin && principal.is_retailer()
+        }
     };
     if allowed {
         Ok(())
@@ -120,6 +127,8 @@ fn rule(action: Action) -> &'static str {
         }
         Action::RequestPayment => "requesting payments requires the MEMBER or ADMIN role",
         Action::SubmitPayment => "only the terminal's device submits card payments",
+        Action::ReadCardData => "reading card data requires the ADMIN role of the card's issuer",
+        Action::ReadEncryptionStatus => "only the retailer's ADMIN reads the encryption status",
     }
 }
 
@@ -444,8 +453,12 @@ mod tests {
                 .concat(),
             };
             match (kind, role) {
-                (Retailer, Role::Admin) => allowed.push(CreateOrganization),
-                (FinancialProvider, Role::Admin) => allowed.extend([ManageKeys, IssueCards]),
+                (Retailer, Role::Admin) => {
+                    allowed.extend([CreateOrganization, ReadEncryptionStatus])
+                }
+                (FinancialProvider, Role::Admin) => {
+                    allowed.extend([ManageKeys, IssueCards, ReadCardData])
+                }
                 (FinancialProvider, Role::Member) => allowed.push(IssueCards),
                 _ => {}
             }
@@ -466,7 +479,7 @@ mod tests {
         }
         assert_eq!(
             Action::ALL.len(),
-            13,
+            15,
             "a new action needs a row in the table above"
         );
     }

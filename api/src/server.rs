@@ -36,7 +36,9 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
             "generated a new token-signing key; production must supply its own (HUB_SIGNING_KEY_FILE)"
         );
     }
-    let (_retailer, admin) = crate::db::migrate_and_bootstrap(&db, &config.retailer_name).await?;
+    let master = load_master_key(&config)?;
+    let (vault, _retailer, admin) =
+        crate::db::migrate_and_bootstrap(&db, master, &config.retailer_name).await?;
 
     let hash_key_path = config.number_hash_key_path();
     let (number_hash_keys, generated) =
@@ -80,7 +82,7 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
     let services = Services {
         db: db.clone(),
         identity: IdentityService::new(db.clone(), issuer.clone()),
-        master_data: MasterDataService::new(db.clone()),
+        master_data: MasterDataService::new(db.clone(), vault.clone()),
         financial: FinancialService::new(db.clone(), outbox.clone()),
         events: EventService::new(db.clone()),
         payment_keys: PaymentKeysService::new(db.clone()),
@@ -96,8 +98,10 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
             config.payment_limits.clone(),
             config.hub_instance_id(),
             number_hash_keys,
+            vault.clone(),
         ),
         feed,
+        vault,
     };
     if mode == Mode::Embedded {
         write_admin_token(&config, &services.identity, &admin)?;
@@ -120,6 +124,37 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         statements,
         config: Arc::new(config),
     })
+}
+
+/// The master key: a file (`HUB_MASTER_KEY_FILE`), else the environment (`HUB_MASTER_KEY`), else in
+/// the embedded default `<data-dir>/master.key`, created with a warning on first start. Production
+/// mode never creates one.
+pub fn load_master_key(config: &HubConfig) -> anyhow::Result<crate::crypto::MasterKey> {
+    use crate::crypto::MasterKey;
+    if let Some(path) = &config.master_key_file {
+        return Ok(MasterKey::load(path)?);
+    }
+    if let Some(text) = &config.master_key {
+        return Ok(MasterKey::from_base64(text)?);
+    }
+    if config.mode() == Mode::Production {
+        anyhow::bail!(
+            "production mode needs a master key for field encryption: set HUB_MASTER_KEY_FILE (or \
+             HUB_MASTER_KEY); create one with `hub keygen --secret --out FILE`, and give every \
+             replica the same"
+        );
+    }
+    let path = config.master_key_path();
+    if !path.exists() {
+        crate::auth::generate_secret_file(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        tracing::warn!(
+            path = %path.display(),
+            "generated a new master key; production must supply its own (HUB_MASTER_KEY_FILE), \
+             and losing it loses every encrypted field"
+        );
+    }
+    Ok(MasterKey::load(&path)?)
 }
 
 /// Writes a fresh admin token for the embedded default, readable by the owner only.
@@ -148,7 +183,8 @@ fn write_admin_token(
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// The work a serving hub does besides answering requests: stamping event positions, feeding live
-/// subscriptions (and listening for other replicas' stamps), purging expired idempotency keys. Aborted when the hub stops.
+/// subscriptions (and listening for other replicas' stamps), purging expired idempotency keys, learning
+/// rotated data keys and re-encrypting rows under older ones. Aborted when the hub stops.
 pub fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
     let db = state.outbox.db().clone();
     let purge = tokio::spawn(async move {
@@ -162,7 +198,27 @@ pub fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
             }
         }
     });
-    let mut tasks = vec![state.outbox.spawn(), state.services.feed.spawn(), purge];
+    let encryption = &state.config.encryption;
+    let resealer = crate::crypto::reseal::Resealer::new(
+        state.db.clone(),
+        state.services.vault.clone(),
+        crate::crypto::reseal::ResealPace {
+            batch: encryption.reseal_batch,
+            pause: Duration::from_millis(encryption.reseal_pause_ms),
+            idle: Duration::from_secs(2),
+        },
+    );
+    let key_refresh = state
+        .services
+        .vault
+        .spawn_refresh(Duration::from_millis(encryption.key_refresh_ms.max(100)));
+    let mut tasks = vec![
+        state.outbox.spawn(),
+        state.services.feed.spawn(),
+        purge,
+        resealer.spawn(),
+        key_refresh,
+    ];
     tasks.extend(state.outbox.bus().spawn_listener());
     tasks
 }

@@ -3,6 +3,7 @@
 pub mod card;
 pub mod customer;
 pub mod device;
+pub mod encryption_key;
 pub mod event;
 pub mod event_recipient;
 pub mod idempotency_record;

@@ -75,6 +75,10 @@ pub struct Model {
     pub replay: bool,
     /// The token with its 16 digits zeroed (the number is only in `number_hash`).
     pub redacted_token: Vec<u8>,
+    /// The whole token, sealed (field-level encryption under data key `key_id`): shown only to the
+    /// card's issuer. Absent in evidence recorded before the hub kept it.
+    pub token_sealed: Option<Vec<u8>>,
+    pub key_id: Option<i32>,
     pub number_hash: Vec<u8>,
     pub hash_key_id: i32,
     pub card_signature: Vec<u8>,

@@ -12,8 +12,11 @@ mod m20261126_000006_number_hash_rotation;
 mod m20261126_000007_payment_flags;
 mod m20261126_000008_hardening;
 mod m20261126_000009_share_grants_unique;
+mod m20261203_000010_sealed_fields;
+mod m20261203_000011_drop_plaintext;
 
 pub use m20261126_000008_hardening::PREFIX_RANGES_DISJOINT;
+pub use m20261203_000011_drop_plaintext::DROP_PLAINTEXT;
 
 pub struct Migrator;
 
@@ -30,6 +33,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000007_payment_flags::Migration),
             Box::new(m20261126_000008_hardening::Migration),
             Box::new(m20261126_000009_share_grants_unique::Migration),
+            Box::new(m20261203_000010_sealed_fields::Migration),
+            Box::new(m20261203_000011_drop_plaintext::Migration),
         ]
     }
 }

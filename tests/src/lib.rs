@@ -25,7 +25,7 @@ use uuid::Uuid;
 pub use api::records::{GlobalId, RecordKind};
 pub use postgres::TestDatabase;
 pub use private_redis::PrivateRedis;
-pub use replicas::{ReplicaProcess, Replicas};
+pub use replicas::{MASTER_KEY_FILE, ReplicaProcess, Replicas};
 pub use subscriber::{Received, Subscriber};
 
 /// Which database a test runs against.
@@ -106,6 +106,9 @@ impl TestApp {
                 let hash_key = data_dir.path().join("operator-number-hash.key");
                 api::auth::generate_secret_file(&hash_key).expect("number-hash key");
                 config.number_hash_key_file = Some(hash_key);
+                let master_key = data_dir.path().join(replicas::MASTER_KEY_FILE);
+                api::auth::generate_secret_file(&master_key).expect("master key");
+                config.master_key_file = Some(master_key);
                 Some(database)
             }
             Backend::Sqlite => None,
@@ -245,6 +248,22 @@ impl TestApp {
     /// Starts a second replica with another number-hash key file (a rotated ring, say).
     pub async fn spawn_replica_with_hash_key(&self, hash_key: &std::path::Path) -> ReplicaProcess {
         self.spawn_replica_at(hash_key, free_port()).await
+    }
+
+    /// A second replica with extra environment (which wins over this hub's), e.g. a log level.
+    pub async fn spawn_replica_with_env(&self, env: &[(String, String)]) -> ReplicaProcess {
+        let config = &self.hub.state.config;
+        let mut all = self.replica_env();
+        all.extend(env.iter().cloned());
+        ReplicaProcess::start(
+            &self.replica_database_url(),
+            &config.signing_key_path(),
+            &config.number_hash_key_path(),
+            self.data_dir.path(),
+            free_port(),
+            &all,
+        )
+        .await
     }
 
     /// A replica on a chosen port (to restart a stopped one where its clients expect it).

@@ -48,7 +48,17 @@ fn with_database(url: &str, database: &str) -> String {
 }
 
 impl TestDatabase {
+    /// A database migrated to the current schema (a copy of the run's template).
     pub async fn create() -> Self {
+        Self::create_from_template(true).await
+    }
+
+    /// A database without any schema (to migrate it step by step, as an upgrade would).
+    pub async fn create_empty() -> Self {
+        Self::create_from_template(false).await
+    }
+
+    async fn create_from_template(from_template: bool) -> Self {
         let admin_url = admin_url();
         let run = std::env::var("HUB_TEST_RUN_ID").ok();
         let name = format!(
@@ -62,7 +72,7 @@ impl TestDatabase {
         let admin = Database::connect(options).await.unwrap_or_else(|err| {
             panic!("PostgreSQL is required for this test and is unreachable at {admin_url}: {err}")
         });
-        let create = match &run {
+        let create = match run.as_ref().filter(|_| from_template) {
             Some(run) => {
                 let template = ensure_template(&admin, &admin_url, run).await;
                 format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")

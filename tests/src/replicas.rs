@@ -11,6 +11,10 @@ use uuid::Uuid;
 
 use crate::{Fingerprint, TestDatabase, free_port, hub_binary};
 
+/// Where the harness keeps a production-mode hub's master key, in its data directory (replicas started
+/// with that directory read it from there).
+pub const MASTER_KEY_FILE: &str = "operator-master.key";
+
 pub struct Replicas {
     /// Base URLs, one per process.
     pub urls: Vec<String>,
@@ -39,6 +43,9 @@ impl Replicas {
         let hash_key = dir.path().join("number-hash.key");
         api::auth::generate_secret_file(&hash_key).expect("number-hash key");
         config.number_hash_key_file = Some(hash_key.clone());
+        let master_key = dir.path().join(MASTER_KEY_FILE);
+        api::auth::generate_secret_file(&master_key).expect("master key");
+        config.master_key_file = Some(master_key);
         // Migrate and bootstrap before the replicas start, so minting tokens below cannot race them.
         let state = api::server::prepare(config)
             .await
@@ -98,6 +105,59 @@ impl Replicas {
         Fingerprint::take(&self.state.db).await
     }
 
+    pub fn database_url(&self) -> &str {
+        self.database.as_ref().map_or("", |database| database.url())
+    }
+
+    /// The directory the replicas share (keys, logs).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// The master key file the replicas were started with.
+    pub fn master_key_path(&self) -> std::path::PathBuf {
+        self.dir().join(MASTER_KEY_FILE)
+    }
+
+    /// `kill -9` of replica `index`: it gets no chance to finish anything.
+    pub fn kill(&mut self, index: usize) {
+        let _ = self.children[index].kill();
+        let _ = self.children[index].wait();
+    }
+
+    /// One more replica process on the same database, with extra environment (which wins).
+    pub async fn spawn_one(&self, env: &[(String, String)]) -> ReplicaProcess {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(50);
+        let index = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (child, url) = spawn_hub(
+            self.database_url(),
+            &self.dir().join("signing-key.pem"),
+            &self.dir().join("number-hash.key"),
+            self.dir(),
+            index,
+            free_port(),
+            env,
+        );
+        wait_until_healthy(&url).await;
+        ReplicaProcess {
+            url,
+            log: self.dir().join(format!("replica-{index}.log")),
+            child,
+        }
+    }
+
+    /// A replica that must refuse to start (within 60 s); returns what it logged.
+    pub async fn refused(&self, env: &[(String, String)]) -> String {
+        ReplicaProcess::refused(
+            self.database_url(),
+            &self.dir().join("signing-key.pem"),
+            &self.dir().join("number-hash.key"),
+            self.dir(),
+            env,
+        )
+        .await
+    }
+
     /// Kills the processes and drops the database.
     pub async fn stop(mut self) {
         for child in &mut self.children {
@@ -153,6 +213,7 @@ pub(crate) fn spawn_hub(
         .env("DATABASE_URL", database_url)
         .env("HUB_SIGNING_KEY_FILE", key)
         .env("HUB_NUMBER_HASH_KEY_FILE", hash_key)
+        .env("HUB_MASTER_KEY_FILE", dir.join(MASTER_KEY_FILE))
         .env("HUB_DATA_DIR", dir)
         .env("HUB_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
@@ -185,6 +246,8 @@ pub(crate) async fn wait_until_healthy(url: &str) {
 /// A second replica, as a real process, next to an in-process [`crate::TestApp`] on PostgreSQL.
 pub struct ReplicaProcess {
     pub url: String,
+    /// What the process logs (stderr).
+    pub log: std::path::PathBuf,
     child: Child,
 }
 
@@ -199,7 +262,11 @@ impl ReplicaProcess {
     ) -> Self {
         let (child, url) = spawn_hub(database_url, key, hash_key, dir, 99, port, env);
         wait_until_healthy(&url).await;
-        Self { url, child }
+        Self {
+            url,
+            log: dir.join("replica-99.log"),
+            child,
+        }
     }
 
     /// Starts a hub that must exit with an error within 60 s; returns its log.

@@ -2,15 +2,16 @@
 //! keeps only wrapped. Rotating the master key rewraps the data keys and touches no row; rotating a data
 //! key adds a new primary one, and rows move to it as they are re-sealed.
 //!
-//! A wrapped data key is `version (1) || nonce (12) || AES-256-GCM-SIV ciphertext of the 32 key bytes with
-//! its tag`, under the master key, with associated data `"ICH/data-key/v1" || 0x00 || key id (u32 BE)`:
-//! a wrapped key moved to another id does not unwrap. The master key is identified by a fingerprint
+//! A wrapped key is `version (1) || nonce (12) || AES-256-GCM-SIV ciphertext of the 32 key bytes with
+//! its tag`, under the master key, with associated data
+//! `"ICH/data-key/v1" || 0x00 || purpose (ASCII) || 0x00 || key id (u32 BE)`: a wrapped key moved to
+//! another id or purpose (a field key posing as the blind-index key) does not unwrap. The master key is identified by a fingerprint
 //! (the first 8 bytes of HMAC-SHA-256 under the key of `"ICH/master-key-id/v1"`, hex), stored beside the
 //! wrapped keys, so a hub started with the wrong master key says so instead of failing row by row.
 //!
 //! Key material is zeroized when dropped and never printed (`Debug` shows ids and fingerprints only).
 
-use std::{collections::BTreeMap, fmt, path::Path};
+use std::{collections::BTreeMap, fmt, path::Path, sync::Arc};
 
 use aes_gcm_siv::{
     Aes256GcmSiv, Nonce,
@@ -26,6 +27,33 @@ use super::{CryptoError, cipher_for};
 const WRAP_VERSION: u8 = 1;
 const WRAP_DOMAIN: &[u8] = b"ICH/data-key/v1\x00";
 const NONCE_LEN: usize = 12;
+
+/// What a wrapped key is for; bound into its wrapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyPurpose {
+    /// Seals field values ([`DataKey`]s of the ring).
+    Field,
+    /// Keys the blind indexes (HMAC), never used to encrypt.
+    BlindIndex,
+}
+
+impl KeyPurpose {
+    /// The name stored in the key table and bound into the wrapping.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Field => "FIELD",
+            Self::BlindIndex => "BLIND_INDEX",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "FIELD" => Some(Self::Field),
+            "BLIND_INDEX" => Some(Self::BlindIndex),
+            _ => None,
+        }
+    }
+}
 
 /// A data key's id: positive, stored with every value sealed under it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,6 +83,11 @@ impl DataKey {
     pub(super) fn cipher(&self) -> Aes256GcmSiv {
         cipher_for(&self.0)
     }
+
+    /// The raw bytes, for keys used as HMAC keys (the blind-index key).
+    pub(super) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for DataKey {
@@ -66,18 +99,34 @@ impl fmt::Debug for DataKey {
 /// The data keys a hub holds, unwrapped; the highest id is the primary (new values are sealed under it).
 #[derive(Debug)]
 pub struct KeyRing {
-    keys: BTreeMap<KeyId, DataKey>,
+    keys: BTreeMap<KeyId, Arc<DataKey>>,
 }
 
 impl KeyRing {
     /// A ring of at least one key, with distinct positive ids.
     pub fn new(keys: Vec<(KeyId, DataKey)>) -> Result<Self, CryptoError> {
         let count = keys.len();
-        let keys: BTreeMap<KeyId, DataKey> = keys.into_iter().collect();
+        let keys: BTreeMap<KeyId, Arc<DataKey>> = keys
+            .into_iter()
+            .map(|(id, key)| (id, Arc::new(key)))
+            .collect();
         if keys.is_empty() || keys.len() != count || keys.contains_key(&KeyId(0)) {
             return Err(CryptoError::MasterKey(
                 "a key ring needs at least one data key, with distinct ids above 0".into(),
             ));
+        }
+        Ok(Self { keys })
+    }
+
+    /// This ring with `more` keys added (ids it holds already are refused).
+    pub fn with_keys(&self, more: Vec<(KeyId, DataKey)>) -> Result<Self, CryptoError> {
+        let mut keys = self.keys.clone();
+        for (id, key) in more {
+            if id == KeyId(0) || keys.insert(id, Arc::new(key)).is_some() {
+                return Err(CryptoError::MasterKey(format!(
+                    "data key {id} is already in the ring, or not above 0"
+                )));
+            }
         }
         Ok(Self { keys })
     }
@@ -91,7 +140,7 @@ impl KeyRing {
     }
 
     pub fn get(&self, id: KeyId) -> Option<&DataKey> {
-        self.keys.get(&id)
+        self.keys.get(&id).map(|key| &**key)
     }
 
     pub fn ids(&self) -> impl Iterator<Item = KeyId> + '_ {
@@ -144,14 +193,21 @@ impl MasterKey {
             .collect()
     }
 
-    fn associated_data(id: KeyId) -> Vec<u8> {
+    fn associated_data(purpose: KeyPurpose, id: KeyId) -> Vec<u8> {
         let mut aad = WRAP_DOMAIN.to_vec();
+        aad.extend_from_slice(purpose.as_str().as_bytes());
+        aad.push(0);
         aad.extend_from_slice(&id.0.to_be_bytes());
         aad
     }
 
-    /// Wraps a data key for storage under `id`.
-    pub fn wrap(&self, id: KeyId, key: &DataKey) -> Result<Vec<u8>, CryptoError> {
+    /// Wraps a key for storage under `purpose` and `id`.
+    pub fn wrap(
+        &self,
+        purpose: KeyPurpose,
+        id: KeyId,
+        key: &DataKey,
+    ) -> Result<Vec<u8>, CryptoError> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
         let ciphertext = cipher_for(&self.0)
@@ -159,7 +215,7 @@ impl MasterKey {
                 &Nonce::from(nonce),
                 Payload {
                     msg: key.0.as_slice(),
-                    aad: &Self::associated_data(id),
+                    aad: &Self::associated_data(purpose, id),
                 },
             )
             .map_err(|_| CryptoError::MasterKey("cannot wrap a data key".into()))?;
@@ -169,11 +225,17 @@ impl MasterKey {
         Ok(wrapped)
     }
 
-    /// Unwraps the data key stored under `id`.
-    pub fn unwrap_key(&self, id: KeyId, wrapped: &[u8]) -> Result<DataKey, CryptoError> {
+    /// Unwraps the key stored under `purpose` and `id`.
+    pub fn unwrap_key(
+        &self,
+        purpose: KeyPurpose,
+        id: KeyId,
+        wrapped: &[u8],
+    ) -> Result<DataKey, CryptoError> {
         let refused = || {
             CryptoError::MasterKey(format!(
-                "data key {id} does not unwrap with master key {}",
+                "{} key {id} does not unwrap with master key {}",
+                purpose.as_str(),
                 self.fingerprint()
             ))
         };
@@ -189,7 +251,7 @@ impl MasterKey {
                     &Nonce::from(nonce),
                     Payload {
                         msg: ciphertext,
-                        aad: &Self::associated_data(id),
+                        aad: &Self::associated_data(purpose, id),
                     },
                 )
                 .map_err(|_| refused())?,
@@ -208,9 +270,12 @@ mod tests {
     fn data_keys_unwrap_with_their_master_key_and_id_only() {
         let master = MasterKey::from_bytes([3; 32]);
         let key = DataKey::generate().expect("key");
-        let wrapped = master.wrap(KeyId(1), &key).expect("wrapped");
+        let field = KeyPurpose::Field;
+        let wrapped = master.wrap(field, KeyId(1), &key).expect("wrapped");
         assert_eq!(wrapped.len(), 1 + 12 + 32 + 16);
-        let unwrapped = master.unwrap_key(KeyId(1), &wrapped).expect("unwraps");
+        let unwrapped = master
+            .unwrap_key(field, KeyId(1), &wrapped)
+            .expect("unwraps");
 
         // The unwrapped key opens what the original sealed.
         let place = FieldPlace {
@@ -228,17 +293,25 @@ mod tests {
         assert_eq!(open(&ring, place, &sealed).expect("opens").as_slice(), b"x");
 
         assert!(
-            master.unwrap_key(KeyId(2), &wrapped).is_err(),
+            master.unwrap_key(field, KeyId(2), &wrapped).is_err(),
             "moved to another id"
         );
+        assert!(
+            master
+                .unwrap_key(KeyPurpose::BlindIndex, KeyId(1), &wrapped)
+                .is_err(),
+            "moved to another purpose"
+        );
         let other = MasterKey::from_bytes([4; 32]);
-        let refused = other.unwrap_key(KeyId(1), &wrapped).expect_err("refused");
+        let refused = other
+            .unwrap_key(field, KeyId(1), &wrapped)
+            .expect_err("refused");
         assert!(
             refused.to_string().contains(&other.fingerprint()),
             "{refused}"
         );
         assert!(
-            master.unwrap_key(KeyId(1), &wrapped[..20]).is_err(),
+            master.unwrap_key(field, KeyId(1), &wrapped[..20]).is_err(),
             "truncated"
         );
     }

@@ -22,6 +22,7 @@ use sea_orm::{
 
 use crate::{
     config::{HubConfig, Mode},
+    crypto::{MasterKey, Vault},
     error::ApiResult,
     identity::IdentityService,
 };
@@ -109,27 +110,87 @@ fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// Runs pending migrations and creates the retailer and its first admin, once, even when several
-/// replicas start together (PostgreSQL advisory lock held for the duration).
+/// replicas start together (PostgreSQL advisory lock held for the duration). Opens the field-encryption
+/// keys on the way (creating them on a new database).
 pub async fn migrate_and_bootstrap(
     db: &DatabaseConnection,
+    master: MasterKey,
     retailer_name: &str,
-) -> anyhow::Result<(entities::organization::Model, entities::member::Model)> {
+) -> anyhow::Result<(
+    Vault,
+    entities::organization::Model,
+    entities::member::Model,
+)> {
     let lock = migration_lock(db).await?;
-    Migrator::up(db, None).await.context("migrations failed")?;
-    let bootstrap = IdentityService::ensure_retailer(db, retailer_name)
+    let vault = migrate_under_lock(db, master).await?;
+    let (retailer, admin) = IdentityService::ensure_retailer(db, retailer_name)
         .await
         .map_err(|err| anyhow::anyhow!("bootstrap failed: {err}"))?;
     // Committing releases the advisory lock.
     lock.commit().await?;
-    Ok(bootstrap)
+    Ok((vault, retailer, admin))
 }
 
-/// Migrations only, for `hub migrate`.
-pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+/// Migrations only, for `hub migrate` (it needs the master key: an upgrade seals plaintext rows).
+pub async fn migrate(db: &DatabaseConnection, master: MasterKey) -> anyhow::Result<Vault> {
     let lock = migration_lock(db).await?;
-    Migrator::up(db, None).await.context("migrations failed")?;
+    let vault = migrate_under_lock(db, master).await?;
     lock.commit().await?;
-    Ok(())
+    Ok(vault)
+}
+
+/// Migrates in two steps around the sealing of plaintext an older schema left: first every migration
+/// before the one that drops the plaintext columns, then the keys are opened (or created) and what is
+/// still plaintext is sealed, then the rest.
+async fn migrate_under_lock(db: &DatabaseConnection, master: MasterKey) -> anyhow::Result<Vault> {
+    let pending: Vec<String> = Migrator::get_pending_migrations(db)
+        .await
+        .context("cannot list pending migrations")?
+        .iter()
+        .map(|migration| migration.name().to_owned())
+        .collect();
+    let before_drop = pending
+        .iter()
+        .position(|name| name == migration::DROP_PLAINTEXT);
+    if let Some(count) = before_drop {
+        if count > 0 {
+            Migrator::up(db, Some(count as u32))
+                .await
+                .context("migrations failed")?;
+        }
+    } else {
+        Migrator::up(db, None).await.context("migrations failed")?;
+    }
+    let vault = Vault::load(db.clone(), master).await?;
+    if before_drop.is_some() {
+        let sealed = crate::master_data::sensitive::seal_legacy_plaintext(db, &vault)
+            .await
+            .map_err(|err| anyhow::anyhow!("cannot seal plaintext customers: {err}"))?;
+        Migrator::up(db, None).await.context("migrations failed")?;
+        if sealed > 0 {
+            scrub_freed_pages(db).await;
+            tracing::info!(
+                sealed,
+                "customers sealed and their plaintext columns dropped"
+            );
+        }
+    }
+    Ok(vault)
+}
+
+/// After plaintext columns were dropped, rewrites the table so the old values do not linger in freed
+/// pages (PostgreSQL keeps dead row versions and dropped columns' bytes until a rewrite; SQLite keeps
+/// freed pages and WAL frames). Best effort: a failure is logged, the values are sealed regardless.
+async fn scrub_freed_pages(db: &DatabaseConnection) {
+    let statements: &[&str] = match db.get_database_backend() {
+        DbBackend::Postgres => &["VACUUM FULL customer"],
+        _ => &["VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"],
+    };
+    for statement in statements {
+        if let Err(err) = db.execute_unprepared(statement).await {
+            tracing::warn!(error = %err, statement, "cannot rewrite the customer table after sealing");
+        }
+    }
 }
 
 /// A transaction holding the migration lock until it ends (PostgreSQL); SQLite has one process.

@@ -52,6 +52,7 @@ pub struct QueryRoot(
     PaymentKeysQuery,
     PaymentRequestQuery,
     DeclinesQuery,
+    crate::crypto::graphql::EncryptionQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -85,6 +86,7 @@ pub struct Services {
     pub payment_requests: PaymentRequestService,
     pub approval: ApprovalService,
     pub feed: EventFeed,
+    pub vault: crate::crypto::Vault,
 }
 
 /// Builds the schema; `services` is `None` only for printing the SDL.
@@ -111,7 +113,8 @@ pub fn build_schema(limits: &Limits, services: Option<Services>) -> HubSchema {
             .data(services.payment_keys)
             .data(services.payment_requests)
             .data(services.approval)
-            .data(services.feed);
+            .data(services.feed)
+            .data(services.vault);
     }
     builder.finish()
 }

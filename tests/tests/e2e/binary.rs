@@ -161,13 +161,33 @@ async fn production_mode_without_a_key_refuses_to_start() {
     );
     assert!(!missing.exists(), "no key was generated");
 
-    // Without any key setting, the default path is named and nothing is created either.
+    // Migrations need the master key (an upgrade seals plaintext left by an older schema): without
+    // one, production mode says which setting is missing and creates nothing.
     let output = hub(dir.path())
         .env("DATABASE_URL", database.url())
         .arg("migrate")
         .output()
         .expect("runs");
-    assert!(output.status.success(), "migrate needs no key");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "migrate without a master key: {stderr}"
+    );
+    assert!(stderr.contains("HUB_MASTER_KEY_FILE"), "{stderr}");
+    assert!(!dir.path().join("data/master.key").exists());
+    let master = dir.path().join("master.key");
+    api::auth::generate_secret_file(&master).expect("master key");
+    let output = hub(dir.path())
+        .env("DATABASE_URL", database.url())
+        .env("HUB_MASTER_KEY_FILE", &master)
+        .arg("migrate")
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "migrate with a master key: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let output = hub(dir.path())
         .env("DATABASE_URL", database.url())
         .args(["token", "create", "--org", "Retailer", "--role", "ADMIN"])
@@ -204,11 +224,14 @@ async fn replicas_starting_together_bootstrap_once() {
     api::auth::generate_signing_key_file(&key).expect("key");
     let hash_key = dir.path().join("number-hash.key");
     api::auth::generate_secret_file(&hash_key).expect("number-hash key");
+    let master_key = dir.path().join("master.key");
+    api::auth::generate_secret_file(&master_key).expect("master key");
     let config = || {
         let mut config = HubConfig::with_data_dir(dir.path());
         config.database_url = Some(database.url().to_owned());
         config.signing_key_file = Some(key.clone());
         config.number_hash_key_file = Some(hash_key.clone());
+        config.master_key_file = Some(master_key.clone());
         config
     };
     let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));

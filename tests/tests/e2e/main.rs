@@ -3,6 +3,8 @@
 mod binary;
 mod devices;
 mod directory;
+mod encryption;
+mod encryption_rotation;
 mod financial;
 mod guard_rails;
 mod hostile_input;

@@ -319,6 +319,13 @@ fn operation(
             "mutation($i: RequestPaymentInput!) { requestPayment(input: $i) { paymentRequest { id } } }",
             json!({ "i": { "orderId": order, "terminalId": terminal, "amountMinor": 1, "currency": "EUR" } }),
         ),
+        Action::ReadCardData => (
+            "query($e: ID!) { evidenceToken(evidenceId: $e) }",
+            json!({ "e": uuid::Uuid::new_v4().to_string() }),
+        ),
+        Action::ReadEncryptionStatus => {
+            ("{ encryptionStatus { primaryKeyId pending } }", json!({}))
+        }
         Action::SubmitPayment => (
             "mutation($i: PayWithOneTimeNumberInput!) { payWithOneTimeNumber(input: $i) { status } }",
             json!({ "i": { "requestId": request, "token": junk_token(), "cardSignature": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 64]), "idempotencyKey": format!("submit-{n}") } }),
@@ -407,9 +414,11 @@ async fn every_action_for_every_role(backend: Backend) {
             .concat(),
         };
         match (kind, role) {
-            (OrganizationKind::Retailer, Role::Admin) => allowed.push(CreateOrganization),
+            (OrganizationKind::Retailer, Role::Admin) => {
+                allowed.extend([CreateOrganization, ReadEncryptionStatus])
+            }
             (OrganizationKind::FinancialProvider, Role::Admin) => {
-                allowed.extend([ManageKeys, IssueCards])
+                allowed.extend([ManageKeys, IssueCards, ReadCardData])
             }
             (OrganizationKind::FinancialProvider, Role::Member) => allowed.push(IssueCards),
             _ => {}

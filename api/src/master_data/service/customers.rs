@@ -1,5 +1,5 @@
 //! Customers: their filter and input types, and the service methods that list, read, create, update
-//! and delete them. Every customer field is a sensitive contact field (see `sensitive`).
+//! and delete them. Every customer field is a sensitive contact field, sealed at rest (see `sensitive`).
 
 use chrono::Utc;
 use entities::customer;
@@ -29,9 +29,14 @@ pub struct CustomerFilter {
     pub email: Option<String>,
 }
 
-#[derive(Serialize)]
 pub struct NewCustomer {
     pub contact: CustomerContact,
+}
+
+/// What an idempotency key's fingerprint covers of a new customer: a keyed digest of the contact.
+#[derive(Serialize)]
+struct NewCustomerFingerprint {
+    contact: String,
 }
 
 #[derive(Default)]
@@ -55,10 +60,13 @@ impl MasterDataService {
         if let Some(email) = filter.email {
             // Only among customers whose email the caller may read: the count must not confirm guesses.
             select = select
-                .filter(sensitive::email_equals(&validate::email(&email)?))
+                .filter(sensitive::email_equals(
+                    &self.vault,
+                    &validate::email(&email)?,
+                ))
                 .filter(sensitive_visible::<customer::Entity>(principal));
         }
-        // Sensitive fields are not sort keys (they will be ciphertext): customers sort by creation.
+        // Sensitive fields are not sort keys (they are ciphertext): customers sort by creation.
         let by: (_, _, fn(&customer::Model) -> SortKey) =
             (customer::Column::CreatedAt, "createdAt", |c| {
                 SortKey::Time(c.created_at)
@@ -77,25 +85,41 @@ impl MasterDataService {
         idempotency_key: Option<&str>,
     ) -> ApiResult<customer::Model> {
         authorize(principal, Action::WriteRecords)?;
-        let contact = validate_contact(input.contact.clone())?;
+        let contact = validate_contact(input.contact)?;
+        let fingerprint = NewCustomerFingerprint {
+            contact: sensitive::contact_digest(&self.vault, &contact),
+        };
         let now = Utc::now();
+        let id = Uuid::now_v7();
         let mut model = customer::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(id),
             owner_organization_id: Set(principal.organization_id),
             version: Set(1),
             created_at: Set(now),
             updated_at: Set(now),
             ..Default::default()
         };
-        sensitive::write_contact(&mut model, contact);
+        sensitive::write_contact(
+            &mut model,
+            sensitive::seal_contact(&self.vault, id, &contact)?,
+        );
         self.create_once::<customer::Entity>(
             principal,
             "createCustomer",
             idempotency_key,
-            &input,
+            &fingerprint,
             model,
         )
         .await
+    }
+
+    /// One contact field of a customer the caller has already been allowed to read in clear.
+    pub async fn customer_field(
+        &self,
+        customer: &customer::Model,
+        field: sensitive::ContactField,
+    ) -> ApiResult<Option<String>> {
+        sensitive::read_field(&self.vault, customer, field).await
     }
 
     pub async fn update_customer(
@@ -109,7 +133,7 @@ impl MasterDataService {
         // Contact fields change together through the one accessor, so read the current ones first.
         let current =
             find_visible::<customer::Entity, _>(&self.db, principal, id, Need::Read).await?;
-        let mut contact = sensitive::read_contact(&current);
+        let mut contact = sensitive::read_contact(&self.vault, &current).await?;
         if let Some(name) = patch.name {
             contact.name = name;
         }
@@ -123,7 +147,12 @@ impl MasterDataService {
             contact.address = address;
         }
         let mut changes: customer::ActiveModel = Default::default();
-        sensitive::write_contact(&mut changes, validate_contact(contact)?);
+        // Every field is sealed again under the current key: a row's fields share one key id.
+        let contact = validate_contact(contact)?;
+        sensitive::write_contact(
+            &mut changes,
+            sensitive::seal_contact(&self.vault, id, &contact)?,
+        );
         // Every field of a customer is a contact field: changing one needs the right to read them.
         let need = Need::WriteSensitive;
         versioned_update::<customer::Entity>(&self.db, principal, id, version, changes, need).await

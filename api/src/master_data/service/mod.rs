@@ -47,11 +47,13 @@ const NAME_MAX: usize = 200;
 #[derive(Clone)]
 pub struct MasterDataService {
     db: DatabaseConnection,
+    /// Seals and opens customers' contact fields.
+    vault: crate::crypto::Vault,
 }
 
 impl MasterDataService {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, vault: crate::crypto::Vault) -> Self {
+        Self { db, vault }
     }
 
     /// Inserts a new row of `E` once per idempotency key and returns it as the caller sees it.

@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use super::Judged;
 use crate::{
-    error::ApiResult,
+    crypto::{FieldPlace, Vault},
+    error::{ApiError, ApiResult},
     payments::{
         decline::{DeclineReason, is_replay},
         number_keys::NumberHashes,
@@ -110,14 +111,40 @@ pub(super) struct EvidenceRow<'a> {
     pub(super) now: DateTime<Utc>,
 }
 
-/// Appends evidence. The token is kept with its 16 digits zeroed: the number lives only as its hash.
+/// Where an evidence row's whole token is sealed (the issuer reads it through `evidenceToken`).
+pub(crate) fn token_place(evidence_id: Uuid) -> FieldPlace {
+    FieldPlace {
+        table: "payment_evidence",
+        column: "token",
+        row: evidence_id,
+    }
+}
+
+/// Appends evidence. The token is kept in clear only with its 16 digits zeroed (the number is searched
+/// by its hash); whole, it is sealed, and only when an issuer's signature over it verified (a junk
+/// token belongs to nobody who could read it).
 pub(super) async fn insert_evidence(
     txn: &DatabaseTransaction,
+    vault: &Vault,
     row: EvidenceRow<'_>,
 ) -> ApiResult<payment_evidence::Model> {
     let redacted = row.token.redacted().to_vec();
+    let id = Uuid::now_v7();
+    let (token_sealed, key_id) = match row.issuer {
+        Some(_) => {
+            let sealer = vault.row_sealer();
+            let sealed = sealer
+                .seal(token_place(id), &row.token.encode())
+                .map_err(|err| ApiError::Internal(anyhow::anyhow!("cannot seal a token: {err}")))?;
+            (
+                Some(sealed),
+                Some(i32::try_from(sealer.key_id().0).unwrap_or(i32::MAX)),
+            )
+        }
+        None => (None, None),
+    };
     let evidence = payment_evidence::Model {
-        id: Uuid::now_v7(),
+        id,
         request_id: row.request_id,
         owner_organization_id: row.owner,
         issuer_organization_id: row.issuer,
@@ -130,6 +157,8 @@ pub(super) async fn insert_evidence(
         decline_reason: row.reason,
         replay: row.reason.is_some_and(is_replay),
         redacted_token: redacted,
+        token_sealed,
+        key_id,
         number_hash: row.hash.hash.to_vec(),
         hash_key_id: key_id_column(row.hash),
         card_signature: row.signature.to_vec(),

@@ -43,6 +43,7 @@ use super::{
 use crate::{
     auth::Principal,
     config::PaymentLimits,
+    crypto::Vault,
     db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
     db::{
         constraints::{self, DbResultExt},
@@ -127,6 +128,8 @@ pub struct ApprovalService {
     limits: PaymentLimits,
     hub_instance: HubInstanceId,
     number_hash_keys: NumberHashKeys,
+    /// Seals the whole token of each evidence row for its issuer.
+    vault: Vault,
 }
 
 impl ApprovalService {
@@ -136,6 +139,7 @@ impl ApprovalService {
         limits: PaymentLimits,
         hub_instance: HubInstanceId,
         number_hash_keys: NumberHashKeys,
+        vault: Vault,
     ) -> Self {
         Self {
             db,
@@ -143,7 +147,41 @@ impl ApprovalService {
             limits,
             hub_instance,
             number_hash_keys,
+            vault,
         }
+    }
+
+    /// The whole token of an evidence row, for the ADMIN of the issuer whose signature over it
+    /// verified; anyone else is answered NOT_FOUND. Every read is written to the audit log (who,
+    /// which evidence), never the token.
+    pub async fn evidence_token(
+        &self,
+        principal: &Principal,
+        evidence_id: Uuid,
+    ) -> ApiResult<Vec<u8>> {
+        authorize(principal, Action::ReadCardData)?;
+        let evidence = payment_evidence::Entity::find_by_id(evidence_id)
+            .filter(payment_evidence::Column::IssuerOrganizationId.eq(principal.organization_id))
+            .one(&self.db)
+            .await?
+            .ok_or(ApiError::not_found("evidence"))?;
+        let Some(sealed) = evidence.token_sealed.as_deref() else {
+            return Err(ApiError::not_found("evidence token"));
+        };
+        let token = self
+            .vault
+            .open(evidence::token_place(evidence.id), sealed)
+            .await
+            .map_err(crate::master_data::sensitive::unreadable)?;
+        tracing::info!(
+            target: "hub::audit",
+            evidence = %evidence.id,
+            organization = %principal.organization_id,
+            member = ?principal.member_id(),
+            token = ?principal.token_id,
+            "whole one-time-number token read by its issuer"
+        );
+        Ok(token.to_vec())
     }
 
     /// Declines the caller may see: at its terminals (merchant), or of tokens whose signature by it
@@ -580,6 +618,7 @@ impl ApprovalService {
         let signed_fields = signed_fields(request, self.hub_instance).encode().to_vec();
         let evidence = insert_evidence(
             txn,
+            &self.vault,
             EvidenceRow {
                 request_id: request.id,
                 owner: Some(request.owner_organization_id),
@@ -647,6 +686,7 @@ impl ApprovalService {
             .unwrap_or_default();
         insert_evidence(
             txn,
+            &self.vault,
             EvidenceRow {
                 request_id: judged.request.as_ref().map_or(Uuid::nil(), |r| r.id),
                 owner: judged.request.as_ref().map(|r| r.owner_organization_id),

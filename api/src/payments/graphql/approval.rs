@@ -157,6 +157,20 @@ impl DeclinesQuery {
             .await?;
         Ok(page.into_connection(PaymentDecline))
     }
+
+    /// The whole one-time-number token of an evidence record (base64url of its 189 bytes), kept sealed
+    /// for the card's issuer: its ADMIN only, and each read is audited. Others get NOT_FOUND.
+    async fn evidence_token(
+        &self,
+        ctx: &Context<'_>,
+        evidence_id: ID,
+    ) -> async_graphql::Result<String> {
+        use base64::Engine as _;
+        let id = uuid::Uuid::parse_str(&evidence_id)
+            .map_err(|_| crate::error::ApiError::validation("evidenceId", "not an evidence id"))?;
+        let token = approval(ctx).evidence_token(ctx.principal()?, id).await?;
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token))
+    }
 }
 
 #[derive(Default)]
