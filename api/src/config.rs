@@ -31,21 +31,10 @@ pub struct HubConfig {
     pub number_hash_key_file: Option<PathBuf>,
 
     /// File with the master key (32 bytes, base64) that wraps the field-encryption keys. Default:
-    /// `<data-dir>/master.key`, created on first start in embedded mode; production needs this or
-    /// `HUB_MASTER_KEY`.
+    /// `<data-dir>/master.key`, created on first start in embedded mode; production needs this, or
+    /// the key itself (base64) in the environment variable `HUB_MASTER_KEY` (never a flag).
     #[arg(long, env = "HUB_MASTER_KEY_FILE", global = true)]
     pub master_key_file: Option<PathBuf>,
-
-    /// The master key itself (base64 of 32 bytes), for deployments that pass secrets in the
-    /// environment; `HUB_MASTER_KEY_FILE` wins when both are set. Never printed.
-    #[arg(
-        long = "master-key",
-        env = "HUB_MASTER_KEY",
-        global = true,
-        hide_env_values = true,
-        hide = true
-    )]
-    pub master_key: Option<String>,
 
     /// `iss` and `aud` of the tokens the hub mints and accepts.
     #[arg(
@@ -396,7 +385,6 @@ impl HubConfig {
             limits: Limits::default(),
             number_hash_key_file: None,
             master_key_file: None,
-            master_key: None,
             encryption: EncryptionSettings::default(),
             payment_limits: PaymentLimits::default(),
             subscriptions: SubscriptionLimits::default(),
@@ -471,8 +459,9 @@ impl HubConfig {
                 .unwrap_or_else(|| "none".into()),
             self.data_dir.display(),
             self.signing_key_path().display(),
-            match (&self.master_key_file, &self.master_key) {
-                (None, Some(_)) => "HUB_MASTER_KEY (***)".to_owned(),
+            match &self.master_key_file {
+                None if std::env::var_os("HUB_MASTER_KEY").is_some() =>
+                    "HUB_MASTER_KEY (***)".to_owned(),
                 _ => self.master_key_path().display().to_string(),
             },
             self.token_audience,

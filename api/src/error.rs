@@ -166,4 +166,17 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
+impl From<crate::crypto::CryptoError> for ApiError {
+    /// A sealed value that does not open is the caller's DECRYPTION_FAILED (naming table and column);
+    /// a failing random generator is ours.
+    fn from(err: crate::crypto::CryptoError) -> Self {
+        match err {
+            crate::crypto::CryptoError::Random | crate::crypto::CryptoError::MasterKey(_) => {
+                Self::Internal(err.into())
+            }
+            other => Self::Unreadable(other),
+        }
+    }
+}
+
 pub type ApiResult<T> = Result<T, ApiError>;

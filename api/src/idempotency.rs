@@ -34,6 +34,8 @@ pub struct IdempotencyKey {
     operation: &'static str,
     key: String,
     fingerprint: String,
+    /// The plain hash an older version stored for the same input (still honoured on a retry).
+    legacy_fingerprint: Option<String>,
 }
 
 impl IdempotencyKey {
@@ -62,7 +64,32 @@ impl IdempotencyKey {
             operation,
             key: key.to_owned(),
             fingerprint,
+            legacy_fingerprint: None,
         })
+    }
+
+    /// For an input holding sensitive values (a card's token, a customer's contact): the stored
+    /// fingerprint is a keyed digest (HMAC under the hub's blind-index key), so a stolen record
+    /// cannot be checked against guesses of the input. A record an older version stored with the
+    /// plain hash of the same input still matches, so a retry across an upgrade is not refused.
+    pub fn new_sensitive(
+        scope: Uuid,
+        operation: &'static str,
+        key: &str,
+        input: &impl Serialize,
+        vault: &crate::crypto::Vault,
+    ) -> ApiResult<Self> {
+        let mut this = Self::new(scope, operation, key, input)?;
+        let canonical = zeroize::Zeroizing::new(
+            serde_json::to_vec(input).map_err(|err| ApiError::Internal(err.into()))?,
+        );
+        let keyed = vault.keyed_digest("idempotency", &canonical);
+        this.legacy_fingerprint = Some(std::mem::replace(&mut this.fingerprint, keyed));
+        Ok(this)
+    }
+
+    fn matches(&self, stored: &str) -> bool {
+        stored == self.fingerprint || self.legacy_fingerprint.as_deref() == Some(stored)
     }
 }
 
@@ -121,7 +148,7 @@ pub async fn claim(db: &DatabaseConnection, key: &IdempotencyKey) -> ApiResult<C
         return Ok(Claim::Fresh(txn));
     }
     txn.rollback().await?;
-    if existing.fingerprint != key.fingerprint {
+    if !key.matches(&existing.fingerprint) {
         return Err(ApiError::IdempotencyMismatch);
     }
     existing

@@ -37,8 +37,10 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         );
     }
     let master = load_master_key(&config)?;
+    let background_db = crate::db::connect_background(&config).await?;
     let (vault, _retailer, admin) =
-        crate::db::migrate_and_bootstrap(&db, master, &config.retailer_name).await?;
+        crate::db::migrate_and_bootstrap(&db, &background_db, master, &config.retailer_name)
+            .await?;
 
     let hash_key_path = config.number_hash_key_path();
     let (number_hash_keys, generated) =
@@ -51,7 +53,6 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
     }
     number_hash_keys.check_coverage(&db).await?;
     let issuer = TokenIssuer::new(&key, &config.token_audience, config.max_token_lifetime());
-    let background_db = crate::db::connect_background(&config).await?;
     let redis = match &config.redis_url {
         None => None,
         Some(url) => {
@@ -134,8 +135,10 @@ pub fn load_master_key(config: &HubConfig) -> anyhow::Result<crate::crypto::Mast
     if let Some(path) = &config.master_key_file {
         return Ok(MasterKey::load(path)?);
     }
-    if let Some(text) = &config.master_key {
-        return Ok(MasterKey::from_base64(text)?);
+    // Read from the environment only (never a flag: argv is visible to every user of the machine).
+    if let Ok(text) = std::env::var("HUB_MASTER_KEY") {
+        let text = zeroize::Zeroizing::new(text);
+        return Ok(MasterKey::from_base64(&text)?);
     }
     if config.mode() == Mode::Production {
         anyhow::bail!(
@@ -200,7 +203,7 @@ pub fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
     });
     let encryption = &state.config.encryption;
     let resealer = crate::crypto::reseal::Resealer::new(
-        state.db.clone(),
+        state.outbox.db().clone(),
         state.services.vault.clone(),
         crate::crypto::reseal::ResealPace {
             batch: encryption.reseal_batch,

@@ -104,6 +104,9 @@ pub enum Scenario {
     Me,
     /// Read a page of 50 products with their suppliers.
     ProductsPage,
+    /// Read a page of 50 customers with every encrypted field (name, email, phone, address): each is
+    /// decrypted for the owner, 200 decryptions per page. Compare with `products-page`.
+    CustomersPage,
     /// Create an order with 3 lines (with an idempotency key) and place it: two requests per operation.
     PlaceOrder,
     /// Request a payment at a terminal and pay it with a virtual card's one-time number (full

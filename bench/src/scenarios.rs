@@ -24,6 +24,7 @@ const CREATE_ORDER: &str = "mutation CreateOrder($input: CreateOrderInput!) { cr
 const PLACE_ORDER: &str =
     "mutation PlaceOrder($id: ID!) { placeOrder(input: { id: $id }) { order { id status } } }";
 const PRODUCTS_PAGE: &str = "query ProductsPage { products(first: 50) { edges { node { id sku name priceMinor currency supplier { name } } } } }";
+const CUSTOMERS_PAGE: &str = "query CustomersPage { customers(first: 50) { edges { node { id name email phone address } } } }";
 
 pub async fn run(
     scenario: Scenario,
@@ -55,6 +56,29 @@ pub async fn run(
                 move |_client, _n| {
                     let hub = hub.clone();
                     async move { hub.graphql(PRODUCTS_PAGE, json!({})).await.map(drop) }
+                },
+            )
+            .await
+        }
+        Scenario::CustomersPage => {
+            seed_customers(hub).await?;
+            let hub = hub.clone();
+            drive(
+                "customers-page",
+                clients,
+                warmup,
+                budget,
+                move |_client, _n| {
+                    let hub = hub.clone();
+                    async move {
+                        let page = hub.graphql(CUSTOMERS_PAGE, json!({})).await?;
+                        // A page whose fields came back null would measure nothing: refuse it.
+                        anyhow::ensure!(
+                            page["customers"]["edges"][49]["node"]["address"].is_string(),
+                            "the page did not carry 50 decrypted customers"
+                        );
+                        Ok(())
+                    }
                 },
             )
             .await
@@ -131,6 +155,22 @@ async fn seed_catalogue(hub: &Hub) -> anyhow::Result<Vec<String>> {
         );
     }
     Ok(products)
+}
+
+/// 100 customers with every contact field, named after this run.
+async fn seed_customers(hub: &Hub) -> anyhow::Result<()> {
+    let run = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    for i in 0..100 {
+        hub.graphql(
+            "mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { customer { id } } }",
+            json!({ "input": {
+                "name": format!("Bench customer {run} {i}"), "email": format!("bench-{run}-{i}@example.com"),
+                "phone": format!("+31 20 555 {i:04}"), "address": format!("Benchstraat {i}, 1011 AB Amsterdam") } }),
+        )
+        .await
+        .context("seeding customers (the token must be the retailer's ADMIN or MEMBER)")?;
+    }
+    Ok(())
 }
 
 /// Runs `operation` from `clients` concurrent loops: first `warmup` unmeasured calls each, then measured

@@ -57,7 +57,8 @@ pub enum DeclineReason {
 }
 
 /// Append-only evidence of every authorization and decline: what was submitted (the number replaced by
-/// its keyed hash), by which device and token, judged when, with which keys.
+/// its keyed hash), by which device and token, judged when, with which keys. Its content never changes;
+/// only the sealed token is sealed again under a newer data key after a rotation.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "payment_evidence")]
 pub struct Model {

@@ -135,23 +135,23 @@ pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Resul
 /// Creates a new random 32-byte secret file (0600); never overwrites.
 pub fn generate_secret_file(path: &Path) -> Result<(), KeyError> {
     use base64::{Engine, engine::general_purpose::STANDARD};
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(|err| KeyError::Random(err.to_string()))?;
+    // Zeroized when dropped: this may be the master key.
+    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(secret.as_mut_slice()).map_err(|err| KeyError::Random(err.to_string()))?;
+    let text = zeroize::Zeroizing::new(format!("{}\n", STANDARD.encode(secret.as_slice())));
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(|source| KeyError::Io {
             path: parent.to_owned(),
             source,
         })?;
     }
-    write_private_file(path, format!("{}\n", STANDARD.encode(secret)).as_bytes()).map_err(
-        |source| match source.kind() {
-            std::io::ErrorKind::AlreadyExists => KeyError::AlreadyExists {
-                path: path.to_owned(),
-            },
-            _ => KeyError::Io {
-                path: path.to_owned(),
-                source,
-            },
+    write_private_file(path, text.as_bytes()).map_err(|source| match source.kind() {
+        std::io::ErrorKind::AlreadyExists => KeyError::AlreadyExists {
+            path: path.to_owned(),
         },
-    )
+        _ => KeyError::Io {
+            path: path.to_owned(),
+            source,
+        },
+    })
 }

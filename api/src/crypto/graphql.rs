@@ -90,7 +90,7 @@ impl EncryptionQuery {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<EncryptionStatus> {
         authorize(ctx.principal()?, Action::ReadEncryptionStatus)?;
-        let vault = ctx.data_unchecked::<Vault>();
+        let vault = ctx.data::<Vault>()?;
         Ok(reseal::status(vault.db()).await?.into())
     }
 }

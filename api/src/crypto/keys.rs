@@ -59,6 +59,15 @@ impl KeyPurpose {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KeyId(pub u32);
 
+impl KeyId {
+    /// The id as the integer columns store it (the key table creates ids below 2^31).
+    pub fn as_column(self) -> Result<i32, CryptoError> {
+        i32::try_from(self.0).map_err(|_| {
+            CryptoError::MasterKey(format!("data key id {} does not fit a column", self.0))
+        })
+    }
+}
+
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

@@ -8,7 +8,10 @@
 //! key). Progress lives in the rows themselves, so a restarted replica resumes where the table stands.
 //! A row that does not open (altered in the database) is logged and skipped, never rewritten.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Utc};
 use entities::encryption_key;
@@ -18,7 +21,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{FieldPlace, KeyId, KeyPurpose, Vault};
-use crate::error::{ApiError, ApiResult};
+use crate::{
+    db::placeholder,
+    error::{ApiError, ApiResult},
+};
 
 /// A table with sealed columns: each column's name in the associated data, and its stored name.
 #[derive(Debug)]
@@ -62,6 +68,11 @@ pub struct Resealer {
     pace: ResealPace,
     /// Where each (table, old key) walk stands.
     cursors: HashMap<(&'static str, KeyId), Uuid>,
+    /// Rows that did not open, reported once each (they stay under their key until someone repairs
+    /// them; the status keeps counting them as pending).
+    unreadable: HashSet<(&'static str, Uuid)>,
+    /// When the progress gauge was last published.
+    published: Option<Instant>,
 }
 
 /// What one batch did.
@@ -73,6 +84,9 @@ pub struct BatchOutcome {
     pub finished: bool,
 }
 
+/// How often the progress gauge is recomputed (a count over the index of each sealed table).
+const PUBLISH_EVERY: Duration = Duration::from_secs(5);
+
 impl Resealer {
     pub fn new(db: DatabaseConnection, vault: Vault, pace: ResealPace) -> Self {
         Self {
@@ -80,6 +94,8 @@ impl Resealer {
             vault,
             pace,
             cursors: HashMap::new(),
+            unreadable: HashSet::new(),
+            published: None,
         }
     }
 
@@ -104,40 +120,45 @@ impl Resealer {
         })
     }
 
-    /// One batch of the first (table, old key) walk that has rows left; false when none has.
+    /// One batch of the first (table, old key) walk that moves rows; false when none did (nothing is
+    /// left, or only rows that do not open).
     pub async fn pass(&mut self) -> ApiResult<bool> {
         let (primary, ids) = self.vault.key_ids();
-        for table in SEALED_TABLES {
+        let mut worked = false;
+        'walks: for table in SEALED_TABLES {
             for old in ids.iter().copied().filter(|id| *id < primary) {
                 let outcome = self.batch(table, old, primary).await?;
-                if outcome.resealed + outcome.failed > 0 {
-                    metrics::counter!("hub_encryption_resealed_total", "table" => table.table)
-                        .increment(outcome.resealed);
-                    metrics::counter!("hub_encryption_reseal_failures_total", "table" => table.table)
-                        .increment(outcome.failed);
-                }
+                metrics::counter!("hub_encryption_resealed_total", "table" => table.table)
+                    .increment(outcome.resealed);
                 if outcome.finished {
                     self.cursors.remove(&(table.table, old));
                 }
-                if outcome.resealed + outcome.failed > 0 {
-                    self.publish_pending(primary).await;
-                    return Ok(true);
+                if outcome.resealed > 0 {
+                    worked = true;
+                    break 'walks;
                 }
             }
         }
-        self.publish_pending(primary).await;
-        Ok(false)
+        self.publish_progress().await;
+        Ok(worked)
     }
 
-    async fn publish_pending(&self, primary: KeyId) {
-        for table in SEALED_TABLES {
-            match rows_below(&self.db, table, primary).await {
-                Ok(pending) => {
+    async fn publish_progress(&mut self) {
+        if self
+            .published
+            .is_some_and(|at| at.elapsed() < PUBLISH_EVERY)
+        {
+            return;
+        }
+        self.published = Some(Instant::now());
+        match status(&self.db).await {
+            Ok(status) => {
+                for table in status.tables {
                     metrics::gauge!("hub_encryption_rows_pending", "table" => table.table)
-                        .set(pending as f64);
+                        .set(table.pending as f64);
                 }
-                Err(err) => tracing::warn!(error = %err, "cannot count rows to re-encrypt"),
             }
+            Err(err) => tracing::warn!(error = %err, "cannot count rows to re-encrypt"),
         }
     }
 
@@ -150,8 +171,16 @@ impl Resealer {
     ) -> ApiResult<BatchOutcome> {
         let backend = self.db.get_database_backend();
         let after = self.cursors.get(&(table.table, old)).copied();
+        let old_column = old.as_column()?;
+        if after.is_none() && !has_rows_under(&self.db, table, old_column).await? {
+            // Nothing to walk: no write transaction (SQLite would take its one write lock for it).
+            return Ok(BatchOutcome {
+                finished: true,
+                ..Default::default()
+            });
+        }
         let columns: Vec<&str> = table.columns.iter().map(|(_, stored)| *stored).collect();
-        let mut values = vec![Value::from(key_value(old))];
+        let mut values = vec![Value::from(old_column)];
         let after_clause = match after {
             Some(after) => {
                 values.push(Value::from(after));
@@ -159,8 +188,9 @@ impl Resealer {
             }
             None => String::new(),
         };
+        // NO KEY: the update changes no key, so inserts that reference these rows are not blocked.
         let lock = if backend == DbBackend::Postgres {
-            " FOR UPDATE SKIP LOCKED"
+            " FOR NO KEY UPDATE SKIP LOCKED"
         } else {
             ""
         };
@@ -171,6 +201,11 @@ impl Resealer {
             placeholder(backend, 1),
             self.pace.batch,
         );
+        let sealer = self.vault.row_sealer();
+        if sealer.key_id() != primary {
+            // The ring moved on since the pass began: the next pass uses the new primary.
+            return Ok(BatchOutcome::default());
+        }
         let txn = crate::db::begin_write(&self.db).await?;
         let rows = txn
             .query_all_raw(Statement::from_sql_and_values(backend, select, values))
@@ -179,16 +214,10 @@ impl Resealer {
             finished: (rows.len() as u64) < self.pace.batch,
             ..Default::default()
         };
-        let sealer = self.vault.row_sealer();
-        if sealer.key_id() != primary {
-            // The ring moved on while this batch started: the next pass uses the new primary.
-            txn.rollback().await?;
-            return Ok(BatchOutcome::default());
-        }
         for row in &rows {
             let id: Uuid = row.try_get("", "id")?;
             self.cursors.insert((table.table, old), id);
-            let mut resealed = Vec::with_capacity(columns.len());
+            let mut resealed = Vec::with_capacity(columns.len() + 3);
             let mut failure = None;
             for (logical, stored) in table.columns {
                 let sealed: Option<Vec<u8>> = row.try_get("", stored)?;
@@ -212,9 +241,13 @@ impl Resealer {
                 }
             }
             if let Some(err) = failure {
-                tracing::warn!(table = table.table, row = %id, error = %err,
-                    "a sealed row does not open and stays under its old key");
                 outcome.failed += 1;
+                if self.unreadable.insert((table.table, id)) {
+                    metrics::counter!("hub_encryption_reseal_failures_total", "table" => table.table)
+                        .increment(1);
+                    tracing::warn!(table = table.table, row = %id, error = %err,
+                        "a sealed row does not open and stays under its old key");
+                }
                 continue;
             }
             let assignments: Vec<String> = columns
@@ -232,9 +265,9 @@ impl Resealer {
                 placeholder(backend, n + 3),
             );
             resealed.extend([
-                Value::from(key_value(primary)),
+                Value::from(primary.as_column()?),
                 Value::from(id),
-                Value::from(key_value(old)),
+                Value::from(old_column),
             ]);
             let written = txn
                 .execute_raw(Statement::from_sql_and_values(backend, update, resealed))
@@ -250,40 +283,21 @@ fn sealing_failed(err: super::CryptoError) -> ApiError {
     ApiError::Internal(anyhow::anyhow!("cannot seal a value: {err}"))
 }
 
-fn key_value(id: KeyId) -> i32 {
-    // Key ids are created below 2^31 (the key table's column is an integer).
-    i32::try_from(id.0).unwrap_or(i32::MAX)
-}
-
-fn placeholder(backend: DbBackend, n: usize) -> String {
-    match backend {
-        DbBackend::Postgres => format!("${n}"),
-        _ => "?".to_owned(),
-    }
-}
-
-/// Rows of `table` sealed under keys older than `primary`.
-async fn rows_below(
-    db: &DatabaseConnection,
-    table: &SealedTable,
-    primary: KeyId,
-) -> ApiResult<i64> {
+/// Whether any row of `table` is sealed under `key` (an index probe).
+async fn has_rows_under(db: &DatabaseConnection, table: &SealedTable, key: i32) -> ApiResult<bool> {
     let backend = db.get_database_backend();
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
             backend,
             format!(
-                "SELECT COUNT(*) AS pending FROM {} WHERE key_id < {}",
+                "SELECT id FROM {} WHERE key_id = {} LIMIT 1",
                 table.table,
                 placeholder(backend, 1)
             ),
-            [Value::from(key_value(primary))],
+            [Value::from(key)],
         ))
         .await?;
-    Ok(match row {
-        Some(row) => row.try_get("", "pending")?,
-        None => 0,
-    })
+    Ok(row.is_some())
 }
 
 /// A key as the status shows it.

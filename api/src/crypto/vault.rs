@@ -8,9 +8,12 @@
 //! master key keeps the keys it holds (its reads and writes go on) but cannot learn newer ones until it
 //! is restarted with the new master key; it says so in its log.
 
-use std::sync::{
-    Arc, RwLock,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use chrono::Utc;
@@ -41,6 +44,9 @@ pub enum VaultError {
     Database(#[from] sea_orm::DbErr),
 }
 
+/// How long a replica waits before it looks again for a key it did not find.
+const UNKNOWN_KEY_RECHECK: Duration = Duration::from_millis(500);
+
 /// Advisory lock key serializing changes of the key table (rotations) across processes.
 pub const KEY_TABLE_LOCK: i64 = 0x4943_485f_4b45_5953; // "ICH_KEYS"
 
@@ -65,8 +71,8 @@ struct Inner {
     master: MasterKey,
     ring: RwLock<Arc<KeyRing>>,
     blind: DataKey,
-    /// One refresh at a time; others wait for it and then see its result.
-    refreshing: tokio::sync::Mutex<()>,
+    /// One refresh at a time (others wait for it and then see its result), and when the last ended.
+    refreshing: tokio::sync::Mutex<Instant>,
     /// Said once per process: the table moved to another master key than ours.
     warned_master_moved: AtomicBool,
 }
@@ -133,7 +139,7 @@ impl Vault {
                 master,
                 ring: RwLock::new(Arc::new(KeyRing::new(field_keys)?)),
                 blind,
-                refreshing: tokio::sync::Mutex::new(()),
+                refreshing: tokio::sync::Mutex::new(Instant::now()),
                 warned_master_moved: AtomicBool::new(false),
             }),
         })
@@ -177,8 +183,14 @@ impl Vault {
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         match super::open(&self.ring(), place, sealed) {
             Err(CryptoError::UnknownKey { key_id, .. }) => {
-                if let Err(err) = self.refresh().await {
+                // At most one lookup per interval: values under a key that truly does not exist
+                // must not turn every read into a query of the key table.
+                if let Err(err) = self.refresh_older_than(UNKNOWN_KEY_RECHECK).await {
                     tracing::warn!(error = %err, %key_id, "cannot refresh the data keys");
+                    // Not the value's fault: an error of ours, not DECRYPTION_FAILED.
+                    return Err(CryptoError::MasterKey(
+                        "the data keys cannot be read right now".into(),
+                    ));
                 }
                 super::open(&self.ring(), place, sealed)
             }
@@ -218,7 +230,21 @@ impl Vault {
 
     /// Learns data keys added since the ring was read (a rotation by another process).
     pub async fn refresh(&self) -> Result<(), VaultError> {
-        let _turn = self.inner.refreshing.lock().await;
+        self.refresh_older_than(Duration::ZERO).await
+    }
+
+    /// Refreshes unless the last refresh ended less than `age` ago.
+    async fn refresh_older_than(&self, age: Duration) -> Result<(), VaultError> {
+        let mut last = self.inner.refreshing.lock().await;
+        if age > Duration::ZERO && last.elapsed() < age {
+            return Ok(());
+        }
+        let outcome = self.reload().await;
+        *last = Instant::now();
+        outcome
+    }
+
+    async fn reload(&self) -> Result<(), VaultError> {
         let rows = encryption_key::Entity::find()
             .filter(encryption_key::Column::Purpose.eq(KeyPurpose::Field.as_str()))
             .all(&self.inner.db)
@@ -288,6 +314,18 @@ fn key_id(row: &encryption_key::Model) -> Result<KeyId, CryptoError> {
         .ok_or_else(|| CryptoError::MasterKey(format!("the key table holds key id {}", row.id)))
 }
 
+/// Every key in `rows` is wrapped by `master`, or the hub was given another master key.
+fn ensure_master(rows: &[encryption_key::Model], master: &MasterKey) -> Result<(), VaultError> {
+    let given = master.fingerprint();
+    match rows.iter().find(|row| row.master_fingerprint != given) {
+        Some(other) => Err(VaultError::WrongMasterKey {
+            given,
+            expected: other.master_fingerprint.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn purpose_of(row: &encryption_key::Model) -> Result<KeyPurpose, CryptoError> {
     KeyPurpose::parse(&row.purpose).ok_or_else(|| {
         CryptoError::MasterKey(format!(
@@ -319,6 +357,21 @@ async fn insert_key<C: ConnectionTrait>(
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// A write transaction that holds the key table's lock until it ends (an advisory lock on PostgreSQL;
+/// SQLite's write transaction is the lock).
+async fn lock_key_table(
+    db: &DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, VaultError> {
+    let locked = async {
+        let txn = crate::db::begin_write(db).await?;
+        crate::db::serialize_on(&txn, KEY_TABLE_LOCK).await?;
+        Ok::<_, crate::error::ApiError>(txn)
+    };
+    locked
+        .await
+        .map_err(|err| CryptoError::MasterKey(format!("cannot lock the key table: {err}")).into())
 }
 
 /// `hub keys rotate-data`: a new data key becomes the primary (every replica picks it up within its
@@ -369,19 +422,10 @@ pub async fn rotate_master_key(
     old: &MasterKey,
     new: &MasterKey,
 ) -> Result<usize, VaultError> {
-    use sea_orm::{ActiveModelTrait, IntoActiveModel, TransactionTrait};
-    let txn = db.begin().await?;
-    crate::db::serialize_on(&txn, KEY_TABLE_LOCK)
-        .await
-        .map_err(|err| CryptoError::MasterKey(format!("cannot lock the key table: {err}")))?;
+    use sea_orm::{ActiveModelTrait, IntoActiveModel};
+    let txn = lock_key_table(db).await?;
     let rows = encryption_key::Entity::find().all(&txn).await?;
-    let given = old.fingerprint();
-    if let Some(other) = rows.iter().find(|row| row.master_fingerprint != given) {
-        return Err(VaultError::WrongMasterKey {
-            given,
-            expected: other.master_fingerprint.clone(),
-        });
-    }
+    ensure_master(&rows, old)?;
     let count = rows.len();
     for row in rows {
         let id = key_id(&row)?;

@@ -44,10 +44,11 @@ pub async fn connect(config: &HubConfig) -> anyhow::Result<DatabaseConnection> {
     connect_counted(config, &StatementCounter::default()).await
 }
 
-/// A small separate pool for background work (event stamping, purges), so it never waits behind
-/// requests for a connection and stays out of the request statement count.
+/// A small separate pool for background work (event stamping, the feed, purges, key refreshes and
+/// re-encryption), so it never waits behind requests for a connection and stays out of the request
+/// statement count.
 pub async fn connect_background(config: &HubConfig) -> anyhow::Result<DatabaseConnection> {
-    connect_with(config, &StatementCounter::default(), 2).await
+    connect_with(config, &StatementCounter::default(), 3).await
 }
 
 /// Connects, counting every statement in `counter` (tests use it to prove DataLoaders batch).
@@ -111,9 +112,11 @@ fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
 
 /// Runs pending migrations and creates the retailer and its first admin, once, even when several
 /// replicas start together (PostgreSQL advisory lock held for the duration). Opens the field-encryption
-/// keys on the way (creating them on a new database).
+/// keys on the way (creating them on a new database); the vault keeps `vault_db` for its own reads
+/// (the background pool, outside the request statement count).
 pub async fn migrate_and_bootstrap(
     db: &DatabaseConnection,
+    vault_db: &DatabaseConnection,
     master: MasterKey,
     retailer_name: &str,
 ) -> anyhow::Result<(
@@ -122,7 +125,7 @@ pub async fn migrate_and_bootstrap(
     entities::member::Model,
 )> {
     let lock = migration_lock(db).await?;
-    let vault = migrate_under_lock(db, master).await?;
+    let vault = migrate_under_lock(db, vault_db, master).await?;
     let (retailer, admin) = IdentityService::ensure_retailer(db, retailer_name)
         .await
         .map_err(|err| anyhow::anyhow!("bootstrap failed: {err}"))?;
@@ -134,7 +137,7 @@ pub async fn migrate_and_bootstrap(
 /// Migrations only, for `hub migrate` (it needs the master key: an upgrade seals plaintext rows).
 pub async fn migrate(db: &DatabaseConnection, master: MasterKey) -> anyhow::Result<Vault> {
     let lock = migration_lock(db).await?;
-    let vault = migrate_under_lock(db, master).await?;
+    let vault = migrate_under_lock(db, db, master).await?;
     lock.commit().await?;
     Ok(vault)
 }
@@ -142,7 +145,11 @@ pub async fn migrate(db: &DatabaseConnection, master: MasterKey) -> anyhow::Resu
 /// Migrates in two steps around the sealing of plaintext an older schema left: first every migration
 /// before the one that drops the plaintext columns, then the keys are opened (or created) and what is
 /// still plaintext is sealed, then the rest.
-async fn migrate_under_lock(db: &DatabaseConnection, master: MasterKey) -> anyhow::Result<Vault> {
+async fn migrate_under_lock(
+    db: &DatabaseConnection,
+    vault_db: &DatabaseConnection,
+    master: MasterKey,
+) -> anyhow::Result<Vault> {
     let pending: Vec<String> = Migrator::get_pending_migrations(db)
         .await
         .context("cannot list pending migrations")?
@@ -161,7 +168,7 @@ async fn migrate_under_lock(db: &DatabaseConnection, master: MasterKey) -> anyho
     } else {
         Migrator::up(db, None).await.context("migrations failed")?;
     }
-    let vault = Vault::load(db.clone(), master).await?;
+    let vault = Vault::load(vault_db.clone(), master).await?;
     if before_drop.is_some() {
         let sealed = crate::master_data::sensitive::seal_legacy_plaintext(db, &vault)
             .await
@@ -204,6 +211,14 @@ async fn migration_lock(db: &DatabaseConnection) -> anyhow::Result<DatabaseTrans
         .context("cannot take the migration lock")?;
     }
     Ok(lock)
+}
+
+/// The `n`-th (from 1) bind placeholder of a raw statement on `backend`.
+pub fn placeholder(backend: DbBackend, n: usize) -> String {
+    match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    }
 }
 
 /// Holds the PostgreSQL advisory lock `key` until `txn` ends, so writers of one kind take turns (SQLite's

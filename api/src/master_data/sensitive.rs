@@ -4,21 +4,20 @@
 
 use entities::customer;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
-    Statement, Value,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, Statement, Value,
 };
 use uuid::Uuid;
 
 use crate::{
-    crypto::{CryptoError, FieldPlace, Vault},
+    crypto::{FieldPlace, Vault},
     error::{ApiError, ApiResult},
 };
 
 const TABLE: &str = "customer";
 
-/// A customer's sensitive fields, in clear. Never serialized: an idempotency fingerprint covers its
-/// keyed digest ([`contact_digest`]), not the values.
-#[derive(Clone, PartialEq, Eq)]
+/// A customer's sensitive fields, in clear. Serialized only into a keyed idempotency fingerprint
+/// (`IdempotencyKey::new_sensitive`).
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CustomerContact {
     pub name: String,
     pub email: String,
@@ -70,14 +69,6 @@ fn place(field: ContactField, row: Uuid) -> FieldPlace {
     }
 }
 
-/// A sealed value that does not open is an error with a code, never data.
-pub fn unreadable(err: CryptoError) -> ApiError {
-    match err {
-        CryptoError::Random => ApiError::Internal(anyhow::anyhow!("{err}")),
-        other => ApiError::Unreadable(other),
-    }
-}
-
 /// One field of a customer, opened.
 pub async fn read_field(
     vault: &Vault,
@@ -92,7 +83,7 @@ pub async fn read_field(
             .map(Some)
             .map_err(|err| {
                 tracing::error!(customer = %model.id, error = %err, "a sealed customer field does not open");
-                unreadable(err)
+                ApiError::from(err)
             }),
     }
 }
@@ -143,7 +134,7 @@ pub fn seal_contact(
             .map(|address| seal(ContactField::Address, address))
             .transpose()?,
         email_index: vault.email_index(&contact.email),
-        key_id: i32::try_from(sealer.key_id().0).unwrap_or(i32::MAX),
+        key_id: sealer.key_id().as_column()?,
     })
 }
 
@@ -161,30 +152,6 @@ pub fn email_equals(vault: &Vault, email: &str) -> Condition {
     Condition::all().add(customer::Column::EmailIndex.eq(vault.email_index(email)))
 }
 
-/// What an idempotency fingerprint covers of a contact: a keyed digest, so the record holds no
-/// hash that a guess of the plaintext could be checked against.
-pub fn contact_digest(vault: &Vault, contact: &CustomerContact) -> String {
-    let fields = [
-        Some(contact.name.as_str()),
-        Some(contact.email.as_str()),
-        contact.phone.as_deref(),
-        contact.address.as_deref(),
-    ];
-    let mut message = Vec::new();
-    for field in fields {
-        // Length-prefixed, with absence distinct from an empty value.
-        match field {
-            Some(text) => {
-                message.push(1);
-                message.extend_from_slice(&(text.len() as u64).to_be_bytes());
-                message.extend_from_slice(text.as_bytes());
-            }
-            None => message.push(0),
-        }
-    }
-    vault.keyed_digest("customer-contact", &message)
-}
-
 /// Rows sealed per batch when an older schema's plaintext is sealed at start.
 const LEGACY_BATCH: u64 = 500;
 
@@ -193,10 +160,7 @@ const LEGACY_BATCH: u64 = 500;
 /// left is exactly the rows without a key. Returns how many rows it sealed.
 pub async fn seal_legacy_plaintext(db: &DatabaseConnection, vault: &Vault) -> ApiResult<u64> {
     let backend = db.get_database_backend();
-    let p = |n: usize| match backend {
-        DbBackend::Postgres => format!("${n}"),
-        _ => "?".to_owned(),
-    };
+    let p = |n: usize| crate::db::placeholder(backend, n);
     let mut sealed = 0u64;
     loop {
         let txn = crate::db::begin_write(db).await?;
@@ -254,4 +218,35 @@ pub async fn seal_legacy_plaintext(db: &DatabaseConnection, vault: &Vault) -> Ap
         );
     }
     Ok(sealed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::reseal::SEALED_TABLES;
+
+    #[test]
+    fn every_contact_field_is_re_encrypted_under_the_name_it_is_sealed_with() {
+        let table = SEALED_TABLES
+            .iter()
+            .find(|table| table.table == TABLE)
+            .expect("customers are a sealed table");
+        let fields = [
+            ContactField::Name,
+            ContactField::Email,
+            ContactField::Phone,
+            ContactField::Address,
+        ];
+        assert_eq!(table.columns.len(), fields.len());
+        for field in fields {
+            let stored = format!("{}_sealed", field.column());
+            assert!(
+                table
+                    .columns
+                    .iter()
+                    .any(|(logical, column)| *logical == field.column() && *column == stored),
+                "{field:?}"
+            );
+        }
+    }
 }

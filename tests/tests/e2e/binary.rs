@@ -248,6 +248,11 @@ async fn replicas_starting_together_bootstrap_once() {
     let fingerprint = hub_tests::Fingerprint::take(&a.state.db).await;
     assert_eq!(fingerprint.rows("organization"), 1, "one retailer");
     assert_eq!(fingerprint.rows("member"), 1, "one bootstrap admin");
+    assert_eq!(
+        fingerprint.rows("encryption_key"),
+        2,
+        "one data key and one blind-index key"
+    );
     for hub in [a, b, c] {
         hub.stop().await.expect("stop");
     }

@@ -5,7 +5,9 @@
 
 use entities::customer;
 use hub_tests::{
-    Backend, TestApp, checkout::Checkout, decode_global_id, on_both_backends, on_postgres,
+    Backend, TestApp,
+    checkout::{Checkout, PAY},
+    decode_global_id, on_both_backends, on_postgres, post_graphql,
 };
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use serde_json::{Value, json};
@@ -51,15 +53,24 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|window| window == needle.as_bytes())
 }
 
-/// Creates, replays, updates and searches a customer, and pays once with a one-time number, all
-/// through `url` (the in-process hub, or a replica process whose logs are read afterwards).
-/// Returns the number's 16 digits.
-async fn workload(checkout: &mut Checkout, url: &str, markers: &Markers) -> String {
-    let app = &checkout.app;
-    let admin = app.token(app.retailer_id, api::auth::Role::Admin).await;
+/// What a payment leaves that must not appear in clear: the number's 16 digits and the whole token.
+struct Paid {
+    digits: String,
+    token: String,
+}
+
+/// Creates, replays, updates and searches a customer, pays once with a one-time number and reads the
+/// whole token back as its issuer, all through `url` (the in-process hub, or a replica process whose
+/// log is read afterwards).
+async fn workload(checkout: &mut Checkout, url: &str, markers: &Markers) -> Paid {
+    let admin = checkout
+        .app
+        .token(checkout.app.retailer_id, api::auth::Role::Admin)
+        .await;
+    let client = checkout.app.client.clone();
     let gql = |query: &'static str, variables: Value| {
-        let admin = admin.clone();
-        async move { hub_tests::post_graphql(&app.client, url, &admin, query, variables).await }
+        let (admin, client) = (admin.clone(), client.clone());
+        async move { post_graphql(&client, url, &admin, query, variables).await }
     };
     let input = json!({ "i": { "name": markers.name, "email": markers.email, "phone": markers.phone,
         "address": markers.address, "idempotencyKey": "marker-create" } });
@@ -95,23 +106,31 @@ async fn workload(checkout: &mut Checkout, url: &str, markers: &Markers) -> Stri
 
     let request = checkout.request(1_500).await;
     let (token, signature) = checkout.tap(&request);
-    let paid = checkout
-        .pay(&request, &token, &signature, "marker-pay")
-        .await;
+    let device = checkout.device_token();
+    let submit = json!({ "input": { "requestId": request["id"], "token": token,
+        "cardSignature": signature, "idempotencyKey": "marker-pay" } });
+    let paid = post_graphql(&client, url, &device, PAY, submit.clone()).await;
+    let paid = paid.data("/payWithOneTimeNumber").clone();
     assert_eq!(paid["status"], json!("AUTHORIZED"), "{paid}");
+    // A byte-identical retry is answered from its (keyed) idempotency record.
+    let again = post_graphql(&client, url, &device, PAY, submit).await;
+    assert_eq!(
+        again.data("/payWithOneTimeNumber/evidenceId"),
+        &paid["evidenceId"]
+    );
     let decoded = card_protocol::token::Token::from_base64url(&token).expect("token");
     let digits = String::from_utf8(decoded.body.number.digits().to_vec()).expect("digits");
 
     // The whole token is kept for its issuer, and only for it.
     let evidence = paid["evidenceId"].as_str().expect("evidence id").to_owned();
-    let read = checkout
-        .app
-        .graphql(
-            Some(&checkout.bank_admin),
-            "query($e: ID!) { evidenceToken(evidenceId: $e) }",
-            json!({ "e": evidence }),
-        )
-        .await;
+    let read = post_graphql(
+        &client,
+        url,
+        &checkout.bank_admin,
+        "query($e: ID!) { evidenceToken(evidenceId: $e) }",
+        json!({ "e": evidence }),
+    )
+    .await;
     assert_eq!(
         read.data("/evidenceToken"),
         &json!(token),
@@ -143,7 +162,7 @@ async fn workload(checkout: &mut Checkout, url: &str, markers: &Markers) -> Stri
         )
         .await
         .expect_error("NOT_FOUND");
-    digits
+    Paid { digits, token }
 }
 
 async fn sealed_on_postgres(_backend: Backend) {
@@ -154,7 +173,7 @@ async fn sealed_on_postgres(_backend: Backend) {
         .spawn_replica_with_env(&[("RUST_LOG".into(), "debug".into())])
         .await;
     let markers = Markers::new();
-    let digits = workload(&mut checkout, &replica.url, &markers).await;
+    let paid = workload(&mut checkout, &replica.url, &markers).await;
 
     let url = checkout
         .app
@@ -177,9 +196,23 @@ async fn sealed_on_postgres(_backend: Backend) {
     assert!(dump.stdout.len() > 10_000, "the dump holds the database");
     let log = std::fs::read(&replica.log).expect("replica log");
     assert!(contains(&log, "DEBUG"), "the replica logged at debug level");
-    for marker in markers.all().into_iter().chain([digits.as_str()]) {
-        // The dump covers every table: customers, events (the outbox), idempotency records, evidence.
+    assert!(
+        contains(&log, "whole one-time-number token read by its issuer"),
+        "the issuer's read of the token is audited in the log"
+    );
+    let secrets = markers
+        .all()
+        .into_iter()
+        .chain([paid.digits.as_str(), paid.token.as_str()]);
+    for marker in secrets {
+        // The dump covers every table: customers, events (the outbox), idempotency records, evidence;
+        // binary columns are dumped as hex, so the hex form is searched too.
+        let hex: String = marker.bytes().map(|byte| format!("{byte:02x}")).collect();
         assert!(!contains(&dump.stdout, marker), "{marker:?} is in pg_dump");
+        assert!(
+            !contains(&dump.stdout, &hex),
+            "{marker:?} is in pg_dump as hex"
+        );
         assert!(!contains(&log, marker), "{marker:?} is in the hub's log");
     }
     drop(replica);
@@ -195,7 +228,7 @@ async fn sensitive_values_are_only_sealed_in_the_sqlite_file_and_its_wal() {
     let mut checkout = Checkout::new(Backend::Sqlite).await;
     let markers = Markers::new();
     let url = checkout.app.base_url.clone();
-    let digits = workload(&mut checkout, &url, &markers).await;
+    let paid = workload(&mut checkout, &url, &markers).await;
     let dir = checkout.app.data_dir();
     let mut files = 0;
     for name in ["hub.db", "hub.db-wal", "hub.db-shm"] {
@@ -203,7 +236,7 @@ async fn sensitive_values_are_only_sealed_in_the_sqlite_file_and_its_wal() {
             continue;
         };
         files += 1;
-        for marker in markers.all().into_iter().chain([digits.as_str()]) {
+        for marker in markers.all().into_iter().chain([paid.digits.as_str()]) {
             assert!(!contains(&bytes, marker), "{marker:?} is in {name}");
         }
     }
@@ -554,7 +587,12 @@ async fn legacy_plaintext(backend: Backend) {
                 .expect("pg_dump");
             assert!(dump.status.success());
             for marker in markers.all() {
+                let hex: String = marker.bytes().map(|byte| format!("{byte:02x}")).collect();
                 assert!(!contains(&dump.stdout, marker), "{marker:?} is in pg_dump");
+                assert!(
+                    !contains(&dump.stdout, &hex),
+                    "{marker:?} is in pg_dump as hex"
+                );
             }
         }
         Backend::Sqlite => {
@@ -577,3 +615,172 @@ on_both_backends!(
     plaintext_of_an_older_schema_is_sealed_and_dropped,
     legacy_plaintext
 );
+
+/// The data key every sealed value of `table`'s rows names in its header, with the row's `key_id`.
+async fn sealed_keys(
+    db: &sea_orm::DatabaseConnection,
+    table: &str,
+) -> Vec<(uuid::Uuid, i32, Vec<u32>)> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let sealed = api::crypto::reseal::SEALED_TABLES
+        .iter()
+        .find(|sealed| sealed.table == table)
+        .expect("a sealed table");
+    let columns: Vec<&str> = sealed.columns.iter().map(|(_, stored)| *stored).collect();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "SELECT id, key_id, {} FROM {table} WHERE key_id IS NOT NULL",
+                columns.join(", ")
+            ),
+        ))
+        .await
+        .expect("sealed rows");
+    rows.iter()
+        .map(|row| {
+            let id: uuid::Uuid = row.try_get("", "id").expect("id");
+            let key_id: i32 = row.try_get("", "key_id").expect("key id");
+            let headers = sealed
+                .columns
+                .iter()
+                .filter_map(|(logical, stored)| {
+                    let value: Option<Vec<u8>> = row.try_get("", stored).expect("column");
+                    let place = api::crypto::FieldPlace {
+                        table: sealed.table,
+                        column: logical,
+                        row: id,
+                    };
+                    value.map(|value| api::crypto::key_of(place, &value).map_or(0, |key| key.0))
+                })
+                .collect();
+            (id, key_id, headers)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_on_sqlite_moves_customers_and_evidence_and_leaves_an_altered_row_alone() {
+    let mut checkout = Checkout::new_with(Backend::Sqlite, 3, |config| {
+        config.encryption.key_refresh_ms = 200
+    })
+    .await;
+    let request = checkout.request(1_500).await;
+    let (token, signature) = checkout.tap(&request);
+    let paid = checkout
+        .pay(&request, &token, &signature, "rotate-pay")
+        .await;
+    assert_eq!(paid["status"], json!("AUTHORIZED"), "{paid}");
+    let app = &checkout.app;
+    let admin = app.token(app.retailer_id, api::auth::Role::Admin).await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let created = app
+            .graphql(
+                Some(&admin),
+                CREATE,
+                json!({ "i": { "name": format!("rotated {i}"),
+                "email": format!("rotated{i}@example.com"), "phone": format!("{i}") } }),
+            )
+            .await;
+        ids.push(
+            created
+                .data("/createCustomer/customer/id")
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    // One row altered in the database: it cannot be re-encrypted, and must not stop the others.
+    let db = &app.hub.state.db;
+    let altered = decode_global_id(&ids[7]);
+    let row = customer::Entity::find_by_id(altered)
+        .one(db)
+        .await
+        .expect("read")
+        .expect("row");
+    let mut broken = row.email_sealed.clone();
+    let last = broken.len() - 1;
+    broken[last] ^= 0x01;
+    customer::ActiveModel {
+        id: Set(altered),
+        email_sealed: Set(broken),
+        ..Default::default()
+    }
+    .update(db)
+    .await
+    .expect("altered");
+
+    let mut command = std::process::Command::new(hub_tests::hub_binary());
+    for (name, _) in std::env::vars() {
+        if name == "DATABASE_URL" || name.starts_with("HUB_") {
+            command.env_remove(name);
+        }
+    }
+    let output = command
+        .env("HUB_DATA_DIR", app.data_dir())
+        .env("RUST_LOG", "warn")
+        .args(["keys", "rotate-data"])
+        .output()
+        .expect("hub keys rotate-data");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = app
+            .graphql(
+                Some(&admin),
+                "{ encryptionStatus { primaryKeyId pending tables { table pending } } }",
+                json!({}),
+            )
+            .await;
+        let status = status.data("/encryptionStatus");
+        if status["primaryKeyId"] == json!(2) && status["pending"] == json!(1) {
+            assert_eq!(
+                status["tables"][0],
+                json!({ "table": "customer", "pending": 1 }),
+                "{status}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "re-encryption did not finish: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Every value's own header names the key its row says; only the altered row is still under key 1.
+    for (id, key_id, headers) in sealed_keys(db, "customer").await {
+        let expected = if id == altered { 1 } else { 2 };
+        assert_eq!(key_id, expected, "customer {id}");
+        assert!(
+            headers.iter().all(|key| *key == expected as u32),
+            "customer {id}: {headers:?}"
+        );
+    }
+    let evidence = sealed_keys(db, "payment_evidence").await;
+    assert_eq!(evidence.len(), 1, "the payment's evidence is sealed");
+    assert_eq!((evidence[0].1, evidence[0].2.as_slice()), (2, &[2u32][..]));
+    // Still readable after the move: the issuer's token and the customers' fields.
+    let read = app
+        .graphql(
+            Some(&checkout.bank_admin),
+            "query($e: ID!) { evidenceToken(evidenceId: $e) }",
+            json!({ "e": paid["evidenceId"] }),
+        )
+        .await;
+    assert_eq!(read.data("/evidenceToken"), &json!(token));
+    assert_eq!(
+        field(app, &admin, &ids[3], "name").await,
+        Ok(json!("rotated 3"))
+    );
+    assert_eq!(
+        field(app, &admin, &ids[7], "email").await,
+        Err("DECRYPTION_FAILED".into())
+    );
+    checkout.app.stop().await;
+}

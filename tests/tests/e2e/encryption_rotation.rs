@@ -63,6 +63,30 @@ async fn seed(replicas: &Replicas, count: usize) -> Vec<Uuid> {
     ids
 }
 
+/// Every sealed value of `row` names data key `key` in its header.
+fn assert_sealed_under(row: &customer::Model, key: u32) {
+    let values = [
+        ("name", Some(&row.name_sealed)),
+        ("email", Some(&row.email_sealed)),
+        ("phone", row.phone_sealed.as_ref()),
+        ("address", row.address_sealed.as_ref()),
+    ];
+    for (column, value) in values {
+        let Some(value) = value else { continue };
+        let place = api::crypto::FieldPlace {
+            table: "customer",
+            column,
+            row: row.id,
+        };
+        assert_eq!(
+            api::crypto::key_of(place, value).map(|id| id.0),
+            Ok(key),
+            "customer {} {column}",
+            row.id
+        );
+    }
+}
+
 /// `hub keys ...` against the replicas' database, with the given master key file.
 fn keys(replicas: &Replicas, master: &std::path::Path, args: &[&str]) -> String {
     let mut command = std::process::Command::new(hub_binary());
@@ -335,6 +359,14 @@ async fn rotation_under_load_on_two_replicas_loses_nothing() {
     assert_eq!(by_key.len(), 1, "every row under one key: {status}");
     assert_eq!(by_key[0][0], json!(2));
     assert!(by_key[0][1].as_i64().expect("rows") > CUSTOMERS as i64);
+    // Not only the column: every value's own header names the new key.
+    for row in customer::Entity::find()
+        .all(&replicas.state.db)
+        .await
+        .expect("rows")
+    {
+        assert_sealed_under(&row, 2);
+    }
 
     // The old master key is no longer needed: a replica starts with only the new one and reads
     // everything; one started with the old key is refused with a clear error.
@@ -416,6 +448,7 @@ async fn a_replica_killed_during_re_encryption_resumes_after_restart() {
     for (i, id) in ids.iter().enumerate() {
         let row = rows.iter().find(|row| row.id == *id).expect("row kept");
         assert_eq!(row.key_id, 2, "customer {i} is under the new key");
+        assert_sealed_under(row, 2);
         assert_eq!(
             sensitive::read_contact(vault, row).await.expect("opens"),
             contact(i),

@@ -8,13 +8,13 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
-    Direction, MasterDataService, NAME_MAX, delete_owned, find_visible, versioned_update,
+    Direction, MasterDataService, NAME_MAX, delete_owned, find_visible, require, versioned_update,
     visible_rows,
 };
 use crate::{
     auth::Principal,
     db::pagination::{Page, PageArgs, SortKey},
-    error::ApiResult,
+    error::{ApiError, ApiResult},
     master_data::{
         sensitive::{self, CustomerContact},
         validate,
@@ -29,14 +29,9 @@ pub struct CustomerFilter {
     pub email: Option<String>,
 }
 
+#[derive(Serialize)]
 pub struct NewCustomer {
     pub contact: CustomerContact,
-}
-
-/// What an idempotency key's fingerprint covers of a new customer: a keyed digest of the contact.
-#[derive(Serialize)]
-struct NewCustomerFingerprint {
-    contact: String,
 }
 
 #[derive(Default)]
@@ -85,10 +80,7 @@ impl MasterDataService {
         idempotency_key: Option<&str>,
     ) -> ApiResult<customer::Model> {
         authorize(principal, Action::WriteRecords)?;
-        let contact = validate_contact(input.contact)?;
-        let fingerprint = NewCustomerFingerprint {
-            contact: sensitive::contact_digest(&self.vault, &contact),
-        };
+        let contact = validate_contact(input.contact.clone())?;
         let now = Utc::now();
         let id = Uuid::now_v7();
         let mut model = customer::ActiveModel {
@@ -103,11 +95,11 @@ impl MasterDataService {
             &mut model,
             sensitive::seal_contact(&self.vault, id, &contact)?,
         );
-        self.create_once::<customer::Entity>(
+        self.create_once_sensitive::<customer::Entity>(
             principal,
             "createCustomer",
             idempotency_key,
-            &fingerprint,
+            &input,
             model,
         )
         .await
@@ -130,9 +122,19 @@ impl MasterDataService {
         patch: CustomerPatch,
     ) -> ApiResult<customer::Model> {
         authorize(principal, Action::WriteRecords)?;
+        // Every field of a customer is a contact field: changing one needs the right to read them, and
+        // nothing is decrypted for a caller without it (NOT_FOUND or FORBIDDEN first).
+        let need = Need::WriteSensitive;
         // Contact fields change together through the one accessor, so read the current ones first.
-        let current =
-            find_visible::<customer::Entity, _>(&self.db, principal, id, Need::Read).await?;
+        let current = match find_visible::<customer::Entity, _>(&self.db, principal, id, need).await
+        {
+            Err(ApiError::NotFound { .. }) => {
+                // Say why (NOT_FOUND, or FORBIDDEN for a share without sensitive fields).
+                require::<customer::Entity>(&self.db, principal, id, need).await?;
+                return Err(ApiError::not_found("customer"));
+            }
+            other => other?,
+        };
         let mut contact = sensitive::read_contact(&self.vault, &current).await?;
         if let Some(name) = patch.name {
             contact.name = name;
@@ -153,8 +155,6 @@ impl MasterDataService {
             &mut changes,
             sensitive::seal_contact(&self.vault, id, &contact)?,
         );
-        // Every field of a customer is a contact field: changing one needs the right to read them.
-        let need = Need::WriteSensitive;
         versioned_update::<customer::Entity>(&self.db, principal, id, version, changes, need).await
     }
 

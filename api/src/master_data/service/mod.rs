@@ -73,6 +73,51 @@ impl MasterDataService {
         let key = idempotency_key
             .map(|key| IdempotencyKey::new(principal.organization_id, operation, key, input))
             .transpose()?;
+        self.insert_once::<E>(principal, operation, key, model)
+            .await
+    }
+
+    /// [`Self::create_once`] for an input with sensitive values: its idempotency fingerprint is keyed.
+    async fn create_once_sensitive<E>(
+        &self,
+        principal: &Principal,
+        operation: &'static str,
+        idempotency_key: Option<&str>,
+        input: &impl Serialize,
+        model: E::ActiveModel,
+    ) -> ApiResult<E::Model>
+    where
+        E: SharedEntity,
+        E::Model: FromQueryResult + Send + Sync,
+        E::ActiveModel: ActiveModelTrait<Entity = E> + Send + 'static,
+    {
+        let key = idempotency_key
+            .map(|key| {
+                IdempotencyKey::new_sensitive(
+                    principal.organization_id,
+                    operation,
+                    key,
+                    input,
+                    &self.vault,
+                )
+            })
+            .transpose()?;
+        self.insert_once::<E>(principal, operation, key, model)
+            .await
+    }
+
+    async fn insert_once<E>(
+        &self,
+        principal: &Principal,
+        operation: &'static str,
+        key: Option<IdempotencyKey>,
+        model: E::ActiveModel,
+    ) -> ApiResult<E::Model>
+    where
+        E: SharedEntity,
+        E::Model: FromQueryResult + Send + Sync,
+        E::ActiveModel: ActiveModelTrait<Entity = E> + Send + 'static,
+    {
         let id = match model.get(E::id_column()) {
             sea_orm::ActiveValue::Set(sea_orm::Value::Uuid(Some(id))) => id,
             _ => {

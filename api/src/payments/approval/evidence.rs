@@ -136,10 +136,7 @@ pub(super) async fn insert_evidence(
             let sealed = sealer
                 .seal(token_place(id), &row.token.encode())
                 .map_err(|err| ApiError::Internal(anyhow::anyhow!("cannot seal a token: {err}")))?;
-            (
-                Some(sealed),
-                Some(i32::try_from(sealer.key_id().0).unwrap_or(i32::MAX)),
-            )
+            (Some(sealed), Some(sealer.key_id().as_column()?))
         }
         None => (None, None),
     };
@@ -172,4 +169,17 @@ pub(super) async fn insert_evidence(
         .exec_without_returning(txn)
         .await?;
     Ok(evidence)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_sealed_token_is_re_encrypted_under_the_name_it_is_sealed_with() {
+        let place = super::token_place(uuid::Uuid::nil());
+        let table = crate::crypto::reseal::SEALED_TABLES
+            .iter()
+            .find(|table| table.table == place.table)
+            .expect("evidence is a sealed table");
+        assert_eq!(table.columns, &[(place.column, "token_sealed")]);
+    }
 }

@@ -60,14 +60,23 @@ use crate::{
     records::RecordKind,
 };
 
-/// What a reader agent submits.
-#[derive(Debug, Clone, serde::Serialize)]
+/// What a reader agent submits. The token holds the card number: serialized only into a keyed
+/// idempotency fingerprint, never printed.
+#[derive(Clone, serde::Serialize)]
 pub struct Submission {
     pub request_id: Uuid,
     /// base64url.
     pub token: String,
     /// base64url of 64 bytes.
     pub card_signature: String,
+}
+
+impl std::fmt::Debug for Submission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submission")
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The outcome of a submission, as recorded.
@@ -172,8 +181,9 @@ impl ApprovalService {
             .vault
             .open(evidence::token_place(evidence.id), sealed)
             .await
-            .map_err(crate::master_data::sensitive::unreadable)?;
-        tracing::info!(
+            .map_err(ApiError::from)?;
+        // Warn level: an audit line must survive the quietest log configuration.
+        tracing::warn!(
             target: "hub::audit",
             evidence = %evidence.id,
             organization = %principal.organization_id,
@@ -238,11 +248,14 @@ impl ApprovalService {
             .ok_or_else(|| {
                 ApiError::validation("cardSignature", "must be base64url of 64 bytes")
             })?;
-        let key = IdempotencyKey::new(
+        // Keyed: the evidence holds everything of the submission but the 16 digits, so a plain hash of
+        // it would let whoever reads the database try the digits of the issuer's range until it matched.
+        let key = IdempotencyKey::new_sensitive(
             device_id,
             "payWithOneTimeNumber",
             idempotency_key,
             &submission,
+            &self.vault,
         )?;
         // Under the current key (what is recorded) and every older key still in the ring (checked).
         let hashes = self
