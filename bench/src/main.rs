@@ -235,8 +235,24 @@ async fn main() -> anyhow::Result<()> {
         }
         reports.push(report);
     }
+    // The cost of decrypting: a page of customers (every field sealed) against a page of products.
+    let throughput = |name: &str| {
+        reports
+            .iter()
+            .find(|report| report.scenario == name)
+            .map(|report| report.throughput_per_second)
+    };
+    let decryption_ratio = throughput("customers-page")
+        .zip(throughput("products-page"))
+        .map(|(customers, products)| customers / products);
+    if let Some(ratio) = decryption_ratio
+        && !args.json
+    {
+        eprintln!("customers-page/products-page throughput = {ratio:.3}");
+    }
     if args.json {
-        let output = serde_json::json!({ "scenarios": reports, "pgbenchCeiling": ceiling });
+        let output = serde_json::json!({ "scenarios": reports, "pgbenchCeiling": ceiling,
+            "customersToProductsRatio": decryption_ratio });
         println!("{}", serde_json::to_string_pretty(&output)?);
     }
     Ok(())
