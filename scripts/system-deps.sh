@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the build and the tests need, when missing, and starts pcscd.
 #
-# - postgresql-client, redis-tools: the test script talks to the servers; redis-server: the Redis-outage
-#   tests start private servers of their own;
+# - postgresql-client, redis-tools: the test script talks to the servers (the encryption tests read
+#   pg_dump); redis-server: the Redis-outage tests start private servers of their own;
 # - libpcsclite-dev, pkgconf: the reader agent links libpcsclite (PC/SC);
 # - pcscd, vsmartcard-vpcd: the reader-agent tests run a virtual card behind a real pcscd, on the virtual
 #   reader driver vpcd ("Virtual PCD 00 00", TCP 35963, loopback tests only).
@@ -18,7 +18,7 @@ pcscd_running() {
 }
 
 need_packages=()
-command -v psql >/dev/null 2>&1 || need_packages+=(postgresql-client)
+{ command -v psql && command -v pg_dump; } >/dev/null 2>&1 || need_packages+=(postgresql-client)
 command -v redis-cli >/dev/null 2>&1 || need_packages+=(redis-tools)
 command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
 command -v pkg-config >/dev/null 2>&1 || need_packages+=(pkgconf)

@@ -74,28 +74,39 @@ impl fmt::Display for KeyId {
     }
 }
 
-/// A 256-bit data key.
-pub struct DataKey(Zeroizing<[u8; 32]>);
+/// A 256-bit data key, with its cipher built once (the AES key schedule is wiped on drop too: the
+/// `aes` crate's zeroize feature).
+pub struct DataKey {
+    bytes: Zeroizing<[u8; 32]>,
+    cipher: Aes256GcmSiv,
+}
 
 impl DataKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(Zeroizing::new(bytes))
+        let bytes = Zeroizing::new(bytes);
+        Self {
+            cipher: cipher_for(&bytes),
+            bytes,
+        }
     }
 
     /// A new key from the OS random generator.
     pub fn generate() -> Result<Self, CryptoError> {
         let mut bytes = Zeroizing::new([0u8; 32]);
         getrandom::fill(bytes.as_mut_slice()).map_err(|_| CryptoError::Random)?;
-        Ok(Self(bytes))
+        Ok(Self {
+            cipher: cipher_for(&bytes),
+            bytes,
+        })
     }
 
-    pub(super) fn cipher(&self) -> Aes256GcmSiv {
-        cipher_for(&self.0)
+    pub(super) fn cipher(&self) -> &Aes256GcmSiv {
+        &self.cipher
     }
 
     /// The raw bytes, for keys used as HMAC keys (the blind-index key).
     pub(super) fn bytes(&self) -> &[u8; 32] {
-        &self.0
+        &self.bytes
     }
 }
 
@@ -223,7 +234,7 @@ impl MasterKey {
             .encrypt(
                 &Nonce::from(nonce),
                 Payload {
-                    msg: key.0.as_slice(),
+                    msg: key.bytes.as_slice(),
                     aad: &Self::associated_data(purpose, id),
                 },
             )

@@ -200,10 +200,15 @@ impl Vault {
 
     /// Opens a sealed UTF-8 text.
     pub async fn open_text(&self, place: FieldPlace, sealed: &[u8]) -> Result<String, CryptoError> {
-        let bytes = self.open(place, sealed).await?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| CryptoError::Undecryptable {
-            table: place.table,
-            column: place.column,
+        let mut bytes = self.open(place, sealed).await?;
+        // The text leaves for the response anyway: move it out rather than copy it.
+        String::from_utf8(std::mem::take(&mut *bytes)).map_err(|invalid| {
+            // Not UTF-8 after all: wipe what was opened before refusing it.
+            drop(Zeroizing::new(invalid.into_bytes()));
+            CryptoError::Undecryptable {
+                table: place.table,
+                column: place.column,
+            }
         })
     }
 
