@@ -21,7 +21,6 @@ use crate::{
         sensitive::{ContactField, CustomerContact},
         service::{CustomerFilter, CustomerPatch, NewCustomer},
     },
-    policy::SharedEntity,
     records::RecordKind,
 };
 
@@ -32,21 +31,13 @@ use crate::{
 pub struct Customer(pub customer::Model);
 
 impl Customer {
-    /// A contact field in clear for callers allowed sensitive data; null for the others (nothing is
-    /// decrypted for them).
+    /// A contact field in clear for callers allowed sensitive data; null for the others.
     async fn contact(&self, ctx: &Context<'_>, field: ContactField) -> ApiResult<Option<String>> {
         let principal = ctx.principal()?;
         let shares = ctx.scope().received_shares(service(ctx), principal).await?;
-        let allowed = shares.may_read_sensitive(
-            principal,
-            customer::Entity::RESOURCE,
-            self.0.owner_organization_id,
-            self.0.id,
-        );
-        if !allowed {
-            return Ok(None);
-        }
-        service(ctx).customer_field(&self.0, field).await
+        service(ctx)
+            .customer_field(principal, &shares, &self.0, field)
+            .await
     }
 }
 

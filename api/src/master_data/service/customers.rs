@@ -19,7 +19,7 @@ use crate::{
         sensitive::{self, CustomerContact},
         validate,
     },
-    policy::{Action, Need, authorize, sensitive_visible},
+    policy::{Action, Need, ReceivedShares, SharedEntity, authorize, sensitive_visible},
 };
 
 // ---- inputs (plain data; the GraphQL layer converts into these) ----
@@ -105,12 +105,25 @@ impl MasterDataService {
         .await
     }
 
-    /// One contact field of a customer the caller has already been allowed to read in clear.
+    /// One contact field of a customer, in clear for the owner and for organizations whose share
+    /// includes sensitive fields (`shares`: the caller's received shares); null for the others, for
+    /// whom nothing is decrypted.
     pub async fn customer_field(
         &self,
+        principal: &Principal,
+        shares: &ReceivedShares,
         customer: &customer::Model,
         field: sensitive::ContactField,
     ) -> ApiResult<Option<String>> {
+        let allowed = shares.may_read_sensitive(
+            principal,
+            customer::Entity::RESOURCE,
+            customer.owner_organization_id,
+            customer.id,
+        );
+        if !allowed {
+            return Ok(None);
+        }
         sensitive::read_field(&self.vault, customer, field).await
     }
 
