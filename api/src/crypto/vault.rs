@@ -94,13 +94,12 @@ impl Vault {
     /// that has none (callers hold the migration lock, so replicas starting together agree). A master
     /// key other than the one the table names is refused before anything is read with it.
     pub async fn load(db: DatabaseConnection, master: MasterKey) -> Result<Self, VaultError> {
+        // The master key is checked before anything is added under it, so a wrong key never leaves
+        // a table wrapped by two masters.
+        let existing = encryption_key::Entity::find().all(&db).await?;
+        ensure_master(&existing, &master)?;
         for purpose in [KeyPurpose::Field, KeyPurpose::BlindIndex] {
-            let has_one = encryption_key::Entity::find()
-                .filter(encryption_key::Column::Purpose.eq(purpose.as_str()))
-                .one(&db)
-                .await?
-                .is_some();
-            if !has_one {
+            if !existing.iter().any(|row| row.purpose == purpose.as_str()) {
                 insert_key(&db, &master, purpose, KeyId(1)).await?;
             }
         }
@@ -108,16 +107,7 @@ impl Vault {
             .order_by_asc(encryption_key::Column::Id)
             .all(&db)
             .await?;
-        let fingerprint = master.fingerprint();
-        if let Some(other) = rows
-            .iter()
-            .find(|row| row.master_fingerprint != fingerprint)
-        {
-            return Err(VaultError::WrongMasterKey {
-                given: fingerprint,
-                expected: other.master_fingerprint.clone(),
-            });
-        }
+        ensure_master(&rows, &master)?;
         let mut field_keys = Vec::new();
         let mut blind = None;
         for row in &rows {
@@ -385,22 +375,15 @@ pub async fn rotate_data_key(
     db: &DatabaseConnection,
     master: &MasterKey,
 ) -> Result<KeyId, VaultError> {
-    use sea_orm::TransactionTrait;
-    let txn = db.begin().await?;
-    crate::db::serialize_on(&txn, KEY_TABLE_LOCK)
-        .await
-        .map_err(|err| CryptoError::MasterKey(format!("cannot lock the key table: {err}")))?;
+    let txn = lock_key_table(db).await?;
     let rows = encryption_key::Entity::find().all(&txn).await?;
-    let fingerprint = master.fingerprint();
-    if let Some(other) = rows
-        .iter()
-        .find(|row| row.master_fingerprint != fingerprint)
-    {
-        return Err(VaultError::WrongMasterKey {
-            given: fingerprint,
-            expected: other.master_fingerprint.clone(),
-        });
+    if rows.is_empty() {
+        return Err(CryptoError::MasterKey(
+            "the key table is empty: start the hub once, it creates the first keys".into(),
+        )
+        .into());
     }
+    ensure_master(&rows, master)?;
     let highest = rows
         .iter()
         .filter(|row| row.purpose == KeyPurpose::Field.as_str())

@@ -446,7 +446,7 @@ async fn a_wrong_master_key_stops_the_hub_before_it_serves() {
     let path = config.master_key_path();
     std::fs::remove_file(&path).expect("remove the key");
     api::auth::generate_secret_file(&path).expect("another key");
-    let refused = api::server::start(config, any)
+    let refused = api::server::start(config.clone(), any)
         .await
         .err()
         .expect("a hub with another master key does not start");
@@ -455,6 +455,21 @@ async fn a_wrong_master_key_stops_the_hub_before_it_serves() {
         message.contains("is not the one the data keys are wrapped with"),
         "{message}"
     );
+    // Refused before anything was added under the wrong key: the table still has its two keys, both
+    // wrapped by the first master key.
+    let db = sea_orm::Database::connect(config.database_url())
+        .await
+        .expect("database");
+    let keys = entities::encryption_key::Entity::find()
+        .all(&db)
+        .await
+        .expect("keys");
+    assert_eq!(keys.len(), 2);
+    let first = &keys[0].master_fingerprint;
+    assert!(keys.iter().all(|key| &key.master_fingerprint == first));
+    let wrong = api::crypto::MasterKey::load(&path).expect("the wrong key");
+    assert_ne!(first, &wrong.fingerprint());
+    db.close().await.ok();
 }
 
 /// An older schema's customers (plaintext columns) are sealed in batches at start, and the plaintext
