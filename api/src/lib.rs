@@ -1,11 +1,11 @@
 //! The IoT Commerce Hub: a GraphQL data hub shared by a retailer and its partners.
 //!
 //! Layout: `config` (flags and environment), `auth` (keys, tokens, principals), `policy` (the one place
-//! for access rules), one module per domain (`identity`, `master_data`, `financial`, `payments`,
-//! `events`) with a service layer and thin GraphQL resolvers, `graphql` (schema assembly, Relay IDs
+//! for access rules), one module per domain (`identity`, `master_data`, `financial`, `work`,
+//! `logistics`, `payments`, `events`) with a service layer and thin GraphQL resolvers, `graphql` (schema assembly, Relay IDs
 //! and connections, the cost bound on documents, error codes), `http` (routes and middleware), `db`
 //! (connection, migrations, bootstrap, pagination, named constraints), `idempotency` and `server`
-//! (start and stop). The payment rules are in `docs/payments.md`, event ordering in `docs/events.md`.
+//! (start and stop); `transitions` is the state-machine step shared by work plans and deliveries. The payment rules are in `docs/payments.md`, event ordering in `docs/events.md`.
 
 pub mod auth;
 pub mod cli;
@@ -19,6 +19,7 @@ pub mod graphql;
 pub mod http;
 pub mod idempotency;
 pub mod identity;
+pub mod logistics;
 pub mod master_data;
 pub mod payments;
 pub mod policy;
@@ -26,3 +27,5 @@ pub mod records;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod transitions;
+pub mod work;

@@ -3,8 +3,9 @@
 //! query. Later domains add their actions and filters to this module, not to resolvers.
 
 use entities::{
-    invoice, order, order_line, order_party, payment, payment_evidence, payment_request,
+    delivery, invoice, order, order_line, order_party, payment, payment_evidence, payment_request,
     share::{self, ResourceType, ShareAccess},
+    work_plan,
 };
 use sea_orm::{
     ActiveEnum, EntityTrait,
@@ -310,6 +311,66 @@ pub fn payment_visible(principal: &Principal) -> Condition {
             Expr::col((payment::Entity, payment::Column::IssuerOrganizationId))
                 .eq(principal.organization_id),
         )
+}
+
+/// Work plans the caller may see: those it planned and those assigned to it.
+pub fn work_plan_visible(principal: &Principal) -> Condition {
+    Condition::any()
+        .add(
+            Expr::col((work_plan::Entity, work_plan::Column::OwnerOrganizationId))
+                .eq(principal.organization_id),
+        )
+        .add(
+            Expr::col((work_plan::Entity, work_plan::Column::AssigneeOrganizationId))
+                .eq(principal.organization_id),
+        )
+}
+
+/// The two parties of a work plan or a delivery: the owner who asks, the one who does the work or
+/// carries the goods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    /// The planner of a work plan, the shipper of a delivery.
+    Owner,
+    /// The assignee of a work plan, the carrier of a delivery.
+    Performer,
+}
+
+/// The caller's party in a record it sees, preferring `wanted` when it is both (work an organization
+/// assigns to itself).
+pub fn party_of(principal: &Principal, owner: Uuid, performer: Uuid, wanted: Party) -> Party {
+    let me = principal.organization_id;
+    match wanted {
+        Party::Owner if owner == me => Party::Owner,
+        Party::Performer if performer == me => Party::Performer,
+        _ if owner == me => Party::Owner,
+        _ => Party::Performer,
+    }
+}
+
+/// SQL condition: the caller is `party` of the work plan.
+pub fn work_plan_party(principal: &Principal, party: Party) -> Condition {
+    let column = match party {
+        Party::Owner => work_plan::Column::OwnerOrganizationId,
+        Party::Performer => work_plan::Column::AssigneeOrganizationId,
+    };
+    Condition::all().add(Expr::col((work_plan::Entity, column)).eq(principal.organization_id))
+}
+
+/// Deliveries the caller may see: those it ships and those it carries.
+pub fn delivery_visible(principal: &Principal) -> Condition {
+    Condition::any()
+        .add(delivery_party(principal, Party::Owner))
+        .add(delivery_party(principal, Party::Performer))
+}
+
+/// SQL condition: the caller is `party` of the delivery.
+pub fn delivery_party(principal: &Principal, party: Party) -> Condition {
+    let column = match party {
+        Party::Owner => delivery::Column::OwnerOrganizationId,
+        Party::Performer => delivery::Column::CarrierOrganizationId,
+    };
+    Condition::all().add(Expr::col((delivery::Entity, column)).eq(principal.organization_id))
 }
 
 /// Payment requests the caller may see: its organization's, and for a device its own terminal's only.

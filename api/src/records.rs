@@ -46,6 +46,8 @@ record_kinds!(
     IssuerKey,
     Card,
     PaymentRequest,
+    WorkPlan,
+    Delivery,
 );
 
 impl RecordKind {

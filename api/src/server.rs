@@ -85,6 +85,12 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         identity: IdentityService::new(db.clone(), issuer.clone()),
         master_data: MasterDataService::new(db.clone(), vault.clone()),
         financial: FinancialService::new(db.clone(), outbox.clone()),
+        work: crate::work::WorkService::new(db.clone(), outbox.clone()),
+        logistics: crate::logistics::LogisticsService::new(
+            db.clone(),
+            outbox.clone(),
+            vault.clone(),
+        ),
         events: EventService::new(db.clone()),
         payment_keys: PaymentKeysService::new(db.clone()),
         payment_requests: PaymentRequestService::new(

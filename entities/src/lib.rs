@@ -2,6 +2,7 @@
 
 pub mod card;
 pub mod customer;
+pub mod delivery;
 pub mod device;
 pub mod encryption_key;
 pub mod event;
@@ -21,5 +22,8 @@ pub mod payment_evidence;
 pub mod payment_request;
 pub mod product;
 pub mod share;
+pub mod travel_record;
+pub mod work_plan;
+pub mod work_record;
 
 pub use sea_orm;

@@ -14,6 +14,7 @@ mod m20261126_000008_hardening;
 mod m20261126_000009_share_grants_unique;
 mod m20261203_000010_sealed_fields;
 mod m20261203_000011_drop_plaintext;
+mod m20261203_000012_work_and_logistics;
 
 pub use m20261126_000008_hardening::PREFIX_RANGES_DISJOINT;
 pub use m20261203_000011_drop_plaintext::DROP_PLAINTEXT;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000009_share_grants_unique::Migration),
             Box::new(m20261203_000010_sealed_fields::Migration),
             Box::new(m20261203_000011_drop_plaintext::Migration),
+            Box::new(m20261203_000012_work_and_logistics::Migration),
         ]
     }
 }

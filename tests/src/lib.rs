@@ -385,6 +385,25 @@ pub fn encode_global_id(kind: RecordKind, id: Uuid) -> String {
     kind.global_id(id).to_string()
 }
 
+/// Every stored value of a sealed `column` of `table`, as raw bytes (what a stolen dump holds).
+pub async fn sealed_values(
+    db: &sea_orm::DatabaseConnection,
+    table: &str,
+    column: &str,
+) -> Vec<Vec<u8>> {
+    use sea_orm::ConnectionTrait;
+    let backend = db.get_database_backend();
+    db.query_all_raw(sea_orm::Statement::from_string(
+        backend,
+        format!("SELECT {column} AS value FROM {table}"),
+    ))
+    .await
+    .expect("read sealed values")
+    .iter()
+    .map(|row| row.try_get::<Vec<u8>>("", "value").expect("bytes"))
+    .collect()
+}
+
 /// Runs one async test body against both backends, as two tests named `postgres` and `sqlite`.
 #[macro_export]
 macro_rules! on_both_backends {

@@ -48,6 +48,14 @@ pub const SEALED_TABLES: &[SealedTable] = &[
         table: "payment_evidence",
         columns: &[("token", "token_sealed")],
     },
+    SealedTable {
+        table: "delivery",
+        columns: &[("recipient", "recipient_sealed")],
+    },
+    SealedTable {
+        table: "travel_record",
+        columns: &[("position", "position_sealed")],
+    },
 ];
 
 /// How the job paces itself.

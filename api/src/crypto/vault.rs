@@ -71,7 +71,7 @@ struct Inner {
     master: MasterKey,
     ring: RwLock<Arc<KeyRing>>,
     blind: DataKey,
-    /// One refresh at a time (others wait for it and then see its result), and when the last ended.
+    /// One refresh at a time (others wait for it and then see its result), and when the last began.
     refreshing: tokio::sync::Mutex<Instant>,
     /// Said once per process: the table moved to another master key than ours.
     warned_master_moved: AtomicBool,
@@ -171,11 +171,10 @@ impl Vault {
         place: FieldPlace,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let met = Instant::now();
         match super::open(&self.ring(), place, sealed) {
             Err(CryptoError::UnknownKey { key_id, .. }) => {
-                // At most one lookup per interval: values under a key that truly does not exist
-                // must not turn every read into a query of the key table.
-                if let Err(err) = self.refresh_older_than(UNKNOWN_KEY_RECHECK).await {
+                if let Err(err) = self.learn(key_id, met).await {
                     tracing::warn!(error = %err, %key_id, "cannot refresh the data keys");
                     // Not the value's fault: an error of ours, not DECRYPTION_FAILED.
                     return Err(CryptoError::MasterKey(
@@ -228,15 +227,35 @@ impl Vault {
         self.refresh_older_than(Duration::ZERO).await
     }
 
-    /// Refreshes unless the last refresh ended less than `age` ago.
+    /// Refreshes unless the last refresh began less than `age` ago.
     async fn refresh_older_than(&self, age: Duration) -> Result<(), VaultError> {
         let mut last = self.inner.refreshing.lock().await;
         if age > Duration::ZERO && last.elapsed() < age {
             return Ok(());
         }
-        let outcome = self.reload().await;
         *last = Instant::now();
-        outcome
+        self.reload().await
+    }
+
+    /// Reads the key table for `wanted`, met in a value at `met`, unless a read that began after
+    /// that already looked (readers meeting the same new key wait for one read, then all see it).
+    ///
+    /// A key is committed before any value sealed under it, so a read begun after the value was
+    /// met finds the key if it exists. A newer id than any held (another replica rotated) is always
+    /// looked up this way, or the first reads after a rotation would fail for up to the refresh
+    /// interval; an older id that is missing (under another master key) is looked up at most once
+    /// per interval, so such values cannot turn every read into a query of the key table.
+    async fn learn(&self, wanted: KeyId, met: Instant) -> Result<(), VaultError> {
+        let newer = self.ring().ids().all(|held| held < wanted);
+        if !newer {
+            return self.refresh_older_than(UNKNOWN_KEY_RECHECK).await;
+        }
+        let mut last = self.inner.refreshing.lock().await;
+        if *last > met || self.ring().get(wanted).is_some() {
+            return Ok(());
+        }
+        *last = Instant::now();
+        self.reload().await
     }
 
     async fn reload(&self) -> Result<(), VaultError> {

@@ -36,6 +36,10 @@ const BATCH: i64 = 1000;
 
 /// The family of financial events (orders, invoices, payments and their requests).
 pub const FINANCIAL: &str = "FINANCIAL";
+/// The family of work events (work plans and their records).
+pub const WORK: &str = "WORK";
+/// The family of logistic events (deliveries and their travel records).
+pub const LOGISTIC: &str = "LOGISTIC";
 
 /// An event to record with a change. Carries ids, types, parties and status, never sensitive values.
 #[derive(Debug, Clone)]

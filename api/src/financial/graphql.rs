@@ -312,6 +312,24 @@ macro_rules! order_children_loader {
 }
 
 order_children_loader!(OrderLinesLoader, order_line::Model, lines);
+
+/// Orders by id, those the caller may see (a work plan's or a delivery's order).
+pub struct OrdersLoader {
+    pub service: FinancialService,
+    pub principal: Principal,
+}
+
+impl Loader<Uuid> for OrdersLoader {
+    type Value = order::Model;
+    type Error = Arc<ApiError>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        self.service
+            .orders_by_id(&self.principal, keys)
+            .await
+            .map_err(Arc::new)
+    }
+}
 order_children_loader!(InvoicesLoader, invoice::Model, invoices);
 order_children_loader!(PaymentsLoader, payment::Model, payments);
 

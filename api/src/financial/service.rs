@@ -153,6 +153,21 @@ impl FinancialService {
         find_order(&self.db, principal, id).await
     }
 
+    /// The orders among `ids` the caller may see, by id.
+    pub async fn orders_by_id(
+        &self,
+        principal: &Principal,
+        ids: &[Uuid],
+    ) -> ApiResult<HashMap<Uuid, order::Model>> {
+        authorize(principal, Action::ReadOwnOrganization)?;
+        let rows = order::Entity::find()
+            .filter(order::Column::Id.is_in(ids.iter().copied()))
+            .filter(order_visible(principal))
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(|order| (order.id, order)).collect())
+    }
+
     /// Creates a DRAFT order, pricing every line from the catalogue (ids and quantities are all a client
     /// says). Idempotent per key.
     pub async fn create_order(

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, marker::PhantomData, sync::Arc};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
-use entities::{customer, location, organization, product};
+use entities::{customer, device, location, order, organization, product};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, QueryFilter};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
@@ -13,9 +13,11 @@ use super::Services;
 use crate::{
     auth::Principal,
     error::{ApiError, ApiResult},
-    financial::graphql::{InvoicesLoader, OrderLinesLoader, PaymentsLoader},
+    financial::graphql::{InvoicesLoader, OrderLinesLoader, OrdersLoader, PaymentsLoader},
+    logistics::graphql::TravelRecordsLoader,
     master_data::MasterDataService,
     policy::{Need, ReceivedShares, SharedEntity, visible},
+    work::graphql::WorkRecordsLoader,
 };
 
 /// Directory entries by id (every caller may read names and kinds).
@@ -84,9 +86,13 @@ pub struct RequestScope {
     pub locations: DataLoader<VisibleLoader<location::Entity>, HashMapCache>,
     pub products: DataLoader<VisibleLoader<product::Entity>, HashMapCache>,
     pub customers: DataLoader<VisibleLoader<customer::Entity>, HashMapCache>,
+    pub devices: DataLoader<VisibleLoader<device::Entity>, HashMapCache>,
+    pub orders: DataLoader<OrdersLoader, HashMapCache>,
     pub order_lines: DataLoader<OrderLinesLoader, HashMapCache>,
     pub invoices: DataLoader<InvoicesLoader, HashMapCache>,
     pub payments: DataLoader<PaymentsLoader, HashMapCache>,
+    pub work_records: DataLoader<WorkRecordsLoader, HashMapCache>,
+    pub travel_records: DataLoader<TravelRecordsLoader, HashMapCache>,
     received_shares: OnceCell<Arc<ReceivedShares>>,
     /// Off for a long-lived connection: what it is shown must be read when it is shown.
     caching: bool,
@@ -101,6 +107,11 @@ impl RequestScope {
             locations: visible_loader(db, principal),
             products: visible_loader(db, principal),
             customers: visible_loader(db, principal),
+            devices: visible_loader(db, principal),
+            orders: {
+                let (service, principal) = financial();
+                cached(OrdersLoader { service, principal })
+            },
             order_lines: {
                 let (service, principal) = financial();
                 cached(OrderLinesLoader { service, principal })
@@ -113,6 +124,14 @@ impl RequestScope {
                 let (service, principal) = financial();
                 cached(PaymentsLoader { service, principal })
             },
+            work_records: cached(WorkRecordsLoader {
+                service: services.work.clone(),
+                principal: principal.clone(),
+            }),
+            travel_records: cached(TravelRecordsLoader {
+                service: services.logistics.clone(),
+                principal: principal.clone(),
+            }),
             received_shares: OnceCell::new(),
             caching: true,
         }
@@ -132,6 +151,10 @@ impl RequestScope {
         scope.order_lines.enable_all_cache(false);
         scope.invoices.enable_all_cache(false);
         scope.payments.enable_all_cache(false);
+        scope.devices.enable_all_cache(false);
+        scope.orders.enable_all_cache(false);
+        scope.work_records.enable_all_cache(false);
+        scope.travel_records.enable_all_cache(false);
         scope
     }
 
@@ -182,6 +205,18 @@ impl RequestScope {
 
     pub async fn customer(&self, id: Uuid) -> ApiResult<Option<customer::Model>> {
         self.customers.load_one(id).await.map_err(loader_error)
+    }
+
+    pub async fn device(&self, id: Uuid) -> ApiResult<Option<device::Model>> {
+        self.devices.load_one(id).await.map_err(loader_error)
+    }
+
+    /// An order the caller may see.
+    pub async fn order(&self, id: Uuid) -> ApiResult<Option<order::Model>> {
+        self.orders
+            .load_one(id)
+            .await
+            .map_err(|err| ApiError::Internal(anyhow::anyhow!("loading orders failed: {err}")))
     }
 }
 

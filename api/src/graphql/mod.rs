@@ -48,6 +48,8 @@ pub struct QueryRoot(
     IdentityQuery,
     MasterDataQuery,
     FinancialQuery,
+    crate::work::graphql::WorkQuery,
+    crate::logistics::graphql::LogisticsQuery,
     EventQuery,
     PaymentKeysQuery,
     PaymentRequestQuery,
@@ -60,6 +62,8 @@ pub struct MutationRoot(
     IdentityMutation,
     MasterDataMutation,
     FinancialMutation,
+    crate::work::graphql::WorkMutation,
+    crate::logistics::graphql::LogisticsMutation,
     PaymentKeysMutation,
     PaymentRequestMutation,
     ApprovalMutation,
@@ -70,6 +74,7 @@ pub struct SubscriptionRoot(
     EventSubscription,
     PaymentRequestSubscription,
     FinancialSubscription,
+    crate::logistics::graphql::LogisticsSubscription,
 );
 
 pub type HubSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -81,6 +86,8 @@ pub struct Services {
     pub identity: IdentityService,
     pub master_data: MasterDataService,
     pub financial: FinancialService,
+    pub work: crate::work::WorkService,
+    pub logistics: crate::logistics::LogisticsService,
     pub events: EventService,
     pub payment_keys: PaymentKeysService,
     pub payment_requests: PaymentRequestService,
@@ -109,6 +116,8 @@ pub fn build_schema(limits: &Limits, services: Option<Services>) -> HubSchema {
             .data(services.identity)
             .data(services.master_data)
             .data(services.financial)
+            .data(services.work)
+            .data(services.logistics)
             .data(services.events)
             .data(services.payment_keys)
             .data(services.payment_requests)

@@ -41,6 +41,8 @@ pub enum Node {
     IssuerKey(IssuerKey),
     Card(Card),
     PaymentRequest(PaymentRequest),
+    WorkPlan(crate::work::graphql::WorkPlan),
+    Delivery(crate::logistics::graphql::Delivery),
 }
 
 #[derive(Default)]
@@ -87,6 +89,16 @@ impl NodeQuery {
             RecordKind::PaymentRequest => Node::PaymentRequest(PaymentRequest(
                 ctx.data_unchecked::<PaymentRequestService>()
                     .payment_request(principal, uuid)
+                    .await?,
+            )),
+            RecordKind::WorkPlan => Node::WorkPlan(crate::work::graphql::WorkPlan(
+                ctx.data_unchecked::<crate::work::WorkService>()
+                    .work_plan(principal, uuid)
+                    .await?,
+            )),
+            RecordKind::Delivery => Node::Delivery(crate::logistics::graphql::Delivery(
+                ctx.data_unchecked::<crate::logistics::LogisticsService>()
+                    .delivery(principal, uuid)
                     .await?,
             )),
         };

@@ -37,6 +37,26 @@ pub fn optional_text(
     }
 }
 
+/// A time window: `end` strictly after `start`, and at most `max` long (a typo in a year is refused, not
+/// stored as a plan for the next century).
+pub fn window(
+    end_field: &'static str,
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+    max: chrono::TimeDelta,
+) -> ApiResult<()> {
+    if end <= start {
+        return Err(ApiError::validation(end_field, "must be after the start"));
+    }
+    if end - start > max {
+        return Err(ApiError::validation(
+            end_field,
+            format!("the window may be at most {} days long", max.num_days()),
+        ));
+    }
+    Ok(())
+}
+
 /// 1..=64 of `A-Z a-z 0-9 . _ -`; SKUs are compared exactly.
 pub fn sku(raw: &str) -> ApiResult<String> {
     let value = raw.trim();

@@ -17,3 +17,4 @@ mod roles;
 mod schema_snapshot;
 mod subscriptions;
 mod tokens;
+mod work_logistics;
