@@ -19,13 +19,16 @@ trap bench_cleanup EXIT
 
 psql "$admin_url" -XAtqc "CREATE DATABASE ${database}" >/dev/null
 export DATABASE_URL="$database_url" HUB_DATA_DIR="$work" HUB_LOG_FORMAT=json RUST_LOG=warn
-# The PostgreSQL mode never generates keys: give it a signing key, a number-hash key and a master key.
+# The PostgreSQL mode never generates keys: give it a signing key, a number-hash key, a master key
+# and an audit key.
 target/release/hub keygen --out "$work/signing-key.pem" >/dev/null
 export HUB_SIGNING_KEY_FILE="$work/signing-key.pem"
 target/release/hub keygen --secret --out "$work/number-hash.key" >/dev/null
 export HUB_NUMBER_HASH_KEY_FILE="$work/number-hash.key"
 target/release/hub keygen --secret --out "$work/master.key" >/dev/null
 export HUB_MASTER_KEY_FILE="$work/master.key"
+target/release/hub keygen --secret --out "$work/audit.key" >/dev/null
+export HUB_AUDIT_KEY_FILE="$work/audit.key"
 target/release/hub serve --listen "$listen" >"$work/hub.log" 2>&1 &
 hub_pid=$!
 for _ in $(seq 100); do

@@ -1,4 +1,5 @@
-//! The `hub` command line: `serve` (default), `token create`, `schema`, `migrate`, `keygen`, `keys`.
+//! The `hub` command line: `serve` (default), `token create`, `schema`, `migrate`, `keygen`, `keys`,
+//! `audit`.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -37,6 +38,9 @@ pub enum Command {
     /// Field-encryption keys: progress, and rotation while the hub serves.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The audit trail: signed checkpoints of each organization's chain, and verification.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Create a new ed25519 token-signing key file (PKCS#8 PEM, mode 0600); never overwrites.
     Keygen {
         #[arg(long)]
@@ -68,6 +72,30 @@ pub enum KeysCommand {
         /// File with the new master key (create it with `hub keygen --secret --out FILE`).
         #[arg(long)]
         new_master_key_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Link what is committed, then print a signed checkpoint of each chain's head (JSON, one line
+    /// per organization). Keep them outside the database: `verify --checkpoint` proves against them
+    /// that no entry was cut off or rewritten since.
+    Checkpoint {
+        /// Only this organization (name or UUID).
+        #[arg(long)]
+        org: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Recompute each chain and name its first broken entry; exits with status 1 when one is broken.
+    Verify {
+        /// Only this organization (name or UUID).
+        #[arg(long)]
+        org: Option<String>,
+        /// Checkpoints printed earlier by `hub audit checkpoint`.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
     },
 }
 
@@ -121,6 +149,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Keys(command)) => keys(&cli.config, command).await,
+        Some(Command::Audit(command)) => audit(&cli.config, command).await,
         Some(Command::Keygen {
             out,
             secret,
@@ -161,6 +190,112 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn audit(config: &HubConfig, command: AuditCommand) -> anyhow::Result<()> {
+    use crate::audit::{AuditService, Checkpoint, Linker};
+    use std::io::Write;
+    let db = crate::db::connect(config).await?;
+    let key = server::load_audit_key(config)?;
+    let (signer, _) = crate::auth::SigningKey::load(&config.signing_key_path(), false)?;
+    let service = AuditService::new(db.clone(), key.clone(), signer);
+    let organizations = |org: Option<String>| {
+        let (db, service) = (db.clone(), service.clone());
+        async move {
+            match org {
+                Some(org) => Ok::<_, anyhow::Error>(vec![find_organization(&db, &org).await?]),
+                None => Ok(service.organizations().await?),
+            }
+        }
+    };
+    match command {
+        AuditCommand::Checkpoint { org, out } => {
+            let linker = Linker::new(db.clone(), key);
+            while linker.link_pending().await? > 0 {}
+            let mut lines = String::new();
+            for organization in organizations(org).await? {
+                lines.push_str(&serde_json::to_string(
+                    &service.checkpoint(organization).await?,
+                )?);
+                lines.push('\n');
+            }
+            match out {
+                Some(path) => std::fs::write(&path, lines)?,
+                None => std::io::stdout().write_all(lines.as_bytes())?,
+            }
+            Ok(())
+        }
+        AuditCommand::Verify { org, checkpoint } => {
+            let checkpoints: Vec<Checkpoint> = match checkpoint {
+                Some(path) => std::fs::read_to_string(&path)?
+                    .lines()
+                    .filter(|line| !line.trim().is_empty())
+                    .map(serde_json::from_str)
+                    .collect::<Result<_, _>>()
+                    .map_err(|err| {
+                        anyhow::anyhow!("{} is not a checkpoint file: {err}", path.display())
+                    })?,
+                None => Vec::new(),
+            };
+            let mut broken = 0;
+            for organization in organizations(org).await? {
+                let given = checkpoints.iter().find(|c| c.organization == organization);
+                let outcome = service.verify(organization, given).await?;
+                match &outcome.first_break {
+                    None if outcome.rejected == 0 => println!(
+                        "{organization}: intact, {} entries, {} pending{}",
+                        outcome.entries_checked,
+                        outcome.pending,
+                        if given.is_some() {
+                            ", reaches the checkpoint"
+                        } else {
+                            ""
+                        }
+                    ),
+                    None => {
+                        broken += 1;
+                        println!(
+                            "{organization}: {} rows written without the audit key were refused",
+                            outcome.rejected
+                        );
+                    }
+                    Some(first) => {
+                        broken += 1;
+                        println!(
+                            "{organization}: BROKEN at index {} ({}): {:?}",
+                            first.index,
+                            first
+                                .entry_id
+                                .map_or_else(|| "no entry".to_owned(), |id| format!("entry {id}")),
+                            first.reason
+                        );
+                    }
+                }
+            }
+            if broken > 0 {
+                anyhow::bail!("{broken} audit chain(s) do not verify");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// An organization by UUID or exact name.
+async fn find_organization(
+    db: &sea_orm::DatabaseConnection,
+    org: &str,
+) -> anyhow::Result<uuid::Uuid> {
+    use entities::organization;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    if let Ok(id) = org.parse::<uuid::Uuid>() {
+        return Ok(id);
+    }
+    organization::Entity::find()
+        .filter(organization::Column::Name.eq(org))
+        .one(db)
+        .await?
+        .map(|found| found.id)
+        .ok_or_else(|| anyhow::anyhow!("no organization named {org}"))
 }
 
 async fn keys(config: &HubConfig, command: KeysCommand) -> anyhow::Result<()> {

@@ -36,6 +36,12 @@ pub struct HubConfig {
     #[arg(long, env = "HUB_MASTER_KEY_FILE", global = true)]
     pub master_key_file: Option<PathBuf>,
 
+    /// File with the 32-byte audit key (base64) that links the audit trail's hash chains; it must
+    /// never be stored in the database. Default: `<data-dir>/audit.key`, created on first start in
+    /// embedded mode; required in production, the same for every replica.
+    #[arg(long, env = "HUB_AUDIT_KEY_FILE", global = true)]
+    pub audit_key_file: Option<PathBuf>,
+
     /// `iss` and `aud` of the tokens the hub mints and accepts.
     #[arg(
         long,
@@ -385,6 +391,7 @@ impl HubConfig {
             limits: Limits::default(),
             number_hash_key_file: None,
             master_key_file: None,
+            audit_key_file: None,
             encryption: EncryptionSettings::default(),
             payment_limits: PaymentLimits::default(),
             subscriptions: SubscriptionLimits::default(),
@@ -422,6 +429,12 @@ impl HubConfig {
             .unwrap_or_else(|| self.data_dir.join("number-hash.key"))
     }
 
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.audit_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit.key"))
+    }
+
     pub fn master_key_path(&self) -> PathBuf {
         self.master_key_file
             .clone()
@@ -448,7 +461,7 @@ impl HubConfig {
     /// One log line describing the configuration, with credentials masked.
     pub fn describe(&self) -> String {
         format!(
-            "mode={:?} database={} redis={} data_dir={} signing_key={} master_key={} audience={} \
+            "mode={:?} database={} redis={} data_dir={} signing_key={} audit_key={} master_key={} audience={} \
              max_token_lifetime={}s metrics_listen={} metrics_token={} max_body_bytes={} \
              max_depth={} max_complexity={} max_selections={} timeout={}s introspection={}",
             self.mode(),
@@ -459,6 +472,7 @@ impl HubConfig {
                 .unwrap_or_else(|| "none".into()),
             self.data_dir.display(),
             self.signing_key_path().display(),
+            self.audit_key_path().display(),
             match &self.master_key_file {
                 None if std::env::var_os("HUB_MASTER_KEY").is_some() =>
                     "HUB_MASTER_KEY (***)".to_owned(),

@@ -207,16 +207,23 @@ where
         return write_transaction(db, work).await.map(Once::Ran);
     };
     let txn = match claim(db, key).await? {
-        Claim::Replay(id) => return Ok(Once::Replayed(id)),
+        Claim::Replay(id) => {
+            crate::audit::scope::replayed();
+            return Ok(Once::Replayed(id));
+        }
         Claim::Fresh(txn) => txn,
     };
     let outcome = match work(&txn).await {
-        Ok(value) => complete(&txn, key, recorded(&value)).await.map(|()| value),
+        Ok(value) => match complete(&txn, key, recorded(&value)).await {
+            Ok(()) => crate::audit::scope::append_in(&txn).await.map(|()| value),
+            Err(err) => Err(err),
+        },
         Err(err) => Err(err),
     };
     match outcome {
         Ok(value) => {
             txn.commit().await?;
+            crate::audit::scope::committed();
             Ok(Once::Ran(value))
         }
         Err(err) => {

@@ -2,11 +2,12 @@
 //!
 //! Layout: `config` (flags and environment), `auth` (keys, tokens, principals), `policy` (the one place
 //! for access rules), one module per domain (`identity`, `master_data`, `financial`, `work`,
-//! `logistics`, `payments`, `events`) with a service layer and thin GraphQL resolvers, `graphql` (schema assembly, Relay IDs
+//! `logistics`, `payments`, `events`) with a service layer, `audit` (the hash-chained trail of every mutation) and thin GraphQL resolvers, `graphql` (schema assembly, Relay IDs
 //! and connections, the cost bound on documents, error codes), `http` (routes and middleware), `db`
 //! (connection, migrations, bootstrap, pagination, named constraints), `idempotency` and `server`
 //! (start and stop); `transitions` is the state-machine step shared by work plans and deliveries. The payment rules are in `docs/payments.md`, event ordering in `docs/events.md`.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -66,6 +66,8 @@ actions! {
     ReadCardData,
     /// Read how field encryption stands: keys and re-encryption progress (the platform operator).
     ReadEncryptionStatus,
+    /// Export checkpoints of the organization's audit chain and verify it.
+    ReadAudit,
 }
 
 /// Allows `action` for `principal`, or says FORBIDDEN with the rule that stopped it.
@@ -90,7 +92,8 @@ pub fn authorize(principal: &Principal, action: Action) -> ApiResult<()> {
         Action::ManageMembers
         | Action::IssueTokens
         | Action::ManageDevices
-        | Action::ManageShares => principal.role == Role::Admin,
+        | Action::ManageShares
+        | Action::ReadAudit => principal.role == Role::Admin,
         // Only financial providers hold issuer keys and issue cards.
         Action::ManageKeys => principal.role == Role::Admin && principal.is_financial_provider(),
         Action::IssueCards => {
@@ -130,6 +133,7 @@ fn rule(action: Action) -> &'static str {
         Action::SubmitPayment => "only the terminal's device submits card payments",
         Action::ReadCardData => "reading card data requires the ADMIN role of the card's issuer",
         Action::ReadEncryptionStatus => "only the retailer's ADMIN reads the encryption status",
+        Action::ReadAudit => "the audit trail is for the ADMIN role",
     }
 }
 
@@ -460,6 +464,17 @@ impl ReceivedShares {
     }
 }
 
+/// The record kind of a shareable resource (what its global IDs and audit entries name).
+pub fn record_kind(resource: ResourceType) -> crate::records::RecordKind {
+    use crate::records::RecordKind;
+    match resource {
+        ResourceType::Location => RecordKind::Location,
+        ResourceType::Product => RecordKind::Product,
+        ResourceType::Customer => RecordKind::Customer,
+        ResourceType::Device => RecordKind::Device,
+    }
+}
+
 /// The name of a resource in messages (`NOT_FOUND` says which kind of record is missing).
 pub fn resource_name(resource: ResourceType) -> &'static str {
     match resource {
@@ -509,7 +524,7 @@ mod tests {
                 Role::Admin => [
                     &reads[..],
                     &[WriteRecords, RequestPayment, ManageMembers, IssueTokens],
-                    &[ManageDevices, ManageShares],
+                    &[ManageDevices, ManageShares, ReadAudit],
                 ]
                 .concat(),
             };
@@ -540,7 +555,7 @@ mod tests {
         }
         assert_eq!(
             Action::ALL.len(),
-            15,
+            16,
             "a new action needs a row in the table above"
         );
     }

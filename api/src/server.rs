@@ -37,6 +37,7 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         );
     }
     let master = load_master_key(&config)?;
+    let audit_key = load_audit_key(&config)?;
     let background_db = crate::db::connect_background(&config).await?;
     let (vault, _retailer, admin) =
         crate::db::migrate_and_bootstrap(&db, &background_db, master, &config.retailer_name)
@@ -80,6 +81,7 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         .await
         .context("cannot read the event log's newest position")?;
     let outbox = Outbox::new(background_db.clone(), bus);
+    let linker = crate::audit::Linker::new(background_db.clone(), audit_key.clone());
     let services = Services {
         db: db.clone(),
         identity: IdentityService::new(db.clone(), issuer.clone()),
@@ -109,6 +111,14 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         ),
         feed,
         vault,
+        audit: crate::audit::AuditService::new(db.clone(), audit_key.clone(), key.clone()),
+        audit_scope: crate::audit::scope::AuditMutations {
+            db: db.clone(),
+            key: audit_key,
+            linker: linker.wake(),
+            root: crate::graphql::root_type_names().1,
+        },
+        linker,
     };
     if mode == Mode::Embedded {
         write_admin_token(&config, &services.identity, &admin)?;
@@ -164,6 +174,27 @@ pub fn load_master_key(config: &HubConfig) -> anyhow::Result<crate::crypto::Mast
         );
     }
     Ok(MasterKey::load(&path)?)
+}
+
+/// The audit key: a file (`HUB_AUDIT_KEY_FILE`), else in the embedded default `<data-dir>/audit.key`,
+/// created with a warning on first start. Production mode never creates one.
+pub fn load_audit_key(config: &HubConfig) -> anyhow::Result<crate::audit::AuditKey> {
+    let path = config.audit_key_path();
+    if config.audit_key_file.is_none() && config.mode() == Mode::Production {
+        anyhow::bail!(
+            "production mode needs an audit key: set HUB_AUDIT_KEY_FILE (create one with `hub \
+             keygen --secret --out FILE`, give every replica the same, and keep it out of the database)"
+        );
+    }
+    if !path.exists() && config.audit_key_file.is_none() {
+        crate::auth::generate_secret_file(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        tracing::warn!(
+            path = %path.display(),
+            "generated a new audit key; production must supply its own (HUB_AUDIT_KEY_FILE)"
+        );
+    }
+    Ok(crate::audit::AuditKey::load(&path)?)
 }
 
 /// Writes a fresh admin token for the embedded default, readable by the owner only.
@@ -223,6 +254,7 @@ pub fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
         .spawn_refresh(Duration::from_millis(encryption.key_refresh_ms.max(100)));
     let mut tasks = vec![
         state.outbox.spawn(),
+        state.services.linker.spawn(),
         state.services.feed.spawn(),
         purge,
         resealer.spawn(),

@@ -1,5 +1,6 @@
 //! The hub's tables as sea-orm entities. No business logic lives here: services in `api` own the rules.
 
+pub mod audit_entry;
 pub mod card;
 pub mod customer;
 pub mod delivery;

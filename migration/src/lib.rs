@@ -15,6 +15,7 @@ mod m20261126_000009_share_grants_unique;
 mod m20261203_000010_sealed_fields;
 mod m20261203_000011_drop_plaintext;
 mod m20261203_000012_work_and_logistics;
+mod m20261203_000013_audit;
 
 pub use m20261126_000008_hardening::PREFIX_RANGES_DISJOINT;
 pub use m20261203_000011_drop_plaintext::DROP_PLAINTEXT;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000010_sealed_fields::Migration),
             Box::new(m20261203_000011_drop_plaintext::Migration),
             Box::new(m20261203_000012_work_and_logistics::Migration),
+            Box::new(m20261203_000013_audit::Migration),
         ]
     }
 }

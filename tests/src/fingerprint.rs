@@ -99,14 +99,16 @@ async fn row_texts(db: &DatabaseConnection, backend: DbBackend, table: &str) -> 
     texts
 }
 
-/// Waits (at most 30 s) until no committed event lacks its position.
+/// Waits (at most 30 s) until no committed event lacks its position and no audit entry its link
+/// (both are written after commit, in the background, and would otherwise show up as changes).
 pub(crate) async fn wait_for_stamping(db: &DatabaseConnection) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let row = db
             .query_one_raw(Statement::from_string(
                 db.get_database_backend(),
-                "SELECT COUNT(*) AS pending FROM event WHERE position IS NULL",
+                "SELECT (SELECT COUNT(*) FROM event WHERE position IS NULL) \
+                 + (SELECT COUNT(*) FROM audit_entry WHERE chain_index IS NULL) AS pending",
             ))
             .await
             .expect("count unstamped events");
@@ -118,7 +120,7 @@ pub(crate) async fn wait_for_stamping(db: &DatabaseConnection) {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "events stayed unstamped for 30 s"
+            "events or audit entries stayed unstamped for 30 s"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }

@@ -25,7 +25,7 @@ use uuid::Uuid;
 pub use api::records::{GlobalId, RecordKind};
 pub use postgres::TestDatabase;
 pub use private_redis::PrivateRedis;
-pub use replicas::{MASTER_KEY_FILE, ReplicaProcess, Replicas};
+pub use replicas::{AUDIT_KEY_FILE, MASTER_KEY_FILE, ReplicaProcess, Replicas};
 pub use subscriber::{Received, Subscriber};
 
 /// Which database a test runs against.
@@ -109,6 +109,9 @@ impl TestApp {
                 let master_key = data_dir.path().join(replicas::MASTER_KEY_FILE);
                 api::auth::generate_secret_file(&master_key).expect("master key");
                 config.master_key_file = Some(master_key);
+                let audit_key = data_dir.path().join(replicas::AUDIT_KEY_FILE);
+                api::auth::generate_secret_file(&audit_key).expect("audit key");
+                config.audit_key_file = Some(audit_key);
                 Some(database)
             }
             Backend::Sqlite => None,

@@ -14,6 +14,8 @@ use crate::{Fingerprint, TestDatabase, free_port, hub_binary};
 /// Where the harness keeps a production-mode hub's master key, in its data directory (replicas started
 /// with that directory read it from there).
 pub const MASTER_KEY_FILE: &str = "operator-master.key";
+/// The audit key's file, beside the master key.
+pub const AUDIT_KEY_FILE: &str = "operator-audit.key";
 
 pub struct Replicas {
     /// Base URLs, one per process.
@@ -46,6 +48,9 @@ impl Replicas {
         let master_key = dir.path().join(MASTER_KEY_FILE);
         api::auth::generate_secret_file(&master_key).expect("master key");
         config.master_key_file = Some(master_key);
+        let audit_key = dir.path().join(AUDIT_KEY_FILE);
+        api::auth::generate_secret_file(&audit_key).expect("audit key");
+        config.audit_key_file = Some(audit_key);
         // Migrate and bootstrap before the replicas start, so minting tokens below cannot race them.
         let state = api::server::prepare(config)
             .await
@@ -214,6 +219,7 @@ pub(crate) fn spawn_hub(
         .env("HUB_SIGNING_KEY_FILE", key)
         .env("HUB_NUMBER_HASH_KEY_FILE", hash_key)
         .env("HUB_MASTER_KEY_FILE", dir.join(MASTER_KEY_FILE))
+        .env("HUB_AUDIT_KEY_FILE", dir.join(AUDIT_KEY_FILE))
         .env("HUB_DATA_DIR", dir)
         .env("HUB_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")

@@ -89,6 +89,17 @@ impl SigningKey {
     pub fn public_key(&self) -> [u8; 32] {
         self.public_key
     }
+
+    /// An ed25519 signature by this key (audit checkpoints).
+    pub fn sign(&self, message: &[u8]) -> Result<[u8; 64], KeyError> {
+        use ed25519_dalek::Signer;
+        let key = ed25519_dalek::SigningKey::from_pkcs8_der(&self.pkcs8_der).map_err(|_| {
+            KeyError::Malformed {
+                path: PathBuf::new(),
+            }
+        })?;
+        Ok(key.sign(message).to_bytes())
+    }
 }
 
 /// Creates a new key file readable by its owner only; never overwrites an existing file.

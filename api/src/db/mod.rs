@@ -242,7 +242,8 @@ pub async fn begin_write(db: &DatabaseConnection) -> ApiResult<DatabaseTransacti
     Ok(db.begin_with_options(options).await?)
 }
 
-/// Runs `work` in a write transaction, committing on `Ok` and rolling back on `Err`.
+/// Runs `work` in a write transaction, committing on `Ok` and rolling back on `Err`. Inside a
+/// mutation, the mutation's audit entry is appended in the same transaction (`audit::scope`).
 ///
 /// On SQLite the transaction is IMMEDIATE: it takes the write lock at BEGIN, so concurrent writers queue
 /// on the busy timeout instead of failing when a read transaction tries to upgrade.
@@ -255,9 +256,14 @@ where
     T: Send,
 {
     let txn = begin_write(db).await?;
-    match work(&txn).await {
+    let outcome = match work(&txn).await {
+        Ok(value) => crate::audit::scope::append_in(&txn).await.map(|()| value),
+        Err(err) => Err(err),
+    };
+    match outcome {
         Ok(value) => {
             txn.commit().await?;
+            crate::audit::scope::committed();
             Ok(value)
         }
         Err(err) => {

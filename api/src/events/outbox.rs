@@ -56,6 +56,8 @@ pub struct NewEvent {
 
 /// Inserts the event and its recipients; call inside the transaction of the change.
 pub async fn record<C: ConnectionTrait>(txn: &C, event: NewEvent) -> ApiResult<()> {
+    // The record an event announces is the one the current mutation changed (for its audit entry).
+    crate::audit::touch(event.record_type, event.record_id);
     let id = Uuid::now_v7();
     event::Entity::insert(event::ActiveModel {
         id: Set(id),

@@ -55,6 +55,7 @@ pub struct QueryRoot(
     PaymentRequestQuery,
     DeclinesQuery,
     crate::crypto::graphql::EncryptionQuery,
+    crate::audit::graphql::AuditQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -94,6 +95,10 @@ pub struct Services {
     pub approval: ApprovalService,
     pub feed: EventFeed,
     pub vault: crate::crypto::Vault,
+    pub audit: crate::audit::AuditService,
+    /// Opens the audit scope of each mutation.
+    pub audit_scope: crate::audit::scope::AuditMutations,
+    pub linker: crate::audit::Linker,
 }
 
 /// Builds the schema; `services` is `None` only for printing the SDL.
@@ -123,7 +128,9 @@ pub fn build_schema(limits: &Limits, services: Option<Services>) -> HubSchema {
             .data(services.payment_requests)
             .data(services.approval)
             .data(services.feed)
-            .data(services.vault);
+            .data(services.vault)
+            .data(services.audit)
+            .extension(services.audit_scope);
     }
     builder.finish()
 }

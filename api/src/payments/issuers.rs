@@ -156,7 +156,8 @@ impl PaymentKeysService {
         // by the update, and every approval reads the key under a share lock: a tap judged under
         // the key before the revocation commits is flagged with the others, one judged after sees
         // the key REVOKED.
-        let stepped = write_transaction(&self.db, move |txn| {
+        // A refused step returns its error from inside, so nothing commits (no audit entry either).
+        write_transaction(&self.db, move |txn| {
             Box::pin(async move {
                 let changed = issuer_key::Entity::update_many()
                     .col_expr(issuer_key::Column::Status, Expr::value(to))
@@ -171,7 +172,15 @@ impl PaymentKeysService {
                     .exec(txn)
                     .await?;
                 if changed.rows_affected != 1 {
-                    return Ok(None);
+                    let key = issuer_key::Entity::find_by_id(id)
+                        .filter(issuer_key::Column::OwnerOrganizationId.eq(owner))
+                        .one(txn)
+                        .await?
+                        .ok_or(ApiError::not_found("issuer key"))?;
+                    return Err(ApiError::InvalidTransition {
+                        action,
+                        reason: format!("the key is {:?}", key.status).to_uppercase(),
+                    });
                 }
                 let key = issuer_key::Entity::find_by_id(id)
                     .one(txn)
@@ -184,20 +193,10 @@ impl PaymentKeysService {
                 if to == IssuerKeyStatus::Revoked {
                     flag_payments_under(txn, &key).await?;
                 }
-                Ok(Some(key))
+                Ok(key)
             })
         })
-        .await?;
-        match stepped {
-            Some(key) => Ok(key),
-            None => {
-                let key = self.issuer_key(principal, id).await?;
-                Err(ApiError::InvalidTransition {
-                    action,
-                    reason: format!("the key is {:?}", key.status).to_uppercase(),
-                })
-            }
-        }
+        .await
     }
 
     pub async fn issuer_key(
@@ -246,10 +245,10 @@ impl PaymentKeysService {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        card::Entity::insert(model)
-            .exec_with_returning(&self.db)
-            .await
-            .map_err(ApiError::from)
+        write_transaction(&self.db, move |txn| {
+            Box::pin(async move { Ok(card::Entity::insert(model).exec_with_returning(txn).await?) })
+        })
+        .await
     }
 
     /// Blocks or unblocks one of the caller's cards; a blocked card's numbers are declined.
@@ -278,17 +277,24 @@ impl PaymentKeysService {
                 ),
             });
         }
-        card::Entity::update_many()
-            .col_expr(card::Column::Status, Expr::value(status))
-            .col_expr(
-                card::Column::Version,
-                Expr::col(card::Column::Version).add(1),
-            )
-            .col_expr(card::Column::UpdatedAt, Expr::value(Utc::now()))
-            .filter(card::Column::Id.eq(id))
-            .filter(card::Column::IssuerOrganizationId.eq(principal.organization_id))
-            .exec(&self.db)
-            .await?;
+        let issuer = principal.organization_id;
+        write_transaction(&self.db, move |txn| {
+            Box::pin(async move {
+                card::Entity::update_many()
+                    .col_expr(card::Column::Status, Expr::value(status))
+                    .col_expr(
+                        card::Column::Version,
+                        Expr::col(card::Column::Version).add(1),
+                    )
+                    .col_expr(card::Column::UpdatedAt, Expr::value(Utc::now()))
+                    .filter(card::Column::Id.eq(id))
+                    .filter(card::Column::IssuerOrganizationId.eq(issuer))
+                    .exec(txn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await?;
         self.card(principal, id).await
     }
 

@@ -226,12 +226,15 @@ async fn replicas_starting_together_bootstrap_once() {
     api::auth::generate_secret_file(&hash_key).expect("number-hash key");
     let master_key = dir.path().join("master.key");
     api::auth::generate_secret_file(&master_key).expect("master key");
+    let audit_key = dir.path().join("audit.key");
+    api::auth::generate_secret_file(&audit_key).expect("audit key");
     let config = || {
         let mut config = HubConfig::with_data_dir(dir.path());
         config.database_url = Some(database.url().to_owned());
         config.signing_key_file = Some(key.clone());
         config.number_hash_key_file = Some(hash_key.clone());
         config.master_key_file = Some(master_key.clone());
+        config.audit_key_file = Some(audit_key.clone());
         config
     };
     let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));

@@ -326,6 +326,7 @@ fn operation(
         Action::ReadEncryptionStatus => {
             ("{ encryptionStatus { primaryKeyId pending } }", json!({}))
         }
+        Action::ReadAudit => ("{ verifyAudit { intact entriesChecked } }", json!({})),
         Action::SubmitPayment => (
             "mutation($i: PayWithOneTimeNumberInput!) { payWithOneTimeNumber(input: $i) { status } }",
             json!({ "i": { "requestId": request, "token": junk_token(), "cardSignature": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 64]), "idempotencyKey": format!("submit-{n}") } }),
@@ -409,6 +410,7 @@ async fn every_action_for_every_role(backend: Backend) {
                     IssueTokens,
                     ManageDevices,
                     ManageShares,
+                    ReadAudit,
                 ],
             ]
             .concat(),

@@ -143,7 +143,7 @@ impl MasterDataService {
         {
             Err(ApiError::NotFound { .. }) => {
                 // Say why (NOT_FOUND, or FORBIDDEN for a share without sensitive fields).
-                require::<customer::Entity>(&self.db, principal, id, need).await?;
+                require::<customer::Entity, _>(&self.db, principal, id, need).await?;
                 return Err(ApiError::not_found("customer"));
             }
             other => other?,

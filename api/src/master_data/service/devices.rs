@@ -129,7 +129,7 @@ impl MasterDataService {
         if let Some(location) = patch.location_id {
             need = device_change_need(DeviceChange::Move);
             // A grantee is told it may not move the device before the location is looked up.
-            require::<device::Entity>(&self.db, principal, id, need).await?;
+            require::<device::Entity, _>(&self.db, principal, id, need).await?;
             self.own_location(principal, location).await?;
             changes.location_id = Set(location);
         }

@@ -10,6 +10,7 @@ mod locations;
 mod products;
 mod shares;
 
+use crate::db::write_transaction;
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
@@ -126,6 +127,7 @@ impl MasterDataService {
                 )));
             }
         };
+        crate::audit::touch(crate::policy::record_kind(E::RESOURCE), id);
         let created = run_once(&self.db, key.as_ref(), move |txn| {
             Box::pin(async move {
                 E::insert(model).exec_without_returning(txn).await?;
@@ -220,37 +222,43 @@ where
     E::Model: FromQueryResult + IntoActiveModel<E::ActiveModel> + Send + Sync,
     E::ActiveModel: ActiveModelTrait<Entity = E> + Send,
 {
-    let result = E::update_many()
-        .set(changes)
-        .col_expr(E::version_column(), Expr::col(E::version_column()).add(1))
-        .col_expr(E::updated_at_column(), Expr::value(Utc::now()))
-        .filter(E::id_column().eq(id))
-        .filter(E::version_column().eq(version))
-        .filter(visible::<E>(principal, need))
-        .exec(db)
-        .await?;
-    if result.rows_affected == 1 {
-        return find_visible::<E, _>(db, principal, id, Need::Read).await;
-    }
-    // Nothing changed: say why, without revealing rows the caller cannot see.
-    require::<E>(db, principal, id, need).await?;
-    Err(ApiError::Conflict(format!(
-        "stale version {version}: the {} changed since you read it; read it again and retry",
-        resource_name(E::RESOURCE)
-    )))
+    // In a write transaction, so the mutation's audit entry commits with the change; a refusal
+    // rolls it back (and with it the entry).
+    let writable = visible::<E>(principal, need);
+    let caller = principal.clone();
+    write_transaction(db, move |txn| {
+        Box::pin(async move {
+            let result = E::update_many()
+                .set(changes)
+                .col_expr(E::version_column(), Expr::col(E::version_column()).add(1))
+                .col_expr(E::updated_at_column(), Expr::value(Utc::now()))
+                .filter(E::id_column().eq(id))
+                .filter(E::version_column().eq(version))
+                .filter(writable)
+                .exec(txn)
+                .await?;
+            if result.rows_affected == 1 {
+                return Ok(());
+            }
+            // Nothing changed: say why, without revealing rows the caller cannot see.
+            require::<E, _>(txn, &caller, id, need).await?;
+            Err(ApiError::Conflict(format!(
+                "stale version {version}: the {} changed since you read it; read it again and retry",
+                resource_name(E::RESOURCE)
+            )))
+        })
+    })
+    .await?;
+    find_visible::<E, _>(db, principal, id, Need::Read).await
 }
 
 /// Succeeds when the caller may do what `need` says to the row; otherwise NOT_FOUND when it may not
 /// even see it, or FORBIDDEN naming the rule (a database error stays one).
-async fn require<E>(
-    db: &DatabaseConnection,
-    principal: &Principal,
-    id: Uuid,
-    need: Need,
-) -> ApiResult<()>
+async fn require<E, C>(db: &C, principal: &Principal, id: Uuid, need: Need) -> ApiResult<()>
 where
     E: SharedEntity,
     E::Model: FromQueryResult + Send + Sync,
+    C: ConnectionTrait,
 {
     find_visible::<E, _>(db, principal, id, Need::Read).await?;
     match find_visible::<E, _>(db, principal, id, need).await {
@@ -277,23 +285,29 @@ where
     E::Model: FromQueryResult + Send + Sync,
 {
     authorize(principal, Action::WriteRecords)?;
-    let result = E::delete_many()
-        .filter(E::id_column().eq(id))
-        .filter(E::owner_column().eq(principal.organization_id))
-        .exec(db)
-        .await
-        .map_err(|err| match err.sql_err() {
-            Some(SqlErr::ForeignKeyConstraintViolation(_)) => ApiError::Conflict(format!(
-                "the {} is still referenced by other records and cannot be deleted",
-                resource_name(E::RESOURCE)
-            )),
-            _ => err.into(),
-        })?;
-    if result.rows_affected == 1 {
-        return Ok(id);
-    }
-    find_visible::<E, _>(db, principal, id, Need::Read).await?;
-    Err(ApiError::Forbidden("only the owner deletes a record"))
+    let caller = principal.clone();
+    write_transaction(db, move |txn| {
+        Box::pin(async move {
+            let result = E::delete_many()
+                .filter(E::id_column().eq(id))
+                .filter(E::owner_column().eq(caller.organization_id))
+                .exec(txn)
+                .await
+                .map_err(|err| match err.sql_err() {
+                    Some(SqlErr::ForeignKeyConstraintViolation(_)) => ApiError::Conflict(format!(
+                        "the {} is still referenced by other records and cannot be deleted",
+                        resource_name(E::RESOURCE)
+                    )),
+                    _ => err.into(),
+                })?;
+            if result.rows_affected == 1 {
+                return Ok(id);
+            }
+            find_visible::<E, _>(txn, &caller, id, Need::Read).await?;
+            Err(ApiError::Forbidden("only the owner deletes a record"))
+        })
+    })
+    .await
 }
 
 /// Case-insensitive substring match with LIKE wildcards in the needle escaped.

@@ -1,6 +1,7 @@
 //! Shares: the input type and the service methods that grant, revoke and list an organization's
 //! shares, and read the shares it received (they decide which sensitive fields it may read).
 
+use crate::db::write_transaction;
 use chrono::Utc;
 use entities::{
     customer, device, location, organization, product,
@@ -100,16 +101,23 @@ impl MasterDataService {
     /// Revokes one of the caller's grants; the grantee loses access with its next request.
     pub async fn revoke_share(&self, principal: &Principal, id: Uuid) -> ApiResult<Uuid> {
         authorize(principal, Action::ManageShares)?;
-        let result = share::Entity::delete_many()
-            .filter(share::Column::Id.eq(id))
-            .filter(share::Column::OwnerOrganizationId.eq(principal.organization_id))
-            .exec(&self.db)
-            .await?;
-        if result.rows_affected == 1 {
-            Ok(id)
-        } else {
-            Err(ApiError::not_found("share"))
-        }
+        let owner = principal.organization_id;
+        write_transaction(&self.db, move |txn| {
+            Box::pin(async move {
+                let result = share::Entity::delete_many()
+                    .filter(share::Column::Id.eq(id))
+                    .filter(share::Column::OwnerOrganizationId.eq(owner))
+                    .exec(txn)
+                    .await?;
+                // Nothing deleted: rolled back, so the refusal leaves no audit entry either.
+                if result.rows_affected == 1 {
+                    Ok(id)
+                } else {
+                    Err(ApiError::not_found("share"))
+                }
+            })
+        })
+        .await
     }
 
     /// Shares the caller's organization granted (as owner) or received (as grantee).

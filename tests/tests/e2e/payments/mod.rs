@@ -31,7 +31,7 @@ pub(super) async fn expect_decline(
     assert_eq!(outcome["declineReason"], reason, "{outcome}");
     let after = checkout.app.fingerprint().await;
     for (table, state) in &before.tables {
-        if table != "payment_evidence" && table != "idempotency_record" {
+        if table != "payment_evidence" && table != "idempotency_record" && table != "audit_entry" {
             assert_eq!(
                 after.tables.get(table),
                 Some(state),
@@ -43,6 +43,11 @@ pub(super) async fn expect_decline(
         after.rows("payment_evidence"),
         before.rows("payment_evidence") + 1,
         "{reason}: evidence recorded"
+    );
+    assert_eq!(
+        after.rows("audit_entry"),
+        before.rows("audit_entry") + 1,
+        "{reason}: the recorded decline is audited like any change"
     );
 }
 

@@ -1,0 +1,160 @@
+//! Links committed entries into their organization's chain, after commit and in the order they became
+//! visible (commit order), so the chain never serializes the write path: writers only insert their
+//! entry; one linker at a time (a PostgreSQL advisory lock; SQLite has one writer) gives each the next
+//! index of its chain and the link over its predecessor.
+//!
+//! The linker checks each entry's seal before linking it: a row someone inserted into the table
+//! without the key is left unlinked and reported, never made part of a chain.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use entities::audit_entry;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, sea_query::Expr,
+};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::{
+    chain::{AuditKey, Mac32},
+    service::seal_of,
+};
+use crate::{db::write_transaction, error::ApiResult};
+
+/// Key of the advisory lock held by the one linker at work.
+const LINKER_LOCK_KEY: i64 = 0x4943_485f_4155_4454; // "ICH_AUDT"
+/// The linker also wakes on this period, to pick up what another replica committed.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// After a wake-up the linker waits this long, so that one round links many commits.
+const GATHER: Duration = Duration::from_millis(10);
+/// Entries linked per round.
+const BATCH: u64 = 500;
+
+#[derive(Clone)]
+pub struct Linker {
+    db: DatabaseConnection,
+    key: AuditKey,
+    wake: Arc<Notify>,
+}
+
+impl Linker {
+    pub fn new(db: DatabaseConnection, key: AuditKey) -> Self {
+        Self {
+            db,
+            key,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// What the write path notifies after committing an entry.
+    pub fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Runs the linker until the process ends.
+    pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
+        let linker = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if tokio::time::timeout(POLL_INTERVAL, linker.wake.notified())
+                    .await
+                    .is_ok()
+                {
+                    tokio::time::sleep(GATHER).await;
+                }
+                loop {
+                    match linker.link_pending().await {
+                        Ok(n) if n >= BATCH => continue,
+                        Ok(_) => break,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "linking audit entries failed; retrying");
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Links committed, unlinked entries, oldest insert first. Returns how many it looked at.
+    pub async fn link_pending(&self) -> ApiResult<u64> {
+        let key = self.key.clone();
+        write_transaction(&self.db, move |txn| {
+            Box::pin(async move {
+                let backend = txn.get_database_backend();
+                if backend == DbBackend::Postgres {
+                    let locked = txn
+                        .query_one_raw(Statement::from_string(
+                            backend,
+                            format!("SELECT pg_try_advisory_xact_lock({LINKER_LOCK_KEY}) AS locked"),
+                        ))
+                        .await?
+                        .and_then(|row| row.try_get::<bool>("", "locked").ok())
+                        .unwrap_or(false);
+                    if !locked {
+                        return Ok(0);
+                    }
+                }
+                let pending = audit_entry::Entity::find()
+                    .filter(audit_entry::Column::ChainIndex.is_null())
+                    .order_by_asc(audit_entry::Column::Seq)
+                    .limit(BATCH)
+                    .all(txn)
+                    .await?;
+                let seen = pending.len() as u64;
+                let mut heads: HashMap<Uuid, (i64, Mac32)> = HashMap::new();
+                for entry in pending {
+                    if seal_of(&key, &entry).as_deref() != Some(entry.seal.as_slice()) {
+                        tracing::error!(entry = %entry.id, organization = %entry.organization_id,
+                            "an audit entry's seal does not verify (written without the audit key); it is not linked");
+                        metrics::counter!("hub_audit_forged_entries_total").increment(1);
+                        // Moved out of the pending range, so it is reported once and never linked.
+                        audit_entry::Entity::update_many()
+                            .col_expr(audit_entry::Column::ChainIndex, Expr::value(-entry.seq))
+                            .filter(audit_entry::Column::Seq.eq(entry.seq))
+                            .exec(txn)
+                            .await?;
+                        continue;
+                    }
+                    let (index, previous) = match heads.get(&entry.organization_id) {
+                        Some(head) => *head,
+                        None => head_of(txn, entry.organization_id).await?,
+                    };
+                    let index = index + 1;
+                    let link = key.link(entry.organization_id, index, &previous, &entry.seal);
+                    audit_entry::Entity::update_many()
+                        .col_expr(audit_entry::Column::ChainIndex, Expr::value(index))
+                        .col_expr(audit_entry::Column::Link, Expr::value(link.to_vec()))
+                        .filter(audit_entry::Column::Seq.eq(entry.seq))
+                        .exec(txn)
+                        .await?;
+                    heads.insert(entry.organization_id, (index, link));
+                }
+                Ok(seen)
+            })
+        })
+        .await
+    }
+}
+
+/// The newest linked entry of an organization's chain: its index and link (0 and zeros when empty).
+pub async fn head_of<C: ConnectionTrait>(db: &C, organization: Uuid) -> ApiResult<(i64, Mac32)> {
+    let head = audit_entry::Entity::find()
+        .filter(audit_entry::Column::OrganizationId.eq(organization))
+        .filter(audit_entry::Column::ChainIndex.gt(0))
+        .order_by_desc(audit_entry::Column::ChainIndex)
+        .one(db)
+        .await?;
+    Ok(match head {
+        Some(entry) => (
+            entry.chain_index.unwrap_or_default(),
+            entry
+                .link
+                .as_deref()
+                .and_then(|link| link.try_into().ok())
+                .unwrap_or([0; 32]),
+        ),
+        None => (0, [0; 32]),
+    })
+}
