@@ -7,6 +7,7 @@
 //! (connection, migrations, bootstrap, pagination, named constraints), `idempotency` and `server`
 //! (start and stop); `transitions` is the state-machine step shared by work plans and deliveries. The payment rules are in `docs/payments.md`, event ordering in `docs/events.md`.
 
+pub mod analytics;
 pub mod audit;
 pub mod auth;
 pub mod cli;

@@ -111,6 +111,7 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         ),
         feed,
         vault,
+        analytics: crate::analytics::AnalyticsService::new(db.clone()),
         audit: crate::audit::AuditService::new(db.clone(), audit_key.clone(), key.clone()),
         audit_scope: crate::audit::scope::AuditMutations {
             db: db.clone(),

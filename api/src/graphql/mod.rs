@@ -56,6 +56,7 @@ pub struct QueryRoot(
     DeclinesQuery,
     crate::crypto::graphql::EncryptionQuery,
     crate::audit::graphql::AuditQuery,
+    crate::analytics::graphql::AnalyticsQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -95,6 +96,7 @@ pub struct Services {
     pub approval: ApprovalService,
     pub feed: EventFeed,
     pub vault: crate::crypto::Vault,
+    pub analytics: crate::analytics::AnalyticsService,
     pub audit: crate::audit::AuditService,
     /// Opens the audit scope of each mutation.
     pub audit_scope: crate::audit::scope::AuditMutations,
@@ -129,6 +131,7 @@ pub fn build_schema(limits: &Limits, services: Option<Services>) -> HubSchema {
             .data(services.approval)
             .data(services.feed)
             .data(services.vault)
+            .data(services.analytics)
             .data(services.audit)
             .extension(services.audit_scope);
     }

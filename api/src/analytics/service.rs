@@ -1,0 +1,350 @@
+//! The aggregate queries. Each takes a period `[from, to)` (at most 366 days) and the caller, applies the
+//! caller's visibility in the query's WHERE clause, and groups in the database.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use entities::{
+    delivery::{self, DeliveryStatus},
+    order::{self, OrderStatus},
+    order_line, payment_evidence, work_plan, work_record,
+};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, QueryResult,
+    sea_query::{Alias, Expr, ExprTrait, Order, Query, SelectStatement},
+};
+use uuid::Uuid;
+
+use crate::{
+    auth::Principal,
+    error::{ApiError, ApiResult},
+    policy::{
+        Action, authorize, decline_visible, delivery_visible, order_line_visible, work_plan_visible,
+    },
+};
+
+/// The longest period one figure covers.
+const MAX_PERIOD: TimeDelta = TimeDelta::days(366);
+/// Rows one figure returns at most (a day x product x supplier grid of a busy year stays far below).
+const MAX_ROWS: u64 = 50_000;
+
+/// A period `[from, to)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Period {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+impl Period {
+    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>) -> ApiResult<Self> {
+        if to <= from {
+            return Err(ApiError::validation("to", "must be after from"));
+        }
+        if to - from > MAX_PERIOD {
+            return Err(ApiError::validation("to", "a period is at most 366 days"));
+        }
+        Ok(Self { from, to })
+    }
+}
+
+/// Sales of one product by one supplier on one day (UTC), in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SalesRow {
+    pub day: String,
+    pub product_id: Uuid,
+    pub supplier_id: Option<Uuid>,
+    pub currency: String,
+    pub quantity: i64,
+    pub revenue_minor: i64,
+    pub orders: i64,
+}
+
+/// Submissions at one terminal with one outcome and decline reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentOutcomeRow {
+    pub terminal_id: Uuid,
+    pub authorized: bool,
+    pub decline_reason: Option<String>,
+    pub count: i64,
+}
+
+/// Deliveries of one carrier that were delivered in the period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRow {
+    pub carrier_id: Uuid,
+    pub delivered: i64,
+    pub on_time: i64,
+    /// Mean seconds from pick-up to delivery.
+    pub mean_transit_seconds: f64,
+}
+
+/// Work recorded by one assignee in the period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkRow {
+    pub assignee_id: Uuid,
+    pub records: i64,
+    pub minutes: i64,
+    pub plans: i64,
+}
+
+#[derive(Clone)]
+pub struct AnalyticsService {
+    db: DatabaseConnection,
+}
+
+impl AnalyticsService {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    async fn rows(&self, statement: &mut SelectStatement) -> ApiResult<Vec<QueryResult>> {
+        statement.limit(MAX_ROWS);
+        let backend = self.db.get_database_backend();
+        Ok(self.db.query_all_raw(backend.build(&*statement)).await?)
+    }
+
+    fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Order lines the caller may see (its own orders' lines; as a supplier, the lines of its own
+    /// products) of orders placed in the period and not cancelled, by day, product and supplier.
+    pub async fn sales(&self, principal: &Principal, period: Period) -> ApiResult<Vec<SalesRow>> {
+        authorize(principal, Action::ReadOwnOrganization)?;
+        let day = match self.backend() {
+            DbBackend::Postgres => {
+                "to_char(sales_order.placed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+            }
+            // Stored as RFC 3339 text in UTC: the date is its first ten characters.
+            _ => "substr(sales_order.placed_at, 1, 10)",
+        };
+        let mut query = Query::select();
+        query
+            .expr_as(Expr::cust(day), Alias::new("day"))
+            .expr_as(
+                Expr::col((order_line::Entity, order_line::Column::ProductId)),
+                Alias::new("product_id"),
+            )
+            .expr_as(
+                Expr::col((
+                    order_line::Entity,
+                    order_line::Column::SupplierOrganizationId,
+                )),
+                Alias::new("supplier_id"),
+            )
+            .expr_as(
+                Expr::col((order::Entity, order::Column::Currency)),
+                Alias::new("currency"),
+            )
+            .expr_as(
+                Expr::cust("CAST(SUM(order_line.quantity) AS BIGINT)"),
+                Alias::new("quantity"),
+            )
+            .expr_as(
+                Expr::cust("CAST(SUM(order_line.line_total_minor) AS BIGINT)"),
+                Alias::new("revenue_minor"),
+            )
+            .expr_as(
+                Expr::cust("COUNT(DISTINCT order_line.order_id)"),
+                Alias::new("orders"),
+            )
+            .from(order_line::Entity)
+            .inner_join(
+                order::Entity,
+                Expr::col((order::Entity, order::Column::Id))
+                    .equals((order_line::Entity, order_line::Column::OrderId)),
+            )
+            .cond_where(order_line_visible(principal))
+            .and_where(Expr::col((order::Entity, order::Column::Status)).is_in([
+                OrderStatus::Placed,
+                OrderStatus::Fulfilled,
+                OrderStatus::Closed,
+            ]))
+            .and_where(Expr::col((order::Entity, order::Column::PlacedAt)).gte(period.from))
+            .and_where(Expr::col((order::Entity, order::Column::PlacedAt)).lt(period.to))
+            .add_group_by([
+                Expr::cust(day),
+                Expr::col((order_line::Entity, order_line::Column::ProductId)),
+                Expr::col((
+                    order_line::Entity,
+                    order_line::Column::SupplierOrganizationId,
+                )),
+                Expr::col((order::Entity, order::Column::Currency)),
+            ])
+            .order_by(Alias::new("day"), Order::Asc)
+            .order_by(Alias::new("product_id"), Order::Asc);
+        self.rows(&mut query)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(SalesRow {
+                    day: row.try_get("", "day")?,
+                    product_id: row.try_get("", "product_id")?,
+                    supplier_id: row.try_get("", "supplier_id")?,
+                    currency: row.try_get("", "currency")?,
+                    quantity: row.try_get("", "quantity")?,
+                    revenue_minor: row.try_get("", "revenue_minor")?,
+                    orders: row.try_get("", "orders")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Submissions the caller may see (at its terminals, or of its cards), by terminal, outcome and
+    /// decline reason.
+    pub async fn payment_outcomes(
+        &self,
+        principal: &Principal,
+        period: Period,
+    ) -> ApiResult<Vec<PaymentOutcomeRow>> {
+        authorize(principal, Action::ReadOwnOrganization)?;
+        let evidence = payment_evidence::Entity;
+        let mut query = Query::select();
+        query
+            .expr_as(
+                Expr::col((evidence, payment_evidence::Column::DeviceId)),
+                Alias::new("terminal_id"),
+            )
+            .expr_as(
+                Expr::col((evidence, payment_evidence::Column::Outcome)),
+                Alias::new("outcome"),
+            )
+            .expr_as(
+                Expr::col((evidence, payment_evidence::Column::DeclineReason)),
+                Alias::new("decline_reason"),
+            )
+            .expr_as(Expr::cust("COUNT(*)"), Alias::new("submissions"))
+            .from(evidence)
+            .cond_where(decline_visible(principal))
+            .and_where(Expr::col((evidence, payment_evidence::Column::RecordedAt)).gte(period.from))
+            .and_where(Expr::col((evidence, payment_evidence::Column::RecordedAt)).lt(period.to))
+            .add_group_by([
+                Expr::col((evidence, payment_evidence::Column::DeviceId)),
+                Expr::col((evidence, payment_evidence::Column::Outcome)),
+                Expr::col((evidence, payment_evidence::Column::DeclineReason)),
+            ])
+            .order_by(Alias::new("terminal_id"), Order::Asc)
+            .order_by(Alias::new("outcome"), Order::Asc)
+            .order_by(Alias::new("decline_reason"), Order::Asc);
+        self.rows(&mut query)
+            .await?
+            .iter()
+            .map(|row| {
+                let outcome: String = row.try_get("", "outcome")?;
+                Ok(PaymentOutcomeRow {
+                    terminal_id: row.try_get("", "terminal_id")?,
+                    authorized: outcome == "AUTHORIZED",
+                    decline_reason: row.try_get("", "decline_reason")?,
+                    count: row.try_get("", "submissions")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deliveries the caller may see that were delivered in the period, by carrier: how many, how many
+    /// by the end of their promised window, and the mean time from pick-up to delivery.
+    pub async fn delivery_performance(
+        &self,
+        principal: &Principal,
+        period: Period,
+    ) -> ApiResult<Vec<DeliveryRow>> {
+        authorize(principal, Action::ReadOwnOrganization)?;
+        let transit = match self.backend() {
+            DbBackend::Postgres => {
+                "CAST(AVG(EXTRACT(EPOCH FROM (delivery.delivered_at - delivery.picked_up_at))) AS DOUBLE PRECISION)"
+            }
+            _ => {
+                "CAST(AVG((julianday(delivery.delivered_at) - julianday(delivery.picked_up_at)) * 86400.0) AS DOUBLE PRECISION)"
+            }
+        };
+        let mut query = Query::select();
+        query
+            .expr_as(
+                Expr::col((delivery::Entity, delivery::Column::CarrierOrganizationId)),
+                Alias::new("carrier_id"),
+            )
+            .expr_as(Expr::cust("COUNT(*)"), Alias::new("delivered"))
+            .expr_as(
+                Expr::cust(
+                    "CAST(SUM(CASE WHEN delivery.delivered_at <= delivery.promised_until THEN 1 ELSE 0 END) AS BIGINT)",
+                ),
+                Alias::new("on_time"),
+            )
+            .expr_as(Expr::cust(transit), Alias::new("mean_transit"))
+            .from(delivery::Entity)
+            .cond_where(delivery_visible(principal))
+            .and_where(
+                Expr::col((delivery::Entity, delivery::Column::Status))
+                    .eq(DeliveryStatus::Delivered),
+            )
+            .and_where(Expr::col((delivery::Entity, delivery::Column::DeliveredAt)).gte(period.from))
+            .and_where(Expr::col((delivery::Entity, delivery::Column::DeliveredAt)).lt(period.to))
+            .add_group_by([Expr::col((
+                delivery::Entity,
+                delivery::Column::CarrierOrganizationId,
+            ))])
+            .order_by(Alias::new("carrier_id"), Order::Asc);
+        self.rows(&mut query)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(DeliveryRow {
+                    carrier_id: row.try_get("", "carrier_id")?,
+                    delivered: row.try_get("", "delivered")?,
+                    on_time: row.try_get("", "on_time")?,
+                    mean_transit_seconds: row.try_get("", "mean_transit")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Work records (of plans the caller may see) whose work ended in the period, by assignee.
+    pub async fn work_done(
+        &self,
+        principal: &Principal,
+        period: Period,
+    ) -> ApiResult<Vec<WorkRow>> {
+        authorize(principal, Action::ReadOwnOrganization)?;
+        let mut query = Query::select();
+        query
+            .expr_as(
+                Expr::col((work_record::Entity, work_record::Column::OrganizationId)),
+                Alias::new("assignee_id"),
+            )
+            .expr_as(Expr::cust("COUNT(*)"), Alias::new("records"))
+            .expr_as(
+                Expr::cust("CAST(SUM(work_record.minutes) AS BIGINT)"),
+                Alias::new("minutes"),
+            )
+            .expr_as(
+                Expr::cust("COUNT(DISTINCT work_record.work_plan_id)"),
+                Alias::new("plans"),
+            )
+            .from(work_record::Entity)
+            .inner_join(
+                work_plan::Entity,
+                Expr::col((work_plan::Entity, work_plan::Column::Id))
+                    .equals((work_record::Entity, work_record::Column::WorkPlanId)),
+            )
+            .cond_where(work_plan_visible(principal))
+            .and_where(
+                Expr::col((work_record::Entity, work_record::Column::EndedAt)).gte(period.from),
+            )
+            .and_where(Expr::col((work_record::Entity, work_record::Column::EndedAt)).lt(period.to))
+            .add_group_by([Expr::col((
+                work_record::Entity,
+                work_record::Column::OrganizationId,
+            ))])
+            .order_by(Alias::new("assignee_id"), Order::Asc);
+        self.rows(&mut query)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(WorkRow {
+                    assignee_id: row.try_get("", "assignee_id")?,
+                    records: row.try_get("", "records")?,
+                    minutes: row.try_get("", "minutes")?,
+                    plans: row.try_get("", "plans")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,317 @@
+//! Analytics: each figure equals what this test computes from its own workload, and a partner's figures
+//! hold only what it may see.
+
+use std::collections::BTreeMap;
+
+use api::auth::Role;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, TimeDelta, Utc};
+use entities::organization::OrganizationKind;
+use hub_tests::{
+    Backend, RecordKind, TestApp, checkout::Checkout, encode_global_id, on_both_backends,
+};
+use serde_json::{Value, json};
+
+const SALES: &str = "query($from: DateTime!, $to: DateTime!) { analytics(from: $from, to: $to) {
+    sales { day productId supplierId currency quantity revenueMinor orders } } }";
+const DELIVERIES: &str =
+    "query($from: DateTime!, $to: DateTime!) { analytics(from: $from, to: $to) {
+    deliveries { carrierId delivered onTime onTimeRate meanTransitSeconds } } }";
+const WORK: &str = "query($from: DateTime!, $to: DateTime!) { analytics(from: $from, to: $to) {
+    work { assigneeId records minutes plans } } }";
+const PAYMENTS: &str = "query($from: DateTime!, $to: DateTime!) { analytics(from: $from, to: $to) {
+    paymentOutcomes { terminalId authorized declineReason count } } }";
+
+fn period() -> Value {
+    json!({ "from": (Utc::now() - TimeDelta::days(1)).to_rfc3339(), "to": (Utc::now() + TimeDelta::days(1)).to_rfc3339() })
+}
+
+fn org(id: uuid::Uuid) -> String {
+    encode_global_id(RecordKind::Organization, id)
+}
+
+fn hours(n: i64) -> String {
+    (Utc::now() + TimeDelta::hours(n)).to_rfc3339()
+}
+
+async fn figures(app: &TestApp, token: &str, query: &str, field: &str) -> Vec<Value> {
+    app.graphql(Some(token), query, period())
+        .await
+        .data(&format!("/analytics/{field}"))
+        .as_array()
+        .expect("rows")
+        .clone()
+}
+
+async fn create(app: &TestApp, token: &str, mutation: &str, input: Value, pointer: &str) -> String {
+    app.graphql(Some(token), mutation, json!({ "input": input }))
+        .await
+        .data(pointer)
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+async fn figures_flow(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let retailer = app.token(app.retailer_id, Role::Admin).await;
+    let supplier_id = app
+        .create_organization("Figures Supplier", OrganizationKind::Supplier)
+        .await;
+    let supplier = app.token(supplier_id, Role::Admin).await;
+    let stranger_id = app
+        .create_organization("Figures Stranger", OrganizationKind::Supplier)
+        .await;
+    let stranger = app.token(stranger_id, Role::Admin).await;
+    let product =
+        "mutation($input: CreateProductInput!) { createProduct(input: $input) { product { id } } }";
+    let theirs = create(
+        &app,
+        &supplier,
+        product,
+        json!({ "sku": "FIG-S", "name": "s", "priceMinor": 250, "currency": "EUR" }),
+        "/createProduct/product/id",
+    )
+    .await;
+    app.graphql(Some(&supplier), "mutation($g: ID!) { grantShare(input: { granteeId: $g, resourceType: PRODUCT, access: READ }) { share { id } } }",
+        json!({ "g": org(app.retailer_id) })).await.data("/grantShare");
+    let ours = create(
+        &app,
+        &retailer,
+        product,
+        json!({ "sku": "FIG-R", "name": "r", "priceMinor": 1000, "currency": "EUR" }),
+        "/createProduct/product/id",
+    )
+    .await;
+
+    // Sales: two placed orders count, a cancelled and a draft one do not.
+    let order_with = |lines: Value| {
+        let retailer = retailer.clone();
+        let app = &app;
+        async move {
+            create(app, &retailer, "mutation($input: CreateOrderInput!) { createOrder(input: $input) { order { id } } }",
+                json!({ "lines": lines }), "/createOrder/order/id").await
+        }
+    };
+    let step = |name: &'static str, id: String| {
+        let retailer = retailer.clone();
+        let app = &app;
+        async move {
+            app.graphql(
+                Some(&retailer),
+                &format!(
+                    "mutation($id: ID!) {{ {name}(input: {{ id: $id }}) {{ order {{ id }} }} }}"
+                ),
+                json!({ "id": id }),
+            )
+            .await
+            .data(&format!("/{name}"));
+        }
+    };
+    let first = order_with(
+        json!([{ "productId": theirs, "quantity": 2 }, { "productId": ours, "quantity": 1 }]),
+    )
+    .await;
+    step("placeOrder", first.clone()).await;
+    let second = order_with(json!([{ "productId": theirs, "quantity": 3 }])).await;
+    step("placeOrder", second.clone()).await;
+    let cancelled = order_with(json!([{ "productId": ours, "quantity": 7 }])).await;
+    step("placeOrder", cancelled.clone()).await;
+    step("cancelOrder", cancelled).await;
+    order_with(json!([{ "productId": theirs, "quantity": 11 }])).await;
+
+    let today = Utc::now().format("%Y-%m-%d").to_string();
+    let sales = figures(&app, &retailer, SALES, "sales").await;
+    let by_product: BTreeMap<String, &Value> = sales
+        .iter()
+        .map(|row| {
+            (
+                row["productId"].as_str().unwrap_or_default().to_owned(),
+                row,
+            )
+        })
+        .collect();
+    assert_eq!(sales.len(), 2, "{sales:?}");
+    let supplied = by_product[&theirs];
+    assert_eq!(supplied["day"], today.as_str());
+    assert_eq!(supplied["supplierId"], org(supplier_id).as_str());
+    assert_eq!(
+        (
+            supplied["quantity"].clone(),
+            supplied["revenueMinor"].clone(),
+            supplied["orders"].clone()
+        ),
+        (json!("5"), json!((5 * 250).to_string()), json!("2"))
+    );
+    let own = by_product[&ours];
+    assert!(own["supplierId"].is_null());
+    assert_eq!(
+        (
+            own["quantity"].clone(),
+            own["revenueMinor"].clone(),
+            own["orders"].clone()
+        ),
+        (json!("1"), json!("1000"), json!("1"))
+    );
+    // The supplier sees the lines of its own product only; a stranger nothing.
+    let sales = figures(&app, &supplier, SALES, "sales").await;
+    assert_eq!(sales.len(), 1, "{sales:?}");
+    assert_eq!(sales[0]["productId"], theirs.as_str());
+    assert_eq!(sales[0]["revenueMinor"], "1250");
+    assert!(figures(&app, &stranger, SALES, "sales").await.is_empty());
+
+    // Deliveries: one on time with the first carrier, one late with the second.
+    let store = create(&app, &retailer, "mutation { createLocation(input: { name: \"S\", kind: SHOP, street: \"s\", city: \"c\", postalCode: \"p\", countryCode: \"NL\" }) { location { id } } }", Value::Null, "/createLocation/location/id").await;
+    let mut carriers = Vec::new();
+    let mut transit = Vec::new();
+    for (name, window) in [("Fast Carrier", (-1, 48)), ("Late Carrier", (-3, -1))] {
+        let id = app
+            .create_organization(name, OrganizationKind::Logistics)
+            .await;
+        let token = app.token(id, Role::Member).await;
+        let delivery = create(&app, &retailer, "mutation($input: CreateDeliveryInput!) { createDelivery(input: $input) { delivery { id } } }",
+            json!({ "orderId": first, "carrierId": org(id), "originLocationId": store,
+                "recipient": { "name": "R", "address": "A" }, "promisedFrom": hours(window.0), "promisedUntil": hours(window.1) }),
+            "/createDelivery/delivery/id").await;
+        let mut last = Value::Null;
+        for to in ["PICKED_UP", "IN_TRANSIT", "DELIVERED"] {
+            last = app.graphql(Some(&token), "mutation($id: ID!, $to: DeliveryStatus!) { moveDelivery(input: { id: $id, to: $to }) { delivery { pickedUpAt deliveredAt } } }",
+                json!({ "id": delivery, "to": to })).await.data("/moveDelivery/delivery").clone();
+        }
+        let at = |field: &str| {
+            DateTime::parse_from_rfc3339(last[field].as_str().expect("time")).expect("rfc3339")
+        };
+        transit.push(
+            (at("deliveredAt") - at("pickedUpAt"))
+                .num_microseconds()
+                .unwrap_or_default() as f64
+                / 1e6,
+        );
+        carriers.push((id, token));
+    }
+    let rows = figures(&app, &retailer, DELIVERIES, "deliveries").await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for ((id, _), transit) in carriers.iter().zip(&transit) {
+        let row = rows
+            .iter()
+            .find(|row| row["carrierId"] == org(*id).as_str())
+            .expect("carrier row");
+        assert_eq!(row["delivered"], "1");
+        let seconds = row["meanTransitSeconds"].as_f64().expect("seconds");
+        assert!((seconds - transit).abs() < 0.01, "{seconds} vs {transit}");
+    }
+    let on_time: Vec<(Value, Value)> = carriers
+        .iter()
+        .map(|(id, _)| {
+            let row = rows
+                .iter()
+                .find(|row| row["carrierId"] == org(*id).as_str())
+                .expect("row");
+            (row["onTime"].clone(), row["onTimeRate"].clone())
+        })
+        .collect();
+    assert_eq!(
+        on_time,
+        [(json!("1"), json!(1.0)), (json!("0"), json!(0.0))]
+    );
+    let own = figures(&app, &carriers[1].1, DELIVERIES, "deliveries").await;
+    assert_eq!(
+        own.len(),
+        1,
+        "a carrier sees its own deliveries only: {own:?}"
+    );
+    assert_eq!(own[0]["carrierId"], org(carriers[1].0).as_str());
+    assert!(
+        figures(&app, &stranger, DELIVERIES, "deliveries")
+            .await
+            .is_empty()
+    );
+
+    // Work: 60 + 30 minutes recorded by the assignee on one plan.
+    let provider = app
+        .create_organization("Figures Fixers", OrganizationKind::ServiceProvider)
+        .await;
+    let fixer = app.token(provider, Role::Member).await;
+    let plan = create(&app, &retailer, "mutation($input: CreateWorkPlanInput!) { createWorkPlan(input: $input) { workPlan { id } } }",
+        json!({ "assigneeId": org(provider), "title": "Restock", "scheduledStart": hours(-4), "scheduledEnd": hours(4) }),
+        "/createWorkPlan/workPlan/id").await;
+    app.graphql(Some(&fixer), "mutation($id: ID!) { moveWorkPlan(input: { id: $id, to: IN_PROGRESS }) { workPlan { id } } }",
+        json!({ "id": plan })).await.data("/moveWorkPlan");
+    for (from, to) in [(-180, -120), (-60, -30)] {
+        let at = |m: i64| (Utc::now() + TimeDelta::minutes(m)).to_rfc3339();
+        create(&app, &fixer, "mutation($input: RecordWorkInput!) { recordWork(input: $input) { workRecord { description } } }",
+            json!({ "workPlanId": plan, "description": "shelves", "startedAt": at(from), "endedAt": at(to) }),
+            "/recordWork/workRecord/description").await;
+    }
+    for token in [&retailer, &fixer] {
+        let rows = figures(&app, token, WORK, "work").await;
+        assert_eq!(
+            rows,
+            [json!({ "assigneeId": org(provider), "records": "2", "minutes": "90", "plans": "1" })]
+        );
+    }
+    assert!(figures(&app, &stranger, WORK, "work").await.is_empty());
+
+    // A period backwards or longer than a year is refused.
+    for (from, to) in [(1, -1), (-24 * 400, 0)] {
+        app.graphql(
+            Some(&retailer),
+            WORK,
+            json!({ "from": hours(from), "to": hours(to) }),
+        )
+        .await
+        .expect_error("VALIDATION");
+    }
+    app.stop().await;
+}
+on_both_backends!(figures_match_the_workload, figures_flow);
+
+/// Approval and decline counts by terminal and reason, for the merchant and for the card's issuer.
+async fn payment_outcomes_flow(backend: Backend) {
+    let mut checkout = Checkout::new(backend).await;
+    let authorized = checkout.request(100).await;
+    let (token, signature) = checkout.tap(&authorized);
+    assert_eq!(
+        checkout.pay(&authorized, &token, &signature, "a").await["status"],
+        "AUTHORIZED"
+    );
+    // A declined request stays open: both declines are taps for the same one.
+    let declined = checkout.request(100).await;
+    for n in 0..2 {
+        let (token, signature) = checkout.tap(&declined);
+        let mut bad = URL_SAFE_NO_PAD.decode(&signature).expect("b64");
+        bad[0] ^= 1;
+        let outcome = checkout
+            .pay(
+                &declined,
+                &token,
+                &URL_SAFE_NO_PAD.encode(&bad),
+                &format!("d{n}"),
+            )
+            .await;
+        assert_eq!(outcome["declineReason"], "BAD_CARD_SIGNATURE", "{outcome}");
+    }
+    let terminal = encode_global_id(RecordKind::Device, checkout.device);
+    let expected = json!([
+        { "terminalId": terminal, "authorized": true, "declineReason": null, "count": "1" },
+        { "terminalId": terminal, "authorized": false, "declineReason": "BAD_CARD_SIGNATURE", "count": "2" }
+    ]);
+    let app = &checkout.app;
+    let merchant = app.token(app.retailer_id, Role::Viewer).await;
+    for token in [&merchant, &checkout.bank_admin] {
+        let mut rows = figures(app, token, PAYMENTS, "paymentOutcomes").await;
+        rows.sort_by_key(|row| !row["authorized"].as_bool().unwrap_or_default());
+        assert_eq!(Value::Array(rows), expected);
+    }
+    let stranger_id = app
+        .create_organization("No Cards", OrganizationKind::FinancialProvider)
+        .await;
+    let stranger = app.token(stranger_id, Role::Admin).await;
+    assert!(
+        figures(app, &stranger, PAYMENTS, "paymentOutcomes")
+            .await
+            .is_empty()
+    );
+    checkout.app.stop().await;
+}
+on_both_backends!(payment_outcomes, payment_outcomes_flow);
