@@ -196,7 +196,8 @@ async fn audit(config: &HubConfig, command: AuditCommand) -> anyhow::Result<()> 
     use crate::audit::{AuditService, Checkpoint, Linker};
     use std::io::Write;
     let db = crate::db::connect(config).await?;
-    let key = server::load_audit_key(config)?;
+    let key = server::load_audit_key(config, false)?;
+    crate::audit::service::check_key(&db, &key, false).await?;
     let (signer, _) = crate::auth::SigningKey::load(&config.signing_key_path(), false)?;
     let service = AuditService::new(db.clone(), key.clone(), signer);
     let organizations = |org: Option<String>| {
@@ -226,6 +227,7 @@ async fn audit(config: &HubConfig, command: AuditCommand) -> anyhow::Result<()> 
             Ok(())
         }
         AuditCommand::Verify { org, checkpoint } => {
+            let checkpoint_given = checkpoint.is_some();
             let checkpoints: Vec<Checkpoint> = match checkpoint {
                 Some(path) => std::fs::read_to_string(&path)?
                     .lines()
@@ -237,9 +239,25 @@ async fn audit(config: &HubConfig, command: AuditCommand) -> anyhow::Result<()> 
                     })?,
                 None => Vec::new(),
             };
+            // Every chain of the database and every organization a checkpoint names: a chain
+            // deleted whole is a chain cut off before its checkpoint, not one to skip.
+            let mut chains = organizations(org.clone()).await?;
+            if org.is_none() {
+                chains.extend(checkpoints.iter().map(|c| c.organization));
+            } else if checkpoint_given
+                && !checkpoints.iter().any(|c| chains.contains(&c.organization))
+            {
+                anyhow::bail!("the checkpoint file has no checkpoint for this organization");
+            }
+            chains.sort();
+            chains.dedup();
             let mut broken = 0;
-            for organization in organizations(org).await? {
-                let given = checkpoints.iter().find(|c| c.organization == organization);
+            for organization in chains {
+                // The newest checkpoint proves the most.
+                let given = checkpoints
+                    .iter()
+                    .filter(|c| c.organization == organization)
+                    .max_by_key(|c| c.index);
                 let outcome = service.verify(organization, given).await?;
                 match &outcome.first_break {
                     None if outcome.rejected == 0 => println!(

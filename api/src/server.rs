@@ -37,12 +37,13 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         );
     }
     let master = load_master_key(&config)?;
-    let audit_key = load_audit_key(&config)?;
+    let audit_key = load_audit_key(&config, mode == Mode::Embedded)?;
     let background_db = crate::db::connect_background(&config).await?;
     let (vault, _retailer, admin) =
         crate::db::migrate_and_bootstrap(&db, &background_db, master, &config.retailer_name)
             .await?;
 
+    crate::audit::service::check_key(&db, &audit_key, true).await?;
     let hash_key_path = config.number_hash_key_path();
     let (number_hash_keys, generated) =
         NumberHashKeys::load(&hash_key_path, mode == Mode::Embedded)?;
@@ -178,8 +179,11 @@ pub fn load_master_key(config: &HubConfig) -> anyhow::Result<crate::crypto::Mast
 }
 
 /// The audit key: a file (`HUB_AUDIT_KEY_FILE`), else in the embedded default `<data-dir>/audit.key`,
-/// created with a warning on first start. Production mode never creates one.
-pub fn load_audit_key(config: &HubConfig) -> anyhow::Result<crate::audit::AuditKey> {
+/// created with a warning on the hub's first start (`generate`; never by a tool, never in production).
+pub fn load_audit_key(
+    config: &HubConfig,
+    generate: bool,
+) -> anyhow::Result<crate::audit::AuditKey> {
     let path = config.audit_key_path();
     if config.audit_key_file.is_none() && config.mode() == Mode::Production {
         anyhow::bail!(
@@ -187,7 +191,7 @@ pub fn load_audit_key(config: &HubConfig) -> anyhow::Result<crate::audit::AuditK
              keygen --secret --out FILE`, give every replica the same, and keep it out of the database)"
         );
     }
-    if !path.exists() && config.audit_key_file.is_none() {
+    if generate && !path.exists() && config.audit_key_file.is_none() {
         crate::auth::generate_secret_file(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         tracing::warn!(

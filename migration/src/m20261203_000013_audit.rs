@@ -1,6 +1,8 @@
 //! The audit trail: one entry per mutation, written in the mutation's transaction, then linked into its
 //! organization's hash chain after commit (`chain_index`, `link`; null until linked). `seal` is the
-//! entry's own MAC, written with it; the byte layouts are in `docs/audit.md`.
+//! entry's own MAC, written with it; the byte layouts are in `docs/audit.md`. `audit_key` holds the
+//! fingerprint of the key the chains are made with (one row), so a replica given another key is
+//! refused before it seals or links anything.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -27,9 +29,27 @@ enum AuditEntry {
     Link,
 }
 
+#[derive(DeriveIden)]
+enum AuditKey {
+    Table,
+    Id,
+    Fingerprint,
+    CreatedAt,
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(AuditKey::Table)
+                    .col(integer(AuditKey::Id).primary_key())
+                    .col(string_len(AuditKey::Fingerprint, 16))
+                    .col(timestamp_with_time_zone(AuditKey::CreatedAt))
+                    .to_owned(),
+            )
+            .await?;
         manager
             .create_table(
                 Table::create()
@@ -74,6 +94,9 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(Table::drop().table(AuditEntry::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(AuditKey::Table).to_owned())
             .await
     }
 }

@@ -1,18 +1,22 @@
 //! The audit key and the exact bytes the trail's MACs cover (also written down in `docs/audit.md`, so
 //! that anyone holding the key can check a chain without this code).
 //!
-//! Every MAC is HMAC-SHA-256 under the audit key; integers are big-endian; ids are the 16 bytes of
-//! the UUID; texts are a 2-byte length followed by their UTF-8 bytes.
+//! The key file holds a 32-byte secret from which two keys are derived (HMAC-SHA-256 of the secret
+//! over a label): the **chain key** (`"ICH/audit/chain-key/v1"`) makes seals and links, the **digest
+//! key** (`"ICH/audit/digest-key/v1"`) makes change digests. A verifier needs the chain key only, so
+//! holding it does not let one test guesses of an input (a card number) against stored digests.
 //!
-//! - **seal** (written with the entry): `"ICH/audit/entry/v1" 0x00 | entry id | organization id |
-//!   actor kind (1 byte: 1 member, 2 device) | actor id | operation (text) | record type (text, empty
-//!   when none) | record id (16 zero bytes when none) | change digest (32) | recorded at (i64,
-//!   microseconds since the Unix epoch)`.
-//! - **link** (written after commit): `"ICH/audit/link/v1" 0x00 | organization id | chain index (u64,
-//!   from 1) | previous link (32 zero bytes for index 1) | seal`.
-//! - **change digest**: `"ICH/audit/change/v1" 0x00 | operation (text) | the mutation's arguments as
-//!   JSON`, variables substituted (keyed, so a digest of an input holding a card number or an email
-//!   cannot be checked against guesses without the key).
+//! Every MAC is HMAC-SHA-256; integers are big-endian; ids are the 16 bytes of the UUID; texts are a
+//! 2-byte length followed by their UTF-8 bytes.
+//!
+//! - **seal** (chain key, written with the entry): `"ICH/audit/entry/v1" 0x00 | entry id |
+//!   organization id | actor kind (1 byte: 1 member, 2 device) | actor id | operation (text) | record
+//!   type (text, empty when none) | record id (16 zero bytes when none) | change digest (32) |
+//!   recorded at (i64, microseconds since the Unix epoch)`.
+//! - **link** (chain key, written after commit): `"ICH/audit/link/v1" 0x00 | organization id | chain
+//!   index (u64, from 1) | previous link (32 zero bytes for index 1) | seal`.
+//! - **change digest** (digest key): `"ICH/audit/change/v1" 0x00 | operation (text) | the mutation's
+//!   arguments as JSON`, variables substituted.
 
 use std::path::Path;
 
@@ -24,6 +28,9 @@ use zeroize::Zeroizing;
 const SEAL_DOMAIN: &[u8] = b"ICH/audit/entry/v1\x00";
 const LINK_DOMAIN: &[u8] = b"ICH/audit/link/v1\x00";
 const CHANGE_DOMAIN: &[u8] = b"ICH/audit/change/v1\x00";
+const CHAIN_KEY_LABEL: &[u8] = b"ICH/audit/chain-key/v1";
+const DIGEST_KEY_LABEL: &[u8] = b"ICH/audit/digest-key/v1";
+const KEY_ID_LABEL: &[u8] = b"ICH/audit/key-id/v1";
 
 /// A MAC, a digest or a link: 32 bytes.
 pub type Mac32 = [u8; 32];
@@ -43,7 +50,21 @@ pub enum AuditKeyError {
 /// The key the chain's MACs are made with. It lives in a file beside the other keys, never in the
 /// database, so someone who can rewrite the tables cannot forge a link.
 #[derive(Clone)]
-pub struct AuditKey(std::sync::Arc<Zeroizing<[u8; 32]>>);
+pub struct AuditKey(std::sync::Arc<Keys>);
+
+struct Keys {
+    chain: Zeroizing<[u8; 32]>,
+    digest: Zeroizing<[u8; 32]>,
+}
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> Mac32 {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
 
 impl std::fmt::Debug for AuditKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,8 +73,19 @@ impl std::fmt::Debug for AuditKey {
 }
 
 impl AuditKey {
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(std::sync::Arc::new(Zeroizing::new(bytes)))
+    /// The keys derived from the secret of a key file.
+    pub fn from_bytes(secret: [u8; 32]) -> Self {
+        let secret = Zeroizing::new(secret);
+        Self(std::sync::Arc::new(Keys {
+            chain: Zeroizing::new(hmac(secret.as_slice(), &[CHAIN_KEY_LABEL])),
+            digest: Zeroizing::new(hmac(secret.as_slice(), &[DIGEST_KEY_LABEL])),
+        }))
+    }
+
+    /// Names the key without revealing it (kept in the database, so replicas with another key are
+    /// refused before they write or link anything).
+    pub fn fingerprint(&self) -> String {
+        hex(&hmac(self.0.chain.as_slice(), &[KEY_ID_LABEL])[..8])
     }
 
     /// Reads a key file (standard base64 of 32 bytes, what `hub keygen --secret` writes).
@@ -72,32 +104,29 @@ impl AuditKey {
         Ok(Self::from_bytes(bytes))
     }
 
-    fn mac(&self, parts: &[&[u8]]) -> Mac32 {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_slice())
-            .expect("HMAC takes keys of any length");
-        for part in parts {
-            mac.update(part);
-        }
-        mac.finalize().into_bytes().into()
-    }
-
-    /// The keyed digest of a mutation's arguments.
+    /// The keyed digest of a mutation's arguments (digest key).
     pub fn change_digest(&self, operation: &str, arguments_json: &[u8]) -> Mac32 {
-        self.mac(&[CHANGE_DOMAIN, &text(operation), arguments_json])
+        hmac(
+            self.0.digest.as_slice(),
+            &[CHANGE_DOMAIN, &text(operation), arguments_json],
+        )
     }
 
     pub fn seal(&self, entry: &EntryFields<'_>) -> Mac32 {
-        self.mac(&[SEAL_DOMAIN, &entry.bytes()])
+        hmac(self.0.chain.as_slice(), &[SEAL_DOMAIN, &entry.bytes()])
     }
 
     pub fn link(&self, organization: Uuid, index: i64, previous: &Mac32, seal: &[u8]) -> Mac32 {
-        self.mac(&[
-            LINK_DOMAIN,
-            organization.as_bytes(),
-            &index.to_be_bytes(),
-            previous,
-            seal,
-        ])
+        hmac(
+            self.0.chain.as_slice(),
+            &[
+                LINK_DOMAIN,
+                organization.as_bytes(),
+                &index.to_be_bytes(),
+                previous,
+                seal,
+            ],
+        )
     }
 }
 
@@ -210,7 +239,8 @@ mod tests {
         expected.extend_from_slice(&4u128.to_be_bytes());
         expected.extend_from_slice(&[7; 32]);
         expected.extend_from_slice(&1_700_000_000_000_000i64.to_be_bytes());
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&[9; 32]).expect("key");
+        let chain_key = hmac(&[9; 32], &[b"ICH/audit/chain-key/v1"]);
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&chain_key).expect("key");
         mac.update(&expected);
         let expected: Mac32 = mac.finalize().into_bytes().into();
         assert_eq!(key.seal(&fields("createOrder")), expected);

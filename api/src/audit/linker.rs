@@ -6,7 +6,13 @@
 //! The linker checks each entry's seal before linking it: a row someone inserted into the table
 //! without the key is left unlinked and reported, never made part of a chain.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::TimeDelta;
 
 use entities::audit_entry;
 use sea_orm::{
@@ -20,7 +26,10 @@ use super::{
     chain::{AuditKey, Mac32},
     service::seal_of,
 };
-use crate::{db::write_transaction, error::ApiResult};
+use crate::{
+    db::write_transaction,
+    error::{ApiError, ApiResult},
+};
 
 /// Key of the advisory lock held by the one linker at work.
 const LINKER_LOCK_KEY: i64 = 0x4943_485f_4155_4454; // "ICH_AUDT"
@@ -30,12 +39,18 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 const GATHER: Duration = Duration::from_millis(10);
 /// Entries linked per round.
 const BATCH: u64 = 500;
+/// An entry is linked within this long of its transaction, or never: an entry un-linked in the database
+/// later (to have a chain rebuilt without something deleted from it) is refused and reported instead.
+const LINK_WINDOW: TimeDelta = TimeDelta::hours(1);
 
 #[derive(Clone)]
 pub struct Linker {
     db: DatabaseConnection,
     key: AuditKey,
     wake: Arc<Notify>,
+    /// The newest head this linker has seen of each chain: a chain never gets shorter, so a head
+    /// read below it means rows were deleted or un-linked, and that chain is not extended.
+    seen: Arc<Mutex<HashMap<Uuid, (i64, Mac32)>>>,
 }
 
 impl Linker {
@@ -44,6 +59,7 @@ impl Linker {
             db,
             key,
             wake: Arc::new(Notify::new()),
+            seen: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -80,7 +96,8 @@ impl Linker {
     /// Links committed, unlinked entries, oldest insert first. Returns how many it looked at.
     pub async fn link_pending(&self) -> ApiResult<u64> {
         let key = self.key.clone();
-        write_transaction(&self.db, move |txn| {
+        let seen = self.seen.clone();
+        let linked_heads = write_transaction(&self.db, move |txn| {
             Box::pin(async move {
                 let backend = txn.get_database_backend();
                 if backend == DbBackend::Postgres {
@@ -90,10 +107,11 @@ impl Linker {
                             format!("SELECT pg_try_advisory_xact_lock({LINKER_LOCK_KEY}) AS locked"),
                         ))
                         .await?
-                        .and_then(|row| row.try_get::<bool>("", "locked").ok())
+                        .map(|row| row.try_get::<bool>("", "locked"))
+                        .transpose()?
                         .unwrap_or(false);
                     if !locked {
-                        return Ok(0);
+                        return Ok((0, HashMap::new()));
                     }
                 }
                 let pending = audit_entry::Entity::find()
@@ -102,13 +120,24 @@ impl Linker {
                     .limit(BATCH)
                     .all(txn)
                     .await?;
-                let seen = pending.len() as u64;
+                let looked_at = pending.len() as u64;
+                let now = crate::db::database_now(txn).await?;
                 let mut heads: HashMap<Uuid, (i64, Mac32)> = HashMap::new();
+                let mut regressed: Vec<Uuid> = Vec::new();
                 for entry in pending {
-                    if seal_of(&key, &entry).as_deref() != Some(entry.seal.as_slice()) {
-                        tracing::error!(entry = %entry.id, organization = %entry.organization_id,
-                            "an audit entry's seal does not verify (written without the audit key); it is not linked");
-                        metrics::counter!("hub_audit_forged_entries_total").increment(1);
+                    let forged = seal_of(&key, &entry).as_deref() != Some(entry.seal.as_slice());
+                    let late = now - entry.recorded_at > LINK_WINDOW;
+                    if forged || late {
+                        if forged {
+                            tracing::error!(entry = %entry.id, organization = %entry.organization_id,
+                                "an audit entry's seal does not verify (written without the audit key); it is not linked");
+                            metrics::counter!("hub_audit_forged_entries_total").increment(1);
+                        } else {
+                            tracing::error!(entry = %entry.id, organization = %entry.organization_id,
+                                "an audit entry came to be linked more than an hour after its transaction \
+                                 (un-linked in the database?); it is not linked");
+                            metrics::counter!("hub_audit_late_entries_total").increment(1);
+                        }
                         // Moved out of the pending range, so it is reported once and never linked.
                         audit_entry::Entity::update_many()
                             .col_expr(audit_entry::Column::ChainIndex, Expr::value(-entry.seq))
@@ -117,9 +146,29 @@ impl Linker {
                             .await?;
                         continue;
                     }
+                    if regressed.contains(&entry.organization_id) {
+                        continue;
+                    }
                     let (index, previous) = match heads.get(&entry.organization_id) {
                         Some(head) => *head,
-                        None => head_of(txn, entry.organization_id).await?,
+                        None => {
+                            let head = head_of(txn, entry.organization_id).await?;
+                            let known = seen
+                                .lock()
+                                .map_err(|_| ApiError::Internal(anyhow::anyhow!("linker state poisoned")))?
+                                .get(&entry.organization_id)
+                                .copied();
+                            if let Some((known_index, known_link)) = known
+                                && (head.0 < known_index || (head.0 == known_index && head.1 != known_link))
+                            {
+                                tracing::error!(organization = %entry.organization_id, head = head.0, seen = known_index,
+                                    "an audit chain's head went back (entries deleted or un-linked); it is not extended");
+                                metrics::counter!("hub_audit_chain_regressions_total").increment(1);
+                                regressed.push(entry.organization_id);
+                                continue;
+                            }
+                            head
+                        }
                     };
                     let index = index + 1;
                     let link = key.link(entry.organization_id, index, &previous, &entry.seal);
@@ -131,10 +180,16 @@ impl Linker {
                         .await?;
                     heads.insert(entry.organization_id, (index, link));
                 }
-                Ok(seen)
+                Ok((looked_at, heads))
             })
         })
-        .await
+        .await?;
+        // Only heads that committed count as seen.
+        let (looked_at, heads) = linked_heads;
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.extend(heads);
+        }
+        Ok(looked_at)
     }
 }
 
@@ -146,15 +201,20 @@ pub async fn head_of<C: ConnectionTrait>(db: &C, organization: Uuid) -> ApiResul
         .order_by_desc(audit_entry::Column::ChainIndex)
         .one(db)
         .await?;
-    Ok(match head {
-        Some(entry) => (
-            entry.chain_index.unwrap_or_default(),
-            entry
+    match head {
+        Some(entry) => {
+            // A head without a well-formed link was altered: never extend a chain from it.
+            let link: Mac32 = entry
                 .link
                 .as_deref()
                 .and_then(|link| link.try_into().ok())
-                .unwrap_or([0; 32]),
-        ),
-        None => (0, [0; 32]),
-    })
+                .ok_or_else(|| {
+                    ApiError::Internal(anyhow::anyhow!(
+                        "the head of the audit chain of {organization} has no well-formed link"
+                    ))
+                })?;
+            Ok((entry.chain_index.unwrap_or_default(), link))
+        }
+        None => Ok((0, [0; 32])),
+    }
 }

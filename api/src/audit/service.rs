@@ -24,6 +24,48 @@ const CHECKPOINT_DOMAIN: &[u8] = b"ICH/audit/checkpoint/v1\x00";
 /// Entries read per query while verifying.
 const VERIFY_BATCH: u64 = 1000;
 
+/// Checks that `key` is the key the chains are made with: records its fingerprint when the database
+/// has none yet (`record_if_new`, the hub at start), and refuses another one. A hub or tool with a
+/// wrong key would otherwise seal entries no one can verify and reject every genuine one.
+pub async fn check_key(
+    db: &DatabaseConnection,
+    key: &AuditKey,
+    record_if_new: bool,
+) -> anyhow::Result<()> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let backend = db.get_database_backend();
+    let ours = key.fingerprint();
+    if record_if_new {
+        let sql = format!(
+            "INSERT INTO audit_key (id, fingerprint, created_at) VALUES (1, {}, {}) \
+             ON CONFLICT (id) DO NOTHING",
+            crate::db::placeholder(backend, 1),
+            crate::db::placeholder(backend, 2)
+        );
+        db.execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [ours.clone().into(), Utc::now().into()],
+        ))
+        .await?;
+    }
+    let stored = db
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT fingerprint FROM audit_key WHERE id = 1",
+        ))
+        .await?
+        .map(|row| row.try_get::<String>("", "fingerprint"))
+        .transpose()?;
+    match stored {
+        Some(stored) if stored != ours => anyhow::bail!(
+            "the audit key (fingerprint {ours}) is not the one the audit chains are made with \
+             (fingerprint {stored}): give every replica and tool the same HUB_AUDIT_KEY_FILE"
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// The seal an entry should carry, recomputed from its fields (`None` when a field cannot be part
 /// of a genuine entry, e.g. an unknown actor kind).
 pub fn seal_of(key: &AuditKey, entry: &audit_entry::Model) -> Option<Vec<u8>> {

@@ -165,7 +165,16 @@ impl IdentityService {
     ) -> ApiResult<member::Model> {
         authorize(principal, Action::ManageMembers)?;
         let name = validate_name("name", name)?;
-        insert_member(&self.db, principal.organization_id, &name, role).await
+        let organization = principal.organization_id;
+        // In a write transaction, so the mutation's audit entry commits with the member.
+        crate::db::write_transaction(&self.db, move |txn| {
+            Box::pin(async move {
+                let member = insert_member(txn, organization, &name, role).await?;
+                crate::audit::touch(crate::records::RecordKind::Member, member.id);
+                Ok(member)
+            })
+        })
+        .await
     }
 
     /// Removes a member; its tokens stop working at once. The last ADMIN cannot be removed.

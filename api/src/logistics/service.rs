@@ -492,8 +492,8 @@ fn travel_refusal(principal: &Principal, delivery: &delivery::Model) -> ApiError
     }
 }
 
-/// The order is the caller's own and under way, the carrier a logistics organization, the origin a
-/// location the caller may see.
+/// The order is the caller's own and under way, the carrier a logistics organization, the origin one
+/// of the caller's own locations.
 async fn check_delivery_subjects<C: ConnectionTrait>(
     txn: &C,
     principal: &Principal,
@@ -525,8 +525,10 @@ async fn check_delivery_subjects<C: ConnectionTrait>(
             "must be a LOGISTICS organization",
         ));
     }
+    // The shipper's own location: one only shared with it would tie the owner's location to a
+    // delivery it cannot see (and block its deletion).
     location::Entity::find_by_id(input.origin_location_id)
-        .filter(visible::<location::Entity>(principal, Need::Read))
+        .filter(visible::<location::Entity>(principal, Need::Own))
         .one(txn)
         .await?
         .ok_or(ApiError::not_found("location"))?;

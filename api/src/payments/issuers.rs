@@ -280,7 +280,7 @@ impl PaymentKeysService {
         let issuer = principal.organization_id;
         write_transaction(&self.db, move |txn| {
             Box::pin(async move {
-                card::Entity::update_many()
+                let changed = card::Entity::update_many()
                     .col_expr(card::Column::Status, Expr::value(status))
                     .col_expr(
                         card::Column::Version,
@@ -289,8 +289,15 @@ impl PaymentKeysService {
                     .col_expr(card::Column::UpdatedAt, Expr::value(Utc::now()))
                     .filter(card::Column::Id.eq(id))
                     .filter(card::Column::IssuerOrganizationId.eq(issuer))
+                    .filter(card::Column::Status.ne(status))
                     .exec(txn)
                     .await?;
+                // Blocked or unblocked meanwhile: refused, rolled back (no audit entry).
+                if changed.rows_affected != 1 {
+                    return Err(ApiError::Conflict(
+                        "the card changed meanwhile; read it again".into(),
+                    ));
+                }
                 Ok(())
             })
         })

@@ -252,12 +252,15 @@ async fn trail_detects_rewriting_flow(backend: Backend) {
     // Altered, then every later seal and link recomputed without the audit key: the first altered
     // entry is still the one named.
     let guess = AuditKey::from_bytes([7; 32]);
-    let mut previous: [u8; 32] = entries[1]
-        .link
-        .clone()
-        .expect("link")
-        .try_into()
-        .expect("32");
+    let link_of = |entry: &audit_entry::Model| -> [u8; 32] {
+        entry
+            .link
+            .clone()
+            .expect("link")
+            .try_into()
+            .expect("32 bytes")
+    };
+    let mut previous = link_of(&entries[1]);
     for (i, entry) in entries.iter().enumerate().skip(2) {
         let operation = if i == 2 {
             "deleteProduct"
@@ -296,6 +299,69 @@ async fn trail_detects_rewriting_flow(backend: Backend) {
             "ALTERED_ENTRY".to_owned()
         )
     );
+    restore(&db).await;
+
+    // Deleted, the later entries moved up and re-linked without the key (their seals untouched):
+    // the first moved entry's link is the one that fails.
+    audit_entry::Entity::delete_many()
+        .filter(audit_entry::Column::Seq.eq(entries[2].seq))
+        .exec(&db)
+        .await
+        .expect("delete");
+    let mut previous = link_of(&entries[1]);
+    for (i, entry) in entries.iter().enumerate().skip(3) {
+        let index = i as i64; // one place up
+        let link = guess.link(entry.organization_id, index, &previous, &entry.seal);
+        audit_entry::Entity::update_many()
+            .col_expr(audit_entry::Column::ChainIndex, Expr::value(index))
+            .col_expr(audit_entry::Column::Link, Expr::value(link.to_vec()))
+            .filter(audit_entry::Column::Seq.eq(entry.seq))
+            .exec(&db)
+            .await
+            .expect("move up");
+        previous = link;
+    }
+    let outcome = verified(&app, &admin, None).await;
+    assert_eq!(
+        first_break(&outcome),
+        (3, Some(entries[3].id.to_string()), "BROKEN_LINK".to_owned())
+    );
+    restore(&db).await;
+
+    // Deleted, and every later entry un-linked so the linker would rebuild the chain around the
+    // gap: the running linker sees the head go back and extends nothing, and the checkpoint shows
+    // the chain no longer reaches it.
+    audit_entry::Entity::delete_many()
+        .filter(audit_entry::Column::Seq.eq(entries[3].seq))
+        .exec(&db)
+        .await
+        .expect("delete");
+    audit_entry::Entity::update_many()
+        .col_expr(
+            audit_entry::Column::ChainIndex,
+            Expr::value(Option::<i64>::None),
+        )
+        .col_expr(
+            audit_entry::Column::Link,
+            Expr::value(Option::<Vec<u8>>::None),
+        )
+        .filter(audit_entry::Column::OrganizationId.eq(app.retailer_id))
+        .filter(audit_entry::Column::ChainIndex.gt(4))
+        .exec(&db)
+        .await
+        .expect("un-link");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let outcome = app
+        .graphql(Some(&admin), VERIFY, json!({ "checkpoint": document }))
+        .await
+        .data("/verifyAudit")
+        .clone();
+    assert_eq!(
+        outcome["headIndex"], "3",
+        "nothing was re-linked: {outcome}"
+    );
+    assert_eq!(outcome["pending"], "3", "{outcome}");
+    assert_eq!(first_break(&outcome), (4, None, "TRUNCATED".to_owned()));
     restore(&db).await;
 
     // A row inserted without the key is never linked, and verification reports it.
@@ -513,6 +579,24 @@ async fn chains_verify_after_concurrent_work_flow(_backend: Backend) {
     assert!(!refused.status.success(), "{stdout}");
     assert!(
         stdout.contains("BROKEN at index 40") && stdout.contains("Truncated"),
+        "{stdout}"
+    );
+    // Deleting a whole chain does not make it disappear from the verification: the checkpoint
+    // still names it.
+    audit_entry::Entity::delete_many()
+        .filter(audit_entry::Column::OrganizationId.eq(supplier))
+        .exec(db)
+        .await
+        .expect("wipe");
+    let refused = cli(&[
+        "verify",
+        "--checkpoint",
+        checkpoints.to_str().expect("path"),
+    ]);
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    assert!(!refused.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{supplier}: BROKEN at index 1")),
         "{stdout}"
     );
     replicas.stop().await;
