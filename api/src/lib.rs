@@ -7,6 +7,10 @@
 //! (connection, migrations, bootstrap, pagination, named constraints), `idempotency` and `server`
 //! (start and stop); `transitions` is the state-machine step shared by work plans and deliveries. The payment rules are in `docs/payments.md`, event ordering in `docs/events.md`.
 
+// The merged GraphQL roots nest one level per domain; their futures' layout needs more than the
+// default query depth.
+#![recursion_limit = "256"]
+
 pub mod analytics;
 pub mod audit;
 pub mod auth;

@@ -340,16 +340,34 @@ pub enum Party {
     Performer,
 }
 
-/// The caller's party in a record it sees, preferring `wanted` when it is both (work an organization
-/// assigns to itself).
-pub fn party_of(principal: &Principal, owner: Uuid, performer: Uuid, wanted: Party) -> Party {
+/// The caller's party in a record, preferring `wanted` when it is both (work an organization assigns
+/// to itself); `None` when it is neither.
+pub fn party_of(
+    principal: &Principal,
+    owner: Uuid,
+    performer: Uuid,
+    wanted: Party,
+) -> Option<Party> {
     let me = principal.organization_id;
     match wanted {
-        Party::Owner if owner == me => Party::Owner,
-        Party::Performer if performer == me => Party::Performer,
-        _ if owner == me => Party::Owner,
-        _ => Party::Performer,
+        Party::Owner if owner == me => Some(Party::Owner),
+        Party::Performer if performer == me => Some(Party::Performer),
+        _ if owner == me => Some(Party::Owner),
+        _ if performer == me => Some(Party::Performer),
+        _ => None,
     }
+}
+
+/// Whether the caller reads a delivery's recipient and positions in clear: its shipper and its
+/// carrier, the two parties (nobody else sees the delivery at all).
+pub fn may_read_delivery_details(principal: &Principal, delivery: &delivery::Model) -> bool {
+    party_of(
+        principal,
+        delivery.owner_organization_id,
+        delivery.carrier_organization_id,
+        Party::Owner,
+    )
+    .is_some()
 }
 
 /// SQL condition: the caller is `party` of the work plan.

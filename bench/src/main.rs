@@ -12,6 +12,7 @@ mod report;
 mod scenarios;
 mod subscriptions;
 mod taps;
+mod verbs;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -81,6 +82,12 @@ struct Args {
     /// subscriptions: process ids of the hubs, for their memory (VmRSS) per subscriber.
     #[arg(long, value_delimiter = ',')]
     hub_pids: Vec<u32>,
+    /// sales-year: PostgreSQL URL of the hub's database, where a year of orders is seeded directly.
+    #[arg(long)]
+    seed_database_url: Option<String>,
+    /// sales-year: order lines to seed.
+    #[arg(long, default_value_t = 100_000)]
+    seed_lines: u64,
     /// taps: how many taps (one payment request each).
     #[arg(long, default_value_t = 100)]
     taps: usize,
@@ -115,6 +122,12 @@ pub enum Scenario {
     /// Live subscribers over WebSocket while orders are committed at a steady rate: commit-to-client
     /// latency, deliveries per second, memory per subscriber (`--subscribers`, `--event-rate`).
     Subscriptions,
+    /// Append travel records to deliveries in transit, one carrier per client (`--hub-bin` mints the
+    /// carriers' tokens).
+    TravelRecords,
+    /// The retailer's sales by day, product and supplier over a year of orders seeded straight into
+    /// PostgreSQL (`--seed-database-url`, `--seed-lines`).
+    SalesYear,
     /// The real tablet: a reader agent and a virtual card behind pcscd, one tap per payment request;
     /// tap-to-authorized latency split into detection, card, outbox, handoff, network and hub (`--taps`).
     Taps,
@@ -186,7 +199,46 @@ async fn main() -> anyhow::Result<()> {
             }
             continue;
         }
-        let report = if *scenario == Scenario::Payments {
+        let report = if *scenario == Scenario::TravelRecords {
+            let fixture = std::sync::Arc::new(
+                verbs::TravelFixture::seed(&hub, args.clients, &args.hub_bin).await?,
+            );
+            scenarios::drive(
+                "travel-records",
+                args.clients,
+                args.warmup,
+                budget,
+                move |client, n| fixture.clone().record(client, n),
+            )
+            .await?
+        } else if *scenario == Scenario::SalesYear {
+            let url = args
+                .seed_database_url
+                .as_deref()
+                .context("sales-year needs --seed-database-url")?;
+            verbs::seed_sales_year(&hub, url, args.seed_lines).await?;
+            let now = chrono::Utc::now();
+            let period = serde_json::json!({ "from": (now - chrono::TimeDelta::days(365)).to_rfc3339(),
+                "to": (now + chrono::TimeDelta::minutes(1)).to_rfc3339() });
+            let hub = hub.clone();
+            scenarios::drive(
+                "sales-year",
+                args.clients,
+                args.warmup,
+                budget,
+                move |_, _| {
+                    let (hub, period) = (hub.clone(), period.clone());
+                    async move {
+                        let data = hub.graphql(verbs::SALES_YEAR, period).await?;
+                        let rows = data["analytics"]["sales"].as_array().map_or(0, Vec::len);
+                        // A year of ten products: one row per product and day with sales.
+                        anyhow::ensure!(rows > 1_000, "the figure has only {rows} rows");
+                        Ok(())
+                    }
+                },
+            )
+            .await?
+        } else if *scenario == Scenario::Payments {
             let fixture = std::sync::Arc::new(
                 payments::PaymentFixture::seed(
                     &hub,

@@ -34,7 +34,11 @@ pub async fn run(
     budget: Budget,
 ) -> anyhow::Result<Report> {
     match scenario {
-        Scenario::Payments | Scenario::Subscriptions | Scenario::Taps => {
+        Scenario::Payments
+        | Scenario::Subscriptions
+        | Scenario::Taps
+        | Scenario::TravelRecords
+        | Scenario::SalesYear => {
             anyhow::bail!("the {scenario:?} scenario is driven from main with its fixture")
         }
         Scenario::Me => {

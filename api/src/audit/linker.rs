@@ -95,6 +95,14 @@ impl Linker {
 
     /// Links committed, unlinked entries, oldest insert first. Returns how many it looked at.
     pub async fn link_pending(&self) -> ApiResult<u64> {
+        // Nothing pending: no write transaction (SQLite would take its one write lock for it).
+        let pending = audit_entry::Entity::find()
+            .filter(audit_entry::Column::ChainIndex.is_null())
+            .one(&self.db)
+            .await?;
+        if pending.is_none() {
+            return Ok(0);
+        }
         let key = self.key.clone();
         let seen = self.seen.clone();
         let linked_heads = write_transaction(&self.db, move |txn| {

@@ -62,7 +62,11 @@ pub async fn append_in<C: ConnectionTrait>(txn: &C) -> ApiResult<()> {
     let Ok(scope) = SCOPE.try_with(Arc::clone) else {
         return Ok(());
     };
-    if scope.lock().map(|s| s.appended).unwrap_or(true) {
+    let appended = scope
+        .lock()
+        .map(|s| s.appended)
+        .map_err(|_| ApiError::Internal(anyhow::anyhow!("the audit scope is poisoned")))?;
+    if appended {
         return Ok(());
     }
     let recorded_at: DateTime<Utc> = crate::db::database_now(txn).await?;

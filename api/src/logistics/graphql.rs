@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{
     LogisticsService,
-    sensitive::{self, Position as PositionValue, Recipient as RecipientValue},
+    sensitive::{Position as PositionValue, Recipient as RecipientValue},
     service::{DeliveryFilter, NewDelivery, NewTravelRecord},
 };
 use crate::{
@@ -132,9 +132,7 @@ impl Delivery {
             .map(Location))
     }
     async fn recipient(&self, ctx: &Context<'_>) -> async_graphql::Result<Recipient> {
-        let recipient =
-            sensitive::open_recipient(service(ctx).vault(), self.0.id, &self.0.recipient_sealed)
-                .await?;
+        let recipient = service(ctx).recipient(ctx.principal()?, &self.0).await?;
         Ok(recipient.into())
     }
     async fn promised_from(&self) -> DateTime<Utc> {
@@ -192,9 +190,7 @@ impl TravelRecord {
         self.0.recorded_at
     }
     async fn position(&self, ctx: &Context<'_>) -> async_graphql::Result<Position> {
-        let position: PositionValue =
-            sensitive::open_position(service(ctx).vault(), self.0.id, &self.0.position_sealed)
-                .await?;
+        let position: PositionValue = service(ctx).position(&self.0).await?;
         Ok(Position {
             latitude: position.latitude,
             longitude: position.longitude,

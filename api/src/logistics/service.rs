@@ -19,7 +19,9 @@ use sea_orm::{
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::sensitive::{Position, Recipient, seal_position, seal_recipient};
+use super::sensitive::{
+    Position, Recipient, open_position, open_recipient, seal_position, seal_recipient,
+};
 use crate::{
     auth::Principal,
     crypto::Vault,
@@ -30,8 +32,8 @@ use crate::{
     idempotency::{IdempotencyKey, run_once},
     master_data::validate,
     policy::{
-        Action, Need, Party, authorize, delivery_party, delivery_visible, order_visible, party_of,
-        visible,
+        Action, Need, Party, authorize, delivery_party, delivery_visible,
+        may_read_delivery_details, order_visible, party_of, visible,
     },
     records::RecordKind,
     transitions::Step,
@@ -120,8 +122,23 @@ impl LogisticsService {
         Self { db, outbox, vault }
     }
 
-    pub fn vault(&self) -> &Vault {
-        &self.vault
+    /// A delivery's recipient in clear, for its shipper and its carrier.
+    pub async fn recipient(
+        &self,
+        principal: &Principal,
+        delivery: &delivery::Model,
+    ) -> ApiResult<Recipient> {
+        if !may_read_delivery_details(principal, delivery) {
+            return Err(ApiError::not_found("delivery"));
+        }
+        open_recipient(&self.vault, delivery.id, &delivery.recipient_sealed).await
+    }
+
+    /// A travel record's position in clear. Records reach a caller only through
+    /// [`Self::travel_records`], which returns those of deliveries it ships or carries, the two
+    /// parties [`may_read_delivery_details`] allows (checked there in SQL, not once per record).
+    pub async fn position(&self, record: &travel_record::Model) -> ApiResult<Position> {
+        open_position(&self.vault, record.id, &record.position_sealed).await
     }
 
     pub async fn deliveries(
@@ -289,7 +306,8 @@ impl LogisticsService {
                         delivery.owner_organization_id,
                         delivery.carrier_organization_id,
                         step.by,
-                    );
+                    )
+                    .ok_or(ApiError::not_found("delivery"))?;
                     return Err(step.refusal(
                         party,
                         delivery.status,

@@ -272,7 +272,8 @@ impl WorkService {
                         plan.owner_organization_id,
                         plan.assignee_organization_id,
                         step.by,
-                    );
+                    )
+                    .ok_or(ApiError::not_found("work plan"))?;
                     return Err(step.refusal(party, plan.status, plan.version, expected_version));
                 }
                 let plan = find_plan(txn, &caller, id).await?;
