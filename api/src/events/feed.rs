@@ -97,7 +97,11 @@ impl EventFeed {
                 let _ = tokio::time::timeout(feed.inner.poll, feed.inner.wake.notified()).await;
                 loop {
                     match feed.read_new().await {
-                        Ok(n) if n >= READ_BATCH as usize => continue,
+                        Ok(n) if n >= feed.read_batch() as usize => {
+                            // Let subscribers take this batch before the next one is sent.
+                            tokio::task::yield_now().await;
+                            continue;
+                        }
                         Ok(_) => break,
                         Err(err) => {
                             tracing::warn!(error = %err, "reading new events failed; retrying");
@@ -122,13 +126,19 @@ impl EventFeed {
         Ok(newest.flatten().unwrap_or(0))
     }
 
+    /// Events sent per read: at most half a channel's capacity, so that a burst (a backlog after an
+    /// outage, or many commits stamped at once) never overflows a subscriber that keeps up.
+    fn read_batch(&self) -> u64 {
+        READ_BATCH.min((self.inner.capacity / 2).max(1) as u64)
+    }
+
     /// Reads the next batch after the head and sends each event to its recipients' channels.
     async fn read_new(&self) -> Result<usize, ApiError> {
         let head = self.inner.head.load(Ordering::SeqCst);
         let events = event::Entity::find()
             .filter(event::Column::Position.gt(head))
             .order_by_asc(event::Column::Position)
-            .limit(READ_BATCH)
+            .limit(self.read_batch())
             .all(&self.inner.db)
             .await?;
         let Some(last) = events.last().and_then(|event| event.position) else {
