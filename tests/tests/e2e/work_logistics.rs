@@ -81,6 +81,30 @@ async fn placed_order(app: &TestApp, admin: &str, sku: &str) -> String {
     order
 }
 
+/// The types of the events of `family` that `token` sees, in commit order.
+async fn family_events(app: &TestApp, token: &str, family: &str) -> Vec<String> {
+    let events = app
+        .graphql(
+            Some(token),
+            "{ events(first: 50) { edges { node { eventType family } } } }",
+            json!({}),
+        )
+        .await;
+    events
+        .data("/events/edges")
+        .as_array()
+        .expect("edges")
+        .iter()
+        .filter(|edge| edge["node"]["family"] == family)
+        .map(|edge| {
+            edge["node"]["eventType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
 fn total(response: &GqlResponse, field: &str) -> i64 {
     response
         .data(&format!("/{field}/totalCount"))
@@ -255,26 +279,7 @@ async fn work_plans_flow(backend: Backend) {
 
     // Both parties follow the plan's events; the family is WORK.
     for token in [&planner, &assignee] {
-        let events = app
-            .graphql(
-                Some(token),
-                "{ events(first: 50) { edges { node { eventType family recordType } } } }",
-                json!({}),
-            )
-            .await;
-        let types: Vec<String> = events
-            .data("/events/edges")
-            .as_array()
-            .expect("edges")
-            .iter()
-            .filter(|edge| edge["node"]["family"] == "WORK")
-            .map(|edge| {
-                edge["node"]["eventType"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .collect();
+        let types = family_events(&app, token, "WORK").await;
         assert_eq!(
             types,
             [
@@ -512,26 +517,7 @@ async fn deliveries_flow(backend: Backend) {
 
     // Events reach the shipper and the carrier, as the LOGISTIC family.
     for token in [&s.shipper, &s.carrier] {
-        let events = app
-            .graphql(
-                Some(token),
-                "{ events(first: 50) { edges { node { eventType family } } } }",
-                json!({}),
-            )
-            .await;
-        let logistic: Vec<String> = events
-            .data("/events/edges")
-            .as_array()
-            .expect("edges")
-            .iter()
-            .filter(|edge| edge["node"]["family"] == "LOGISTIC")
-            .map(|edge| {
-                edge["node"]["eventType"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .collect();
+        let logistic = family_events(&app, token, "LOGISTIC").await;
         assert_eq!(
             logistic,
             [
