@@ -9,7 +9,7 @@ use entities::{
 };
 use sea_orm::{
     ActiveEnum, EntityTrait,
-    sea_query::{Condition, Expr, ExprTrait, Query},
+    sea_query::{Condition, Expr, ExprTrait, Iden, Query},
 };
 use uuid::Uuid;
 
@@ -289,6 +289,19 @@ pub fn order_line_visible(principal: &Principal) -> Condition {
             ))
             .eq(principal.organization_id),
         )
+}
+
+/// Rows of the daily sales roll-up the caller may see: the same lines as [`order_line_visible`], summed
+/// (its own orders', and its own products' in others' orders).
+pub fn sales_rollup_visible<T: Iden + Clone + 'static>(
+    principal: &Principal,
+    table: T,
+    owner: impl Iden + 'static,
+    supplier: impl Iden + 'static,
+) -> Condition {
+    Condition::any()
+        .add(Expr::col((table.clone(), owner)).eq(principal.organization_id))
+        .add(Expr::col((table, supplier)).eq(principal.organization_id))
 }
 
 /// Whether the caller sees an order's money totals: only the owner does (a party sees its own lines).

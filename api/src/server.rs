@@ -83,11 +83,12 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         .context("cannot read the event log's newest position")?;
     let outbox = Outbox::new(background_db.clone(), bus);
     let linker = crate::audit::Linker::new(background_db.clone(), audit_key.clone());
+    let sales_folder = crate::analytics::SalesFolder::new(background_db.clone());
     let services = Services {
         db: db.clone(),
         identity: IdentityService::new(db.clone(), issuer.clone()),
         master_data: MasterDataService::new(db.clone(), vault.clone()),
-        financial: FinancialService::new(db.clone(), outbox.clone()),
+        financial: FinancialService::new(db.clone(), outbox.clone(), sales_folder.wake()),
         work: crate::work::WorkService::new(db.clone(), outbox.clone()),
         logistics: crate::logistics::LogisticsService::new(
             db.clone(),
@@ -121,6 +122,7 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
             root: crate::graphql::root_type_names().1,
         },
         linker,
+        sales_folder,
     };
     if mode == Mode::Embedded {
         write_admin_token(&config, &services.identity, &admin)?;
@@ -260,6 +262,7 @@ pub fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![
         state.outbox.spawn(),
         state.services.linker.spawn(),
+        state.services.sales_folder.spawn(),
         state.services.feed.spawn(),
         purge,
         resealer.spawn(),

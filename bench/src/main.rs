@@ -218,8 +218,12 @@ async fn main() -> anyhow::Result<()> {
                 .context("sales-year needs --seed-database-url")?;
             verbs::seed_sales_year(&hub, url, args.seed_lines).await?;
             let now = chrono::Utc::now();
-            let period = serde_json::json!({ "from": (now - chrono::TimeDelta::days(365)).to_rfc3339(),
-                "to": (now + chrono::TimeDelta::minutes(1)).to_rfc3339() });
+            let (from, to) = (
+                now - chrono::TimeDelta::days(365),
+                now + chrono::TimeDelta::minutes(1),
+            );
+            let period = serde_json::json!({ "from": from.to_rfc3339(), "to": to.to_rfc3339() });
+            let units = verbs::units_sold(url, from, to)?;
             let hub = hub.clone();
             scenarios::drive(
                 "sales-year",
@@ -230,9 +234,23 @@ async fn main() -> anyhow::Result<()> {
                     let (hub, period) = (hub.clone(), period.clone());
                     async move {
                         let data = hub.graphql(verbs::SALES_YEAR, period).await?;
-                        let rows = data["analytics"]["sales"].as_array().map_or(0, Vec::len);
+                        let rows = data["analytics"]["sales"]
+                            .as_array()
+                            .context("the answer has no sales")?;
                         // A year of ten products: one row per product and day with sales.
-                        anyhow::ensure!(rows > 1_000, "the figure has only {rows} rows");
+                        anyhow::ensure!(
+                            rows.len() > 1_000,
+                            "the figure has only {} rows",
+                            rows.len()
+                        );
+                        let counted: i64 = rows
+                            .iter()
+                            .filter_map(|row| row["quantity"].as_str()?.parse::<i64>().ok())
+                            .sum();
+                        anyhow::ensure!(
+                            counted == units,
+                            "the figure counts {counted} units, the order lines {units}"
+                        );
                         Ok(())
                     }
                 },

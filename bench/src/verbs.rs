@@ -158,16 +158,60 @@ pub async fn seed_sales_year(hub: &Hub, database_url: &str, lines: u64) -> anyho
          JOIN product p ON p.id = products.ids[1 + abs(hashtext(n::text || orders.id::text)) % 10]; \
          ANALYZE sales_order; ANALYZE order_line;"
     );
+    psql(database_url, &sql).context("seeding the year of orders")?;
+    // What the hub writes when it places an order: its contribution to the daily roll-up, one row per
+    // product and supplier, which the hub's folder then adds into `sales_daily`.
+    let contributions = format!(
+        "INSERT INTO sales_pending (owner_organization_id, day, product_id, supplier_organization_id, \
+           currency, quantity, revenue_minor, orders) \
+         SELECT o.owner_organization_id, CAST(o.placed_at AT TIME ZONE 'UTC' AS DATE), l.product_id, \
+           l.supplier_organization_id, o.currency, SUM(l.quantity), SUM(l.line_total_minor), 1 \
+         FROM order_line l JOIN sales_order o ON o.id = l.order_id JOIN product p ON p.id = l.product_id \
+         WHERE p.sku LIKE 'BENCH-YEAR-{run}-%' \
+         GROUP BY o.id, o.owner_organization_id, CAST(o.placed_at AT TIME ZONE 'UTC' AS DATE), \
+           l.product_id, l.supplier_organization_id, o.currency"
+    );
+    psql(database_url, &contributions).context("writing the seeded orders' sales contributions")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while psql(database_url, "SELECT count(*) FROM sales_pending")? != "0" {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the hub did not fold the seeded sales within 5 minutes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+/// Units sold in `[from, to)` by the database's own count over the order lines: what the figure's
+/// quantities must add up to.
+pub fn units_sold(
+    database_url: &str,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<i64> {
+    let sql = format!(
+        "SELECT COALESCE(SUM(l.quantity), 0) FROM order_line l JOIN sales_order o ON o.id = l.order_id \
+         WHERE o.status IN ('PLACED', 'FULFILLED', 'CLOSED') \
+         AND o.placed_at >= '{}' AND o.placed_at < '{}'",
+        from.to_rfc3339(),
+        to.to_rfc3339()
+    );
+    Ok(psql(database_url, &sql)?.parse()?)
+}
+
+/// Runs `sql` with psql and returns what it printed, trimmed.
+fn psql(database_url: &str, sql: &str) -> anyhow::Result<String> {
     let output = std::process::Command::new("psql")
-        .args([database_url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", &sql])
+        .args([database_url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
         .output()
-        .context("running psql to seed the year of orders")?;
+        .context("running psql")?;
     anyhow::ensure!(
         output.status.success(),
-        "seeding the year of orders failed: {}",
+        "psql failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    Ok(())
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 pub const SALES_YEAR: &str =

@@ -22,6 +22,8 @@ pub mod payment;
 pub mod payment_evidence;
 pub mod payment_request;
 pub mod product;
+pub mod sales_daily;
+pub mod sales_pending;
 pub mod share;
 pub mod travel_record;
 pub mod work_plan;

@@ -17,6 +17,7 @@ mod m20261203_000011_drop_plaintext;
 mod m20261203_000012_work_and_logistics;
 mod m20261203_000013_audit;
 mod m20261203_000014_analytics_indexes;
+mod m20261203_000015_sales_rollup;
 
 pub use m20261126_000008_hardening::PREFIX_RANGES_DISJOINT;
 pub use m20261203_000011_drop_plaintext::DROP_PLAINTEXT;
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000012_work_and_logistics::Migration),
             Box::new(m20261203_000013_audit::Migration),
             Box::new(m20261203_000014_analytics_indexes::Migration),
+            Box::new(m20261203_000015_sales_rollup::Migration),
         ]
     }
 }

@@ -99,8 +99,9 @@ async fn row_texts(db: &DatabaseConnection, backend: DbBackend, table: &str) -> 
     texts
 }
 
-/// Waits (at most 30 s) until no committed event lacks its position and no audit entry its link
-/// (both are written after commit, in the background, and would otherwise show up as changes).
+/// Waits (at most 30 s) until no committed event lacks its position, no audit entry its link and no
+/// sales contribution its fold (all done after commit, in the background, and would otherwise show up
+/// as changes).
 pub(crate) async fn wait_for_stamping(db: &DatabaseConnection) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -108,7 +109,8 @@ pub(crate) async fn wait_for_stamping(db: &DatabaseConnection) {
             .query_one_raw(Statement::from_string(
                 db.get_database_backend(),
                 "SELECT (SELECT COUNT(*) FROM event WHERE position IS NULL) \
-                 + (SELECT COUNT(*) FROM audit_entry WHERE chain_index IS NULL) AS pending",
+                 + (SELECT COUNT(*) FROM audit_entry WHERE chain_index IS NULL) \
+                 + (SELECT COUNT(*) FROM sales_pending) AS pending",
             ))
             .await
             .expect("count unstamped events");
@@ -120,7 +122,7 @@ pub(crate) async fn wait_for_stamping(db: &DatabaseConnection) {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "events or audit entries stayed unstamped for 30 s"
+            "events, audit entries or sales contributions stayed unprocessed for 30 s"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }

@@ -3,6 +3,8 @@
 //! loading rows into the hub.
 
 pub mod graphql;
+pub mod rollup;
 pub mod service;
 
+pub use rollup::SalesFolder;
 pub use service::AnalyticsService;

@@ -1,23 +1,25 @@
 //! The aggregate queries. Each takes a period `[from, to)` (at most 366 days) and the caller, applies the
 //! caller's visibility in the query's WHERE clause, and groups in the database.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use entities::{
     delivery::{self, DeliveryStatus},
     order::{self, OrderStatus},
-    order_line, payment_evidence, work_plan, work_record,
+    order_line, payment_evidence, sales_daily, sales_pending, work_plan, work_record,
 };
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, QueryResult,
-    sea_query::{Alias, Expr, ExprTrait, Order, Query, SelectStatement},
+    sea_query::{Alias, Condition, Expr, ExprTrait, Order, Query, SelectStatement, UnionType},
 };
 use uuid::Uuid;
 
+use super::rollup;
 use crate::{
     auth::Principal,
     error::{ApiError, ApiResult},
     policy::{
-        Action, authorize, decline_visible, delivery_visible, order_line_visible, work_plan_visible,
+        Action, authorize, decline_visible, delivery_visible, order_line_visible,
+        sales_rollup_visible, work_plan_visible,
     },
 };
 
@@ -43,6 +45,33 @@ impl Period {
         }
         Ok(Self { from, to })
     }
+
+    /// The UTC days wholly inside the period, as `[first, end)`, if there is at least one.
+    fn whole_days(&self) -> Option<(NaiveDate, NaiveDate)> {
+        let from_day = self.from.date_naive();
+        let first = if self.from == midnight(from_day) {
+            from_day
+        } else {
+            from_day.succ_opt()?
+        };
+        let end = self.to.date_naive();
+        (first < end).then_some((first, end))
+    }
+
+    /// The parts of the period outside its whole days (empty ranges left out).
+    fn partial_days(&self) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        let Some((first, end)) = self.whole_days() else {
+            return vec![(self.from, self.to)];
+        };
+        [(self.from, midnight(first)), (midnight(end), self.to)]
+            .into_iter()
+            .filter(|(from, to)| from < to)
+            .collect()
+    }
+}
+
+fn midnight(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(NaiveTime::MIN).and_utc()
 }
 
 /// Sales of one product by one supplier on one day (UTC), in one currency.
@@ -107,78 +136,72 @@ impl AnalyticsService {
 
     /// Order lines the caller may see (its own orders' lines; as a supplier, the lines of its own
     /// products) of orders placed in the period and not cancelled, by day, product and supplier.
+    ///
+    /// Whole days of the period come from the daily roll-up (`sales_daily` and the contributions not
+    /// folded into it yet); the partial days at its ends, if any, from the order lines themselves.
+    /// One statement, so one snapshot: a fold committing meanwhile is seen entirely or not at all.
     pub async fn sales(&self, principal: &Principal, period: Period) -> ApiResult<Vec<SalesRow>> {
         authorize(principal, Action::ReadOwnOrganization)?;
-        let day = match self.backend() {
-            DbBackend::Postgres => {
-                "to_char(sales_order.placed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-            }
-            // Stored as RFC 3339 text in UTC: the date is its first ten characters.
-            _ => "substr(sales_order.placed_at, 1, 10)",
+        let none = Uuid::nil();
+        let mut parts = Vec::new();
+        if let Some((first, end)) = period.whole_days() {
+            parts.extend(rolled_up_sales(principal, first, end, none));
+        }
+        let partial = period.partial_days();
+        if !partial.is_empty() {
+            parts.push(line_sales(principal, self.backend(), &partial, none));
+        }
+        let mut parts = parts.into_iter();
+        let Some(mut union) = parts.next() else {
+            return Ok(Vec::new());
         };
+        for part in parts {
+            union.union(UnionType::All, part);
+        }
+        let figures = Alias::new("figures");
         let mut query = Query::select();
         query
-            .expr_as(Expr::cust(day), Alias::new("day"))
-            .expr_as(
-                Expr::col((order_line::Entity, order_line::Column::ProductId)),
+            .columns([
+                Alias::new("day"),
                 Alias::new("product_id"),
-            )
-            .expr_as(
-                Expr::col((
-                    order_line::Entity,
-                    order_line::Column::SupplierOrganizationId,
-                )),
                 Alias::new("supplier_id"),
-            )
-            .expr_as(
-                Expr::col((order::Entity, order::Column::Currency)),
                 Alias::new("currency"),
-            )
+            ])
             .expr_as(
-                Expr::cust("CAST(SUM(order_line.quantity) AS BIGINT)"),
+                Expr::cust("CAST(SUM(quantity) AS BIGINT)"),
                 Alias::new("quantity"),
             )
             .expr_as(
-                Expr::cust("CAST(SUM(order_line.line_total_minor) AS BIGINT)"),
+                Expr::cust("CAST(SUM(revenue_minor) AS BIGINT)"),
                 Alias::new("revenue_minor"),
             )
             .expr_as(
-                Expr::cust("COUNT(DISTINCT order_line.order_id)"),
+                Expr::cust("CAST(SUM(orders) AS BIGINT)"),
                 Alias::new("orders"),
             )
-            .from(order_line::Entity)
-            .inner_join(
-                order::Entity,
-                Expr::col((order::Entity, order::Column::Id))
-                    .equals((order_line::Entity, order_line::Column::OrderId)),
-            )
-            .cond_where(order_line_visible(principal))
-            .and_where(Expr::col((order::Entity, order::Column::Status)).is_in([
-                OrderStatus::Placed,
-                OrderStatus::Fulfilled,
-                OrderStatus::Closed,
-            ]))
-            .and_where(Expr::col((order::Entity, order::Column::PlacedAt)).gte(period.from))
-            .and_where(Expr::col((order::Entity, order::Column::PlacedAt)).lt(period.to))
-            .add_group_by([
-                Expr::cust(day),
-                Expr::col((order_line::Entity, order_line::Column::ProductId)),
-                Expr::col((
-                    order_line::Entity,
-                    order_line::Column::SupplierOrganizationId,
-                )),
-                Expr::col((order::Entity, order::Column::Currency)),
+            .from_subquery(union, figures)
+            .group_by_columns([
+                Alias::new("day"),
+                Alias::new("product_id"),
+                Alias::new("supplier_id"),
+                Alias::new("currency"),
             ])
+            // A day whose orders were all cancelled keeps its roll-up row, at zero.
+            .and_having(Expr::cust("SUM(orders)").gt(0))
             .order_by(Alias::new("day"), Order::Asc)
-            .order_by(Alias::new("product_id"), Order::Asc);
+            .order_by(Alias::new("product_id"), Order::Asc)
+            .order_by(Alias::new("supplier_id"), Order::Asc)
+            .order_by(Alias::new("currency"), Order::Asc);
         self.rows(&mut query)
             .await?
             .iter()
             .map(|row| {
+                let day: NaiveDate = row.try_get("", "day")?;
+                let supplier: Uuid = row.try_get("", "supplier_id")?;
                 Ok(SalesRow {
-                    day: row.try_get("", "day")?,
+                    day: day.format("%Y-%m-%d").to_string(),
                     product_id: row.try_get("", "product_id")?,
-                    supplier_id: row.try_get("", "supplier_id")?,
+                    supplier_id: (supplier != none).then_some(supplier),
                     currency: row.try_get("", "currency")?,
                     quantity: row.try_get("", "quantity")?,
                     revenue_minor: row.try_get("", "revenue_minor")?,
@@ -347,4 +370,152 @@ impl AnalyticsService {
             })
             .collect()
     }
+}
+
+/// The roll-up's rows for the days `[first, end)`: folded sums and pending contributions, with the
+/// supplier as a key (`none` for the owner's own products).
+fn rolled_up_sales(
+    principal: &Principal,
+    first: NaiveDate,
+    end: NaiveDate,
+    none: Uuid,
+) -> [SelectStatement; 2] {
+    let mut folded = Query::select();
+    folded
+        .expr_as(Expr::col(sales_daily::Column::Day), Alias::new("day"))
+        .expr_as(
+            Expr::col(sales_daily::Column::ProductId),
+            Alias::new("product_id"),
+        )
+        .expr_as(
+            Expr::col(sales_daily::Column::SupplierKey),
+            Alias::new("supplier_id"),
+        )
+        .expr_as(
+            Expr::col(sales_daily::Column::Currency),
+            Alias::new("currency"),
+        )
+        .expr_as(
+            Expr::col(sales_daily::Column::Quantity),
+            Alias::new("quantity"),
+        )
+        .expr_as(
+            Expr::col(sales_daily::Column::RevenueMinor),
+            Alias::new("revenue_minor"),
+        )
+        .expr_as(Expr::col(sales_daily::Column::Orders), Alias::new("orders"))
+        .from(sales_daily::Entity)
+        .cond_where(sales_rollup_visible(
+            principal,
+            sales_daily::Entity,
+            sales_daily::Column::OwnerOrganizationId,
+            sales_daily::Column::SupplierKey,
+        ))
+        .and_where(Expr::col(sales_daily::Column::Day).gte(first))
+        .and_where(Expr::col(sales_daily::Column::Day).lt(end));
+    let mut pending = Query::select();
+    pending
+        .expr_as(Expr::col(sales_pending::Column::Day), Alias::new("day"))
+        .expr_as(
+            Expr::col(sales_pending::Column::ProductId),
+            Alias::new("product_id"),
+        )
+        .expr_as(
+            Expr::col(sales_pending::Column::SupplierOrganizationId).if_null(none),
+            Alias::new("supplier_id"),
+        )
+        .expr_as(
+            Expr::col(sales_pending::Column::Currency),
+            Alias::new("currency"),
+        )
+        .expr_as(
+            Expr::col(sales_pending::Column::Quantity),
+            Alias::new("quantity"),
+        )
+        .expr_as(
+            Expr::col(sales_pending::Column::RevenueMinor),
+            Alias::new("revenue_minor"),
+        )
+        .expr_as(
+            Expr::col(sales_pending::Column::Orders),
+            Alias::new("orders"),
+        )
+        .from(sales_pending::Entity)
+        .cond_where(sales_rollup_visible(
+            principal,
+            sales_pending::Entity,
+            sales_pending::Column::OwnerOrganizationId,
+            sales_pending::Column::SupplierOrganizationId,
+        ))
+        .and_where(Expr::col(sales_pending::Column::Day).gte(first))
+        .and_where(Expr::col(sales_pending::Column::Day).lt(end));
+    [folded, pending]
+}
+
+/// Sales straight from the order lines placed within `ranges`, one row per order, product and
+/// supplier (so that summing `orders` counts each order once).
+fn line_sales(
+    principal: &Principal,
+    backend: DbBackend,
+    ranges: &[(DateTime<Utc>, DateTime<Utc>)],
+    none: Uuid,
+) -> SelectStatement {
+    let day = rollup::placed_day(backend);
+    let placed_at = || Expr::col((order::Entity, order::Column::PlacedAt));
+    let mut within = Condition::any();
+    for (from, to) in ranges {
+        within = within.add(placed_at().gte(*from).and(placed_at().lt(*to)));
+    }
+    let mut query = Query::select();
+    query
+        .expr_as(Expr::cust(day), Alias::new("day"))
+        .expr_as(
+            Expr::col((order_line::Entity, order_line::Column::ProductId)),
+            Alias::new("product_id"),
+        )
+        .expr_as(
+            Expr::col((
+                order_line::Entity,
+                order_line::Column::SupplierOrganizationId,
+            ))
+            .if_null(none),
+            Alias::new("supplier_id"),
+        )
+        .expr_as(
+            Expr::col((order::Entity, order::Column::Currency)),
+            Alias::new("currency"),
+        )
+        .expr_as(
+            Expr::cust("CAST(SUM(order_line.quantity) AS BIGINT)"),
+            Alias::new("quantity"),
+        )
+        .expr_as(
+            Expr::cust("CAST(SUM(order_line.line_total_minor) AS BIGINT)"),
+            Alias::new("revenue_minor"),
+        )
+        .expr_as(Expr::cust("CAST(1 AS BIGINT)"), Alias::new("orders"))
+        .from(order_line::Entity)
+        .inner_join(
+            order::Entity,
+            Expr::col((order::Entity, order::Column::Id))
+                .equals((order_line::Entity, order_line::Column::OrderId)),
+        )
+        .cond_where(order_line_visible(principal))
+        .and_where(Expr::col((order::Entity, order::Column::Status)).is_in([
+            OrderStatus::Placed,
+            OrderStatus::Fulfilled,
+            OrderStatus::Closed,
+        ]))
+        .cond_where(within)
+        .add_group_by([
+            Expr::col((order::Entity, order::Column::Id)),
+            Expr::cust(day),
+            Expr::col((order_line::Entity, order_line::Column::ProductId)),
+            Expr::col((
+                order_line::Entity,
+                order_line::Column::SupplierOrganizationId,
+            )),
+            Expr::col((order::Entity, order::Column::Currency)),
+        ]);
+    query
 }

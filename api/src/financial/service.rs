@@ -1,6 +1,9 @@
 //! Order and invoice rules, independent of GraphQL.
 
-use std::collections::{BTreeSet, HashMap};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+};
 
 use chrono::Utc;
 use entities::{
@@ -17,9 +20,11 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
+    analytics::rollup::{SalesChange, record_order_sales},
     auth::Principal,
     db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
     db::write_transaction,
@@ -110,11 +115,17 @@ struct PricedLine {
 pub struct FinancialService {
     db: DatabaseConnection,
     outbox: Outbox,
+    /// Wakes the daily sales folder after an order's sales changed.
+    sales_folder: Arc<Notify>,
 }
 
 impl FinancialService {
-    pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
-        Self { db, outbox }
+    pub fn new(db: DatabaseConnection, outbox: Outbox, sales_folder: Arc<Notify>) -> Self {
+        Self {
+            db,
+            outbox,
+            sales_folder,
+        }
     }
 
     // ---- orders ----
@@ -280,11 +291,21 @@ impl FinancialService {
                     order_event(id, caller.organization_id, event_type, to, parties),
                 )
                 .await?;
+                match action {
+                    OrderAction::Place => record_order_sales(txn, id, SalesChange::Placed).await?,
+                    OrderAction::Cancel => {
+                        record_order_sales(txn, id, SalesChange::Cancelled).await?
+                    }
+                    OrderAction::Fulfill | OrderAction::Close => {}
+                }
                 Ok(())
             })
         })
         .await?;
         self.outbox.committed();
+        if matches!(action, OrderAction::Place | OrderAction::Cancel) {
+            self.sales_folder.notify_one();
+        }
         find_order(&db, principal, id).await
     }
 

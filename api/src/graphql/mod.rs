@@ -101,6 +101,7 @@ pub struct Services {
     /// Opens the audit scope of each mutation.
     pub audit_scope: crate::audit::scope::AuditMutations,
     pub linker: crate::audit::Linker,
+    pub sales_folder: crate::analytics::SalesFolder,
 }
 
 /// Builds the schema; `services` is `None` only for printing the SDL.

@@ -315,3 +315,275 @@ async fn payment_outcomes_flow(backend: Backend) {
     checkout.app.stop().await;
 }
 on_both_backends!(payment_outcomes, payment_outcomes_flow);
+
+/// Expected sales per product id: (quantity, revenue in minor units, orders).
+type Sold = BTreeMap<String, (i64, i64, i64)>;
+
+fn sold(rows: &[Value]) -> Sold {
+    rows.iter()
+        .map(|row| {
+            let n = |field: &str| {
+                row[field]
+                    .as_str()
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .expect("an Int64 figure")
+            };
+            (
+                row["productId"].as_str().expect("product").to_owned(),
+                (n("quantity"), n("revenueMinor"), n("orders")),
+            )
+        })
+        .collect()
+}
+
+async fn sales_in(app: &TestApp, token: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Sold {
+    let rows = app
+        .graphql(
+            Some(token),
+            SALES,
+            json!({ "from": from.to_rfc3339(), "to": to.to_rfc3339() }),
+        )
+        .await
+        .data("/analytics/sales")
+        .as_array()
+        .expect("rows")
+        .clone();
+    sold(&rows)
+}
+
+/// Waits (at most 30 s) until every sales contribution is folded into the roll-up.
+async fn folded(app: &TestApp) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = &app.hub.state.db;
+    for _ in 0..1500 {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS pending FROM sales_pending",
+            ))
+            .await
+            .expect("count pending contributions")
+            .expect("a row");
+        if row.try_get::<i64>("", "pending").expect("count") == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("sales contributions stayed unfolded for 30 s");
+}
+
+async fn pending_contributions(app: &TestApp) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = &app.hub.state.db;
+    db.query_one_raw(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT COUNT(*) AS pending FROM sales_pending",
+    ))
+    .await
+    .expect("count")
+    .expect("a row")
+    .try_get::<i64>("", "pending")
+    .expect("count")
+}
+
+/// On PostgreSQL, holds the folder's advisory lock in a transaction of the test's own, so that
+/// contributions stay pending until it ends (SQLite has no such lock: there the folder runs freely).
+async fn hold_folder(app: &TestApp) -> Option<sea_orm::DatabaseTransaction> {
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    if app.backend != Backend::Postgres {
+        return None;
+    }
+    let txn = app.hub.state.db.begin().await.expect("begin");
+    txn.execute_raw(Statement::from_string(
+        sea_orm::DbBackend::Postgres,
+        format!(
+            "SELECT pg_advisory_xact_lock({})",
+            api::analytics::rollup::FOLDER_LOCK_KEY
+        ),
+    ))
+    .await
+    .expect("take the folder's lock");
+    Some(txn)
+}
+
+/// Whole days come from the roll-up and partial days from the order lines: every period that holds the
+/// orders gives the same exact figures, with contributions pending or folded, after concurrent orders of
+/// one product, after a cancellation, and after the roll-up is rebuilt by its migration.
+async fn sales_rollup_flow(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let retailer = app.token(app.retailer_id, Role::Admin).await;
+    let supplier_id = app
+        .create_organization("Rollup Supplier", OrganizationKind::Supplier)
+        .await;
+    let supplier = app.token(supplier_id, Role::Admin).await;
+    let product =
+        "mutation($input: CreateProductInput!) { createProduct(input: $input) { product { id } } }";
+    let theirs = create(
+        &app,
+        &supplier,
+        product,
+        json!({ "sku": "ROLL-S", "name": "s", "priceMinor": 250, "currency": "EUR" }),
+        "/createProduct/product/id",
+    )
+    .await;
+    app.graphql(Some(&supplier), "mutation($g: ID!) { grantShare(input: { granteeId: $g, resourceType: PRODUCT, access: READ }) { share { id } } }",
+        json!({ "g": org(app.retailer_id) })).await.data("/grantShare");
+    let ours = create(
+        &app,
+        &retailer,
+        product,
+        json!({ "sku": "ROLL-R", "name": "r", "priceMinor": 1000, "currency": "EUR" }),
+        "/createProduct/product/id",
+    )
+    .await;
+    let place = |lines: Value| {
+        let retailer = retailer.clone();
+        let app = &app;
+        async move {
+            let id = create(app, &retailer, "mutation($input: CreateOrderInput!) { createOrder(input: $input) { order { id } } }",
+                json!({ "lines": lines }), "/createOrder/order/id").await;
+            app.graphql(
+                Some(&retailer),
+                "mutation($id: ID!) { placeOrder(input: { id: $id }) { order { id } } }",
+                json!({ "id": id }),
+            )
+            .await
+            .data("/placeOrder");
+            id
+        }
+    };
+    let cancel = |id: String| {
+        let retailer = retailer.clone();
+        let app = &app;
+        async move {
+            app.graphql(
+                Some(&retailer),
+                "mutation($id: ID!) { cancelOrder(input: { id: $id }) { order { status } } }",
+                json!({ "id": id }),
+            )
+            .await
+            .data("/cancelOrder");
+        }
+    };
+    let mut all = Sold::new();
+    let add = |sold: &mut Sold, product: &str, quantity: i64, price: i64, orders: i64| {
+        let entry = sold.entry(product.to_owned()).or_default();
+        entry.0 += quantity;
+        entry.1 += quantity * price;
+        entry.2 += orders;
+    };
+
+    // Twelve orders placed at once, each with the supplier's product (the same roll-up row) and ours.
+    let held = hold_folder(&app).await;
+    let first: Vec<String> = futures_util::future::join_all((1..=12).map(|n| {
+        place(json!([{ "productId": theirs, "quantity": n }, { "productId": ours, "quantity": 1 }]))
+    }))
+    .await;
+    for n in 1..=12 {
+        add(&mut all, &theirs, n, 250, 1);
+        add(&mut all, &ours, 1, 1000, 1);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let cut = Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // After the cut: three orders, and a draft cancelled (never placed: no contribution).
+    let mut later = Sold::new();
+    for _ in 0..3 {
+        place(json!([{ "productId": theirs, "quantity": 2 }])).await;
+        add(&mut all, &theirs, 2, 250, 1);
+        add(&mut later, &theirs, 2, 250, 1);
+    }
+    let draft = create(
+        &app,
+        &retailer,
+        "mutation($input: CreateOrderInput!) { createOrder(input: $input) { order { id } } }",
+        json!({ "lines": [{ "productId": ours, "quantity": 5 }] }),
+        "/createOrder/order/id",
+    )
+    .await;
+    cancel(draft).await;
+
+    let now = Utc::now();
+    let today = now.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
+    let check = |all: Sold, later: Sold| {
+        let app = &app;
+        let retailer = retailer.clone();
+        let supplier = supplier.clone();
+        let theirs = theirs.clone();
+        async move {
+            let periods = [
+                // Whole days only (the roll-up), today only.
+                (today, today + TimeDelta::days(1)),
+                // A partial day on each side of today.
+                (now - TimeDelta::days(1), now + TimeDelta::days(1)),
+                // Partial days only (the order lines).
+                (today, now + TimeDelta::seconds(1)),
+            ];
+            for (from, to) in periods {
+                assert_eq!(
+                    sales_in(app, &retailer, from, to).await,
+                    all,
+                    "{from}..{to}"
+                );
+                let theirs_only: Sold = all
+                    .iter()
+                    .filter(|(p, _)| **p == theirs)
+                    .map(|(p, s)| (p.clone(), *s))
+                    .collect();
+                assert_eq!(
+                    sales_in(app, &supplier, from, to).await,
+                    theirs_only,
+                    "{from}..{to}"
+                );
+            }
+            // From the cut on: the later orders only.
+            assert_eq!(
+                sales_in(app, &retailer, cut, now + TimeDelta::days(1)).await,
+                later
+            );
+        }
+    };
+    if let Some(held) = held {
+        assert!(
+            pending_contributions(&app).await > 0,
+            "the orders' contributions wait for the folder"
+        );
+        check(all.clone(), later.clone()).await;
+        held.rollback().await.expect("release the folder");
+    }
+    folded(&app).await;
+    check(all.clone(), later.clone()).await;
+
+    // A placed order cancelled: its contribution comes off, pending and folded.
+    let held = hold_folder(&app).await;
+    cancel(first[11].clone()).await;
+    add(&mut all, &theirs, -12, 250, -1);
+    add(&mut all, &ours, -1, 1000, -1);
+    check(all.clone(), later.clone()).await;
+    if let Some(held) = held {
+        held.rollback().await.expect("release the folder");
+    }
+    folded(&app).await;
+    check(all.clone(), later.clone()).await;
+
+    // The roll-up rebuilt from the order lines by its migration, as on an upgrade.
+    {
+        use migration::MigratorTrait;
+        let db = &app.hub.state.db;
+        let held = hold_folder(&app).await;
+        migration::Migrator::down(db, Some(1))
+            .await
+            .expect("drop the roll-up");
+        migration::Migrator::up(db, None)
+            .await
+            .expect("rebuild the roll-up");
+        if let Some(held) = held {
+            check(all.clone(), later.clone()).await;
+            held.rollback().await.expect("release the folder");
+        }
+        folded(&app).await;
+        check(all, later).await;
+    }
+    app.stop().await;
+}
+on_both_backends!(sales_from_the_rollup, sales_rollup_flow);
