@@ -4,12 +4,13 @@
 
 use entities::{
     delivery, invoice, order, order_line, order_party, payment, payment_evidence, payment_request,
+    sales_daily, sales_pending,
     share::{self, ResourceType, ShareAccess},
     work_plan,
 };
 use sea_orm::{
     ActiveEnum, EntityTrait,
-    sea_query::{Condition, Expr, ExprTrait, Iden, Query},
+    sea_query::{Condition, Expr, ExprTrait, Query},
 };
 use uuid::Uuid;
 
@@ -291,17 +292,57 @@ pub fn order_line_visible(principal: &Principal) -> Condition {
         )
 }
 
-/// Rows of the daily sales roll-up the caller may see: the same lines as [`order_line_visible`], summed
-/// (its own orders', and its own products' in others' orders).
-pub fn sales_rollup_visible<T: Iden + Clone + 'static>(
-    principal: &Principal,
-    table: T,
-    owner: impl Iden + 'static,
-    supplier: impl Iden + 'static,
-) -> Condition {
+/// The same lines as [`order_line_visible`], for a query that joins each line with its order: the
+/// owner is then tested on the order row, which its index serves.
+pub fn sold_line_visible(principal: &Principal) -> Condition {
     Condition::any()
-        .add(Expr::col((table.clone(), owner)).eq(principal.organization_id))
-        .add(Expr::col((table, supplier)).eq(principal.organization_id))
+        .add(
+            Expr::col((order::Entity, order::Column::OwnerOrganizationId))
+                .eq(principal.organization_id),
+        )
+        .add(
+            Expr::col((
+                order_line::Entity,
+                order_line::Column::SupplierOrganizationId,
+            ))
+            .eq(principal.organization_id),
+        )
+}
+
+/// Rows of the daily sales roll-up the caller may see: the sums of the lines [`order_line_visible`]
+/// shows (its own orders'; its own products' in others' orders).
+pub fn sales_daily_visible(principal: &Principal) -> Condition {
+    Condition::any()
+        .add(
+            Expr::col((
+                sales_daily::Entity,
+                sales_daily::Column::OwnerOrganizationId,
+            ))
+            .eq(principal.organization_id),
+        )
+        .add(
+            Expr::col((sales_daily::Entity, sales_daily::Column::SupplierKey))
+                .eq(principal.organization_id),
+        )
+}
+
+/// Sales contributions not folded yet that the caller may see, as for [`sales_daily_visible`].
+pub fn sales_pending_visible(principal: &Principal) -> Condition {
+    Condition::any()
+        .add(
+            Expr::col((
+                sales_pending::Entity,
+                sales_pending::Column::OwnerOrganizationId,
+            ))
+            .eq(principal.organization_id),
+        )
+        .add(
+            Expr::col((
+                sales_pending::Entity,
+                sales_pending::Column::SupplierOrganizationId,
+            ))
+            .eq(principal.organization_id),
+        )
 }
 
 /// Whether the caller sees an order's money totals: only the owner does (a party sees its own lines).

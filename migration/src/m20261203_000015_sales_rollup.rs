@@ -7,10 +7,14 @@
 //! - `sales_daily`: the sums per owner, UTC day, product, supplier (nil UUID for none) and currency,
 //!   kept by the folder, which moves pending rows into it after commit.
 //!
-//! The figure reads both in one statement. Orders placed before this migration are written to
-//! `sales_pending` here, and folded by the first hub that starts.
+//! The figure reads both in one statement. Orders placed before this migration are summed into
+//! `sales_daily` here.
 
-use sea_orm_migration::{prelude::*, schema::*, sea_orm::DbBackend};
+use sea_orm_migration::{
+    prelude::*,
+    schema::*,
+    sea_orm::{DbBackend, Statement, prelude::Uuid},
+};
 
 use crate::common::{create_indexes, index};
 
@@ -90,32 +94,47 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // A supplier's figure reads the rows of its products across every owner.
         create_indexes(
             manager,
-            [index(
-                "ix_sales_daily_supplier",
-                SalesDaily::Table,
-                [SalesDaily::SupplierKey, SalesDaily::Day],
-            )],
+            [
+                // A supplier's figure reads the rows of its products across every owner.
+                index(
+                    "ix_sales_daily_supplier",
+                    SalesDaily::Table,
+                    [SalesDaily::SupplierKey, SalesDaily::Day],
+                ),
+                // The folder takes one owner's oldest contributions.
+                index(
+                    "ix_sales_pending_owner",
+                    SalesPending::Table,
+                    [SalesPending::OwnerOrganizationId, SalesPending::Seq],
+                ),
+            ],
         )
         .await?;
-        let day = match manager.get_database_backend() {
-            DbBackend::Postgres => "CAST(o.placed_at AT TIME ZONE 'UTC' AS DATE)",
+        // The orders placed so far, summed straight into the roll-up.
+        let backend = manager.get_database_backend();
+        let (day, none) = match backend {
+            DbBackend::Postgres => ("CAST(o.placed_at AT TIME ZONE 'UTC' AS DATE)", "$1"),
             // Timestamps are RFC 3339 text in UTC there: the day is the first ten characters.
-            _ => "substr(o.placed_at, 1, 10)",
+            _ => ("substr(o.placed_at, 1, 10)", "?"),
         };
+        let supplier = format!("COALESCE(l.supplier_organization_id, {none})");
         manager
             .get_connection()
-            .execute_unprepared(&format!(
-                "INSERT INTO sales_pending (owner_organization_id, day, product_id, \
-                 supplier_organization_id, currency, quantity, revenue_minor, orders) \
-                 SELECT o.owner_organization_id, {day}, l.product_id, l.supplier_organization_id, \
-                 o.currency, SUM(l.quantity), SUM(l.line_total_minor), 1 \
-                 FROM order_line l JOIN sales_order o ON o.id = l.order_id \
-                 WHERE o.status IN ('PLACED', 'FULFILLED', 'CLOSED') \
-                 GROUP BY o.id, o.owner_organization_id, {day}, l.product_id, \
-                 l.supplier_organization_id, o.currency"
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "INSERT INTO sales_daily (owner_organization_id, day, product_id, supplier_key, \
+                     currency, quantity, revenue_minor, orders) \
+                     SELECT o.owner_organization_id, {day}, l.product_id, {supplier}, o.currency, \
+                     SUM(l.quantity), SUM(l.line_total_minor), COUNT(DISTINCT o.id) \
+                     FROM order_line l JOIN sales_order o ON o.id = l.order_id \
+                     WHERE o.status IN ('PLACED', 'FULFILLED', 'CLOSED') \
+                     GROUP BY o.owner_organization_id, {day}, l.product_id, l.supplier_organization_id, \
+                     o.currency"
+                ),
+                [Uuid::nil().into()],
             ))
             .await?;
         Ok(())

@@ -3,17 +3,21 @@
 //! An order's transaction only inserts its contribution into `sales_pending` (one row per product and
 //! supplier; negative when a placed order is cancelled), so orders of the same product never wait on a
 //! shared row. The folder moves pending rows into `sales_daily` after commit, one folder at a time (a
-//! PostgreSQL advisory lock; SQLite has one writer), deleting them in the same transaction that adds
-//! them. A reader that sums both tables in one statement sees every order exactly once, before or after
+//! PostgreSQL advisory lock; SQLite has one writer) and one owner per transaction, deleting them in the
+//! same transaction that adds them. A reader that sums both tables in one statement sees every order exactly once, before or after
 //! any fold.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use chrono::NaiveDate;
 use entities::{order, order_line, sales_daily, sales_pending};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QuerySelect,
-    Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 use tokio::sync::Notify;
@@ -30,8 +34,12 @@ pub const FOLDER_LOCK_KEY: i64 = 0x4943_485f_5341_4c45; // "ICH_SALE"
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// After a wake-up the folder waits this long, so that one round folds many orders.
 const GATHER: Duration = Duration::from_millis(20);
-/// Pending rows folded per round (one transaction).
+/// Pending rows folded per round (one transaction, one owner).
 const BATCH: u64 = 2_000;
+/// The pause between two rounds of one wake-up.
+const ROUND_PAUSE: Duration = Duration::from_millis(2);
+/// How long an owner whose fold failed is left aside before it is tried again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Roll-up rows per upsert statement (8 values each, within SQLite's bound-parameter limit).
 const UPSERT_CHUNK: usize = 500;
 
@@ -150,11 +158,27 @@ impl DaySums {
     }
 }
 
+/// What one round of the folder did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FoldRound {
+    /// Folded this many contributions of one owner.
+    Folded(u64),
+    /// An owner's contributions could not be folded; it is set aside for a while.
+    SetAside,
+    /// Nothing to fold (or another replica's folder is at work).
+    Idle,
+}
+
 /// Moves pending contributions into the roll-up, after commit.
+///
+/// A round folds one owner's contributions (a roll-up row never spans owners), so an owner whose sums
+/// cannot be folded (a day's revenue beyond 64 bits, say) holds back only itself: it is set aside for
+/// [`RETRY_AFTER`], its figure stays exact from its pending contributions, and the others go on.
 #[derive(Clone)]
 pub struct SalesFolder {
     db: DatabaseConnection,
     wake: Arc<Notify>,
+    set_aside: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
 
 impl SalesFolder {
@@ -162,6 +186,7 @@ impl SalesFolder {
         Self {
             db,
             wake: Arc::new(Notify::new()),
+            set_aside: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -182,9 +207,12 @@ impl SalesFolder {
                     tokio::time::sleep(GATHER).await;
                 }
                 loop {
-                    match folder.fold_pending().await {
-                        Ok(n) if n >= BATCH => tokio::task::yield_now().await,
-                        Ok(_) => break,
+                    match folder.fold_round().await {
+                        // A pause between rounds lets requests take SQLite's one write lock.
+                        Ok(FoldRound::Folded(_) | FoldRound::SetAside) => {
+                            tokio::time::sleep(ROUND_PAUSE).await
+                        }
+                        Ok(FoldRound::Idle) => break,
                         Err(err) => {
                             tracing::warn!(error = %err, "folding daily sales failed; retrying");
                             break;
@@ -195,20 +223,54 @@ impl SalesFolder {
         })
     }
 
-    /// Folds up to one batch of pending contributions, oldest first. Returns how many it folded.
-    pub async fn fold_pending(&self) -> ApiResult<u64> {
+    /// Folds up to one batch of the contributions of the owner with the oldest one (skipping owners set
+    /// aside).
+    pub async fn fold_round(&self) -> ApiResult<FoldRound> {
+        let now = Instant::now();
+        let skipped: Vec<Uuid> = {
+            let mut set_aside = self
+                .set_aside
+                .lock()
+                .map_err(|_| ApiError::Internal(anyhow::anyhow!("sales folder state poisoned")))?;
+            set_aside.retain(|_, until| *until > now);
+            set_aside.keys().copied().collect()
+        };
         // Nothing pending: no write transaction (SQLite would take its one write lock for it).
-        let pending = sales_pending::Entity::find()
+        let owner = sales_pending::Entity::find()
             .select_only()
-            .column(sales_pending::Column::Seq)
+            .column(sales_pending::Column::OwnerOrganizationId)
+            .filter(sales_pending::Column::OwnerOrganizationId.is_not_in(skipped))
+            .order_by_asc(sales_pending::Column::Seq)
             .limit(1)
-            .into_tuple::<i64>()
+            .into_tuple::<Uuid>()
             .one(&self.db)
             .await?;
-        if pending.is_none() {
-            return Ok(0);
+        let Some(owner) = owner else {
+            return Ok(FoldRound::Idle);
+        };
+        match self.fold_owner(owner).await {
+            Ok(0) => Ok(FoldRound::Idle),
+            Ok(folded) => {
+                metrics::counter!("hub_sales_contributions_folded_total").increment(folded);
+                Ok(FoldRound::Folded(folded))
+            }
+            Err(err) => {
+                tracing::error!(organization = %owner, error = %err,
+                    "an organization's sales contributions could not be folded; its figure is read \
+                     from them meanwhile, and the fold is retried later");
+                metrics::counter!("hub_sales_fold_failures_total").increment(1);
+                if let Ok(mut set_aside) = self.set_aside.lock() {
+                    set_aside.insert(owner, now + RETRY_AFTER);
+                }
+                Ok(FoldRound::SetAside)
+            }
         }
-        let folded = write_transaction(&self.db, |txn| {
+    }
+
+    /// One transaction: deletes up to a batch of `owner`'s contributions and adds them into the
+    /// roll-up, so a contribution is folded once or not at all.
+    async fn fold_owner(&self, owner: Uuid) -> ApiResult<u64> {
+        write_transaction(&self.db, move |txn| {
             Box::pin(async move {
                 let backend = txn.get_database_backend();
                 if backend == DbBackend::Postgres {
@@ -231,9 +293,9 @@ impl SalesFolder {
                 batch
                     .column(sales_pending::Column::Seq)
                     .from(sales_pending::Entity)
+                    .and_where(Expr::col(sales_pending::Column::OwnerOrganizationId).eq(owner))
                     .order_by(sales_pending::Column::Seq, sea_orm::Order::Asc)
                     .limit(BATCH);
-                // Deleted and summed in one transaction: a row is folded once, or not at all.
                 let moved = sales_pending::Entity::delete_many()
                     .filter(Expr::col(sales_pending::Column::Seq).in_subquery(batch))
                     .exec_with_returning(txn)
@@ -257,11 +319,7 @@ impl SalesFolder {
                 Ok(moved.len() as u64)
             })
         })
-        .await?;
-        if folded > 0 {
-            metrics::counter!("hub_sales_contributions_folded_total").increment(folded);
-        }
-        Ok(folded)
+        .await
     }
 }
 

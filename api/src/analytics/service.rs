@@ -18,8 +18,8 @@ use crate::{
     auth::Principal,
     error::{ApiError, ApiResult},
     policy::{
-        Action, authorize, decline_visible, delivery_visible, order_line_visible,
-        sales_rollup_visible, work_plan_visible,
+        Action, authorize, decline_visible, delivery_visible, sales_daily_visible,
+        sales_pending_visible, sold_line_visible, work_plan_visible,
     },
 };
 
@@ -405,12 +405,7 @@ fn rolled_up_sales(
         )
         .expr_as(Expr::col(sales_daily::Column::Orders), Alias::new("orders"))
         .from(sales_daily::Entity)
-        .cond_where(sales_rollup_visible(
-            principal,
-            sales_daily::Entity,
-            sales_daily::Column::OwnerOrganizationId,
-            sales_daily::Column::SupplierKey,
-        ))
+        .cond_where(sales_daily_visible(principal))
         .and_where(Expr::col(sales_daily::Column::Day).gte(first))
         .and_where(Expr::col(sales_daily::Column::Day).lt(end));
     let mut pending = Query::select();
@@ -441,12 +436,7 @@ fn rolled_up_sales(
             Alias::new("orders"),
         )
         .from(sales_pending::Entity)
-        .cond_where(sales_rollup_visible(
-            principal,
-            sales_pending::Entity,
-            sales_pending::Column::OwnerOrganizationId,
-            sales_pending::Column::SupplierOrganizationId,
-        ))
+        .cond_where(sales_pending_visible(principal))
         .and_where(Expr::col(sales_pending::Column::Day).gte(first))
         .and_where(Expr::col(sales_pending::Column::Day).lt(end));
     [folded, pending]
@@ -500,7 +490,7 @@ fn line_sales(
             Expr::col((order::Entity, order::Column::Id))
                 .equals((order_line::Entity, order_line::Column::OrderId)),
         )
-        .cond_where(order_line_visible(principal))
+        .cond_where(sold_line_visible(principal))
         .and_where(Expr::col((order::Entity, order::Column::Status)).is_in([
             OrderStatus::Placed,
             OrderStatus::Fulfilled,
@@ -518,4 +508,68 @@ fn line_sales(
             Expr::col((order::Entity, order::Column::Currency)),
         ]);
     query
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("rfc3339")
+            .with_timezone(&Utc)
+    }
+
+    fn day(text: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("date")
+    }
+
+    type Range = (DateTime<Utc>, DateTime<Utc>);
+
+    fn split(from: &str, to: &str) -> (Option<(NaiveDate, NaiveDate)>, Vec<Range>) {
+        let period = Period::new(at(from), at(to)).expect("period");
+        (period.whole_days(), period.partial_days())
+    }
+
+    #[test]
+    fn midnight_to_midnight_is_whole_days_only() {
+        assert_eq!(
+            split("2026-03-01T00:00:00Z", "2026-03-04T00:00:00Z"),
+            (Some((day("2026-03-01"), day("2026-03-04"))), vec![])
+        );
+    }
+
+    #[test]
+    fn partial_ends_are_read_from_the_lines() {
+        assert_eq!(
+            split("2026-03-01T23:59:59.999Z", "2026-03-04T00:00:00.001Z"),
+            (
+                Some((day("2026-03-02"), day("2026-03-04"))),
+                vec![
+                    (at("2026-03-01T23:59:59.999Z"), at("2026-03-02T00:00:00Z")),
+                    (at("2026-03-04T00:00:00Z"), at("2026-03-04T00:00:00.001Z")),
+                ]
+            )
+        );
+    }
+
+    #[test]
+    fn a_period_within_one_day_or_across_one_midnight_has_no_whole_day() {
+        for (from, to) in [
+            ("2026-03-01T08:00:00Z", "2026-03-01T09:00:00Z"),
+            ("2026-03-01T00:00:00Z", "2026-03-01T23:59:59Z"),
+            ("2026-03-01T12:00:00Z", "2026-03-02T12:00:00Z"),
+        ] {
+            assert_eq!(split(from, to), (None, vec![(at(from), at(to))]));
+        }
+    }
+
+    #[test]
+    fn offsets_count_in_utc() {
+        // 01:00 at +02:00 is 23:00 UTC the day before.
+        assert_eq!(
+            split("2026-03-02T01:00:00+02:00", "2026-03-03T00:00:00Z").0,
+            Some((day("2026-03-02"), day("2026-03-03")))
+        );
+    }
 }

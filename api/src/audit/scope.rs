@@ -190,8 +190,11 @@ impl Extension for AuditExtension {
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
-        let principal = ctx.data_opt::<Principal>();
-        let (Some(principal), true) = (principal, info.parent_type == self.root) else {
+        // Called for every field of every response: the cheap test first.
+        if info.parent_type != self.root {
+            return next.run(ctx, info).await;
+        }
+        let Some(principal) = ctx.data_opt::<Principal>() else {
             return next.run(ctx, info).await;
         };
         let arguments = self.arguments(&info);
