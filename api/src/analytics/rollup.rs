@@ -4,8 +4,8 @@
 //! supplier; negative when a placed order is cancelled), so orders of the same product never wait on a
 //! shared row. The folder moves pending rows into `sales_daily` after commit, one folder at a time (a
 //! PostgreSQL advisory lock; SQLite has one writer) and one owner per transaction, deleting them in the
-//! same transaction that adds them. A reader that sums both tables in one statement sees every order exactly once, before or after
-//! any fold.
+//! same transaction that adds them. A reader that sums both tables in one statement sees every order
+//! exactly once, before or after any fold. The rules are in `docs/analytics.md`.
 
 use std::{
     collections::{BTreeMap, HashMap},
