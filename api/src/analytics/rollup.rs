@@ -24,7 +24,10 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
-    db::write_transaction,
+    db::{
+        worker::{Pace, Round, spawn_worker},
+        write_transaction,
+    },
     error::{ApiError, ApiResult},
 };
 
@@ -198,27 +201,21 @@ impl SalesFolder {
     /// Runs the folder until the process ends.
     pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
         let folder = self.clone();
-        tokio::spawn(async move {
-            loop {
-                if tokio::time::timeout(POLL_INTERVAL, folder.wake.notified())
-                    .await
-                    .is_ok()
-                {
-                    tokio::time::sleep(GATHER).await;
-                }
-                loop {
-                    match folder.fold_round().await {
+        let pace = Pace {
+            poll: POLL_INTERVAL,
+            gather: GATHER,
+        };
+        spawn_worker("sales folder", self.wake.clone(), pace, move || {
+            let folder = folder.clone();
+            async move {
+                Ok(match folder.fold_round().await? {
+                    FoldRound::Folded(_) | FoldRound::SetAside => {
                         // A pause between rounds lets requests take SQLite's one write lock.
-                        Ok(FoldRound::Folded(_) | FoldRound::SetAside) => {
-                            tokio::time::sleep(ROUND_PAUSE).await
-                        }
-                        Ok(FoldRound::Idle) => break,
-                        Err(err) => {
-                            tracing::warn!(error = %err, "folding daily sales failed; retrying");
-                            break;
-                        }
+                        tokio::time::sleep(ROUND_PAUSE).await;
+                        Round::More
                     }
-                }
+                    FoldRound::Idle => Round::Done,
+                })
             }
         })
     }

@@ -27,7 +27,10 @@ use super::{
     service::seal_of,
 };
 use crate::{
-    db::write_transaction,
+    db::{
+        worker::{Pace, Round, spawn_worker},
+        write_transaction,
+    },
     error::{ApiError, ApiResult},
 };
 
@@ -71,24 +74,18 @@ impl Linker {
     /// Runs the linker until the process ends.
     pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
         let linker = self.clone();
-        tokio::spawn(async move {
-            loop {
-                if tokio::time::timeout(POLL_INTERVAL, linker.wake.notified())
-                    .await
-                    .is_ok()
-                {
-                    tokio::time::sleep(GATHER).await;
-                }
-                loop {
-                    match linker.link_pending().await {
-                        Ok(n) if n >= BATCH => continue,
-                        Ok(_) => break,
-                        Err(err) => {
-                            tracing::warn!(error = %err, "linking audit entries failed; retrying");
-                            break;
-                        }
-                    }
-                }
+        let pace = Pace {
+            poll: POLL_INTERVAL,
+            gather: GATHER,
+        };
+        spawn_worker("audit linker", self.wake.clone(), pace, move || {
+            let linker = linker.clone();
+            async move {
+                Ok(if linker.link_pending().await? >= BATCH {
+                    Round::More
+                } else {
+                    Round::Done
+                })
             }
         })
     }

@@ -2,6 +2,7 @@
 
 pub mod constraints;
 pub mod pagination;
+pub mod worker;
 
 use std::{
     future::Future,

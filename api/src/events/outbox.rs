@@ -19,7 +19,10 @@ use uuid::Uuid;
 use super::bus::{Bus, PG_CHANNEL};
 use crate::{
     auth::Principal,
-    db::write_transaction,
+    db::{
+        worker::{Pace, Round, spawn_worker},
+        write_transaction,
+    },
     error::{ApiError, ApiResult},
     records::RecordKind,
 };
@@ -128,28 +131,22 @@ impl Outbox {
     /// Runs the stamper until the process ends.
     pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
         let outbox = self.clone();
-        tokio::spawn(async move {
-            loop {
-                if tokio::time::timeout(POLL_INTERVAL, outbox.wake.notified())
-                    .await
-                    .is_ok()
-                {
-                    tokio::time::sleep(GATHER).await;
+        let pace = Pace {
+            poll: POLL_INTERVAL,
+            gather: GATHER,
+        };
+        spawn_worker("event stamper", self.wake.clone(), pace, move || {
+            let outbox = outbox.clone();
+            async move {
+                let stamped = outbox.stamp().await?;
+                if stamped > 0 {
+                    outbox.bus.stamped();
                 }
-                loop {
-                    let stamped = outbox.stamp().await;
-                    if matches!(stamped, Ok(n) if n > 0) {
-                        outbox.bus.stamped();
-                    }
-                    match stamped {
-                        Ok(n) if n >= BATCH as u64 => continue,
-                        Ok(_) => break,
-                        Err(err) => {
-                            tracing::warn!(error = %err, "stamping event positions failed; retrying");
-                            break;
-                        }
-                    }
-                }
+                Ok(if stamped >= BATCH as u64 {
+                    Round::More
+                } else {
+                    Round::Done
+                })
             }
         })
     }
