@@ -12,8 +12,8 @@ use std::{future::Future, pin::Pin, time::Duration};
 use chrono::Utc;
 use entities::idempotency_record as record;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, EntityTrait, QueryFilter, Statement,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -114,24 +114,9 @@ pub enum Claim {
 /// Opens the keyed transaction: replay, mismatch, in progress, or fresh.
 pub async fn claim(db: &DatabaseConnection, key: &IdempotencyKey) -> ApiResult<Claim> {
     let txn = begin_write(db).await?;
-    if txn.get_database_backend() == DbBackend::Postgres {
-        let locked = txn
-            .query_one_raw(Statement::from_string(
-                DbBackend::Postgres,
-                format!(
-                    "SELECT pg_try_advisory_xact_lock({}) AS locked",
-                    key.lock_id()
-                ),
-            ))
-            .await?
-            .ok_or_else(|| {
-                ApiError::Internal(anyhow::anyhow!("the advisory lock query returned no row"))
-            })?
-            .try_get::<bool>("", "locked")?;
-        if !locked {
-            txn.rollback().await?;
-            return Err(ApiError::InProgress);
-        }
+    if !crate::db::try_advisory_xact_lock(&txn, key.lock_id()).await? {
+        txn.rollback().await?;
+        return Err(ApiError::InProgress);
     }
     let existing = record::Entity::find()
         .filter(primary_key(key))

@@ -17,7 +17,7 @@ use chrono::NaiveDate;
 use entities::{order, order_line, sales_daily, sales_pending};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement,
+    QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 use tokio::sync::Notify;
@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use crate::{
     db::{
+        try_advisory_xact_lock,
         worker::{Pace, Round, spawn_worker},
         write_transaction,
     },
@@ -269,22 +270,8 @@ impl SalesFolder {
     async fn fold_owner(&self, owner: Uuid) -> ApiResult<u64> {
         write_transaction(&self.db, move |txn| {
             Box::pin(async move {
-                let backend = txn.get_database_backend();
-                if backend == DbBackend::Postgres {
-                    let locked = txn
-                        .query_one_raw(Statement::from_string(
-                            backend,
-                            format!(
-                                "SELECT pg_try_advisory_xact_lock({FOLDER_LOCK_KEY}) AS locked"
-                            ),
-                        ))
-                        .await?
-                        .map(|row| row.try_get::<bool>("", "locked"))
-                        .transpose()?
-                        .unwrap_or(false);
-                    if !locked {
-                        return Ok(0);
-                    }
+                if !try_advisory_xact_lock(txn, FOLDER_LOCK_KEY).await? {
+                    return Ok(0);
                 }
                 let mut batch = Query::select();
                 batch

@@ -16,8 +16,8 @@ use chrono::TimeDelta;
 
 use entities::audit_entry;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, sea_query::Expr,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Expr,
 };
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -28,6 +28,7 @@ use super::{
 };
 use crate::{
     db::{
+        try_advisory_xact_lock,
         worker::{Pace, Round, spawn_worker},
         write_transaction,
     },
@@ -104,20 +105,8 @@ impl Linker {
         let seen = self.seen.clone();
         let linked_heads = write_transaction(&self.db, move |txn| {
             Box::pin(async move {
-                let backend = txn.get_database_backend();
-                if backend == DbBackend::Postgres {
-                    let locked = txn
-                        .query_one_raw(Statement::from_string(
-                            backend,
-                            format!("SELECT pg_try_advisory_xact_lock({LINKER_LOCK_KEY}) AS locked"),
-                        ))
-                        .await?
-                        .map(|row| row.try_get::<bool>("", "locked"))
-                        .transpose()?
-                        .unwrap_or(false);
-                    if !locked {
-                        return Ok((0, HashMap::new()));
-                    }
+                if !try_advisory_xact_lock(txn, LINKER_LOCK_KEY).await? {
+                    return Ok((0, HashMap::new()));
                 }
                 let pending = audit_entry::Entity::find()
                     .filter(audit_entry::Column::ChainIndex.is_null())

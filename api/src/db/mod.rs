@@ -276,6 +276,26 @@ where
     }
 }
 
+/// Takes PostgreSQL's advisory lock `key` until the end of `txn`, without waiting: false when another
+/// transaction holds it. Always true on SQLite, whose write transactions already run one at a time.
+pub async fn try_advisory_xact_lock<C: ConnectionTrait>(txn: &C, key: i64) -> ApiResult<bool> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(true);
+    }
+    Ok(txn
+        .query_one_raw(sea_orm::Statement::from_string(
+            DbBackend::Postgres,
+            format!("SELECT pg_try_advisory_xact_lock({key}) AS locked"),
+        ))
+        .await?
+        .ok_or_else(|| {
+            crate::error::ApiError::Internal(anyhow::anyhow!(
+                "the advisory lock query returned no row"
+            ))
+        })?
+        .try_get::<bool>("", "locked")?)
+}
+
 /// The database's clock: deadlines are judged by it, never by a caller's or a replica's clock.
 pub async fn database_now<C: ConnectionTrait>(db: &C) -> ApiResult<chrono::DateTime<chrono::Utc>> {
     let backend = db.get_database_backend();

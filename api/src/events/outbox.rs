@@ -9,8 +9,8 @@ use chrono::Utc;
 use entities::{event, event_recipient};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
     sea_query::{Expr, ExprTrait, Func, Query},
 };
 use tokio::sync::Notify;
@@ -20,6 +20,7 @@ use super::bus::{Bus, PG_CHANNEL};
 use crate::{
     auth::Principal,
     db::{
+        try_advisory_xact_lock,
         worker::{Pace, Round, spawn_worker},
         write_transaction,
     },
@@ -157,21 +158,9 @@ impl Outbox {
         write_transaction(&self.db, |txn| {
             Box::pin(async move {
                 let backend = txn.get_database_backend();
-                if backend == DbBackend::Postgres {
-                    let locked = txn
-                        .query_one_raw(Statement::from_string(
-                            backend,
-                            format!(
-                                "SELECT pg_try_advisory_xact_lock({STAMPER_LOCK_KEY}) AS locked"
-                            ),
-                        ))
-                        .await?
-                        .and_then(|row| row.try_get::<bool>("", "locked").ok())
-                        .unwrap_or(false);
-                    if !locked {
-                        // Another replica is stamping; it (or our next round) picks these rows up.
-                        return Ok(0);
-                    }
+                if !try_advisory_xact_lock(txn, STAMPER_LOCK_KEY).await? {
+                    // Another replica is stamping; it (or our next round) picks these rows up.
+                    return Ok(0);
                 }
                 // The pending rows and the base are read once, before any row changes.
                 let sql = format!(
