@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use entities::audit_entry;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -240,12 +240,26 @@ impl AuditService {
         organization: Uuid,
         checkpoint: Option<&Checkpoint>,
     ) -> ApiResult<Verification> {
+        // One snapshot for every read: the linker commits meanwhile, and a head read before its commit
+        // with a walk read after it would report a chain longer than its own head.
+        let snapshot = crate::db::begin_snapshot(&self.db).await?;
+        let outcome = self.verify_in(&snapshot, organization, checkpoint).await;
+        snapshot.rollback().await?;
+        outcome
+    }
+
+    async fn verify_in(
+        &self,
+        db: &DatabaseTransaction,
+        organization: Uuid,
+        checkpoint: Option<&Checkpoint>,
+    ) -> ApiResult<Verification> {
         let mut outcome = Verification {
             organization,
             entries_checked: 0,
-            head_index: head_of(&self.db, organization).await?.0,
-            pending: self.count(organization, Some(false)).await?,
-            rejected: self.count(organization, None).await?,
+            head_index: head_of(db, organization).await?.0,
+            pending: count(db, organization, Unlinked::Pending).await?,
+            rejected: count(db, organization, Unlinked::Rejected).await?,
             first_break: None,
         };
         if let Some(checkpoint) = checkpoint
@@ -267,7 +281,7 @@ impl AuditService {
                 .filter(audit_entry::Column::ChainIndex.gte(expected_index))
                 .order_by_asc(audit_entry::Column::ChainIndex)
                 .limit(VERIFY_BATCH)
-                .all(&self.db)
+                .all(db)
                 .await?;
             let last_batch = (batch.len() as u64) < VERIFY_BATCH;
             for entry in batch {
@@ -321,17 +335,25 @@ impl AuditService {
         }
         Ok(outcome)
     }
+}
 
-    /// Entries of the organization not yet linked (`Some(false)`), or rejected by the linker (`None`).
-    async fn count(&self, organization: Uuid, linked: Option<bool>) -> ApiResult<u64> {
-        let select = audit_entry::Entity::find()
-            .filter(audit_entry::Column::OrganizationId.eq(organization));
-        let select = match linked {
-            Some(_) => select.filter(audit_entry::Column::ChainIndex.is_null()),
-            None => select.filter(audit_entry::Column::ChainIndex.lt(0)),
-        };
-        Ok(select.count(&self.db).await?)
-    }
+/// Entries of a chain that are not part of it.
+#[derive(Clone, Copy)]
+enum Unlinked {
+    /// Committed, waiting for the linker.
+    Pending,
+    /// Refused by the linker (a forged seal, or un-linked late): stored with a negative index.
+    Rejected,
+}
+
+async fn count<C: ConnectionTrait>(db: &C, organization: Uuid, which: Unlinked) -> ApiResult<u64> {
+    let select =
+        audit_entry::Entity::find().filter(audit_entry::Column::OrganizationId.eq(organization));
+    let select = match which {
+        Unlinked::Pending => select.filter(audit_entry::Column::ChainIndex.is_null()),
+        Unlinked::Rejected => select.filter(audit_entry::Column::ChainIndex.lt(0)),
+    };
+    Ok(select.count(db).await?)
 }
 
 #[cfg(test)]

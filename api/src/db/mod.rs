@@ -243,6 +243,21 @@ pub async fn begin_write(db: &DatabaseConnection) -> ApiResult<DatabaseTransacti
     Ok(db.begin_with_options(options).await?)
 }
 
+/// Begins a read-only transaction whose statements all see one snapshot: REPEATABLE READ on
+/// PostgreSQL; on SQLite (WAL) a deferred transaction, whose first read fixes the snapshot. For reads
+/// that must agree with each other while writers go on (a chain's head, its pending count, its walk).
+pub async fn begin_snapshot(db: &DatabaseConnection) -> ApiResult<DatabaseTransaction> {
+    Ok(if db.get_database_backend() == DbBackend::Postgres {
+        db.begin_with_config(
+            Some(sea_orm::IsolationLevel::RepeatableRead),
+            Some(sea_orm::AccessMode::ReadOnly),
+        )
+        .await?
+    } else {
+        db.begin().await?
+    })
+}
+
 /// Runs `work` in a write transaction, committing on `Ok` and rolling back on `Err`. Inside a
 /// mutation, the mutation's audit entry is appended in the same transaction (`audit::scope`).
 ///
