@@ -41,6 +41,9 @@ pub enum Command {
     /// The audit trail: signed checkpoints of each organization's chain, and verification.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Clearing batches: the exact manifest bytes a provider verifies and signs.
+    #[command(subcommand)]
+    Clearing(ClearingCommand),
     /// Create a new ed25519 token-signing key file (PKCS#8 PEM, mode 0600); never overwrites.
     Keygen {
         #[arg(long)]
@@ -100,6 +103,19 @@ pub enum AuditCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ClearingCommand {
+    /// Write a closed batch's canonical manifest, byte for byte (its SHA-256 goes to standard error).
+    Export {
+        /// The batch: its UUID (as the manifest states it) or its GraphQL ID.
+        #[arg(long)]
+        batch: String,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Print a token for a member of an organization, creating the member if needed.
     Create {
@@ -150,6 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Keys(command)) => keys(&cli.config, command).await,
         Some(Command::Audit(command)) => audit(&cli.config, command).await,
+        Some(Command::Clearing(command)) => clearing(&cli.config, command).await,
         Some(Command::Keygen {
             out,
             secret,
@@ -190,6 +207,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn clearing(config: &HubConfig, command: ClearingCommand) -> anyhow::Result<()> {
+    use std::io::Write;
+    let ClearingCommand::Export { batch, out } = command;
+    let batch_id = uuid::Uuid::parse_str(batch.trim())
+        .ok()
+        .or_else(|| {
+            batch
+                .trim()
+                .parse::<crate::records::GlobalId>()
+                .ok()
+                .and_then(|id| id.id_of(crate::records::RecordKind::ClearingBatch))
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!("--batch {batch:?} is neither a UUID nor a clearing batch ID")
+        })?;
+    let db = crate::db::connect(config).await?;
+    let (text, sha256) = crate::clearing::export_manifest(&db, batch_id).await?;
+    match out {
+        Some(path) => std::fs::write(&path, text.as_bytes())?,
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    eprintln!("sha256 {sha256}");
+    Ok(())
 }
 
 async fn audit(config: &HubConfig, command: AuditCommand) -> anyhow::Result<()> {

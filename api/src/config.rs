@@ -101,6 +101,45 @@ pub struct HubConfig {
 
     #[command(flatten)]
     pub encryption: EncryptionSettings,
+
+    #[command(flatten)]
+    pub clearing: ClearingSettings,
+}
+
+/// How long authorizations wait for their capture, and when clearing batches close by themselves.
+#[derive(Debug, Clone, Args)]
+pub struct ClearingSettings {
+    /// An authorization not captured within this many seconds expires: the hub releases it and the
+    /// order's balance is owed again. Judged by the database clock.
+    #[arg(long, env = "HUB_CAPTURE_WINDOW_SECS", default_value_t = 7 * 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..=30 * 24 * 3600), global = true)]
+    pub capture_window_secs: u64,
+    /// An open clearing batch closes by itself this many seconds after it opened (0: only its
+    /// merchant's ADMIN closes it).
+    #[arg(long, env = "HUB_CLEARING_CLOSE_AFTER_SECS", default_value_t = 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(0..=31 * 24 * 3600), global = true)]
+    pub close_after_secs: u64,
+}
+
+impl Default for ClearingSettings {
+    fn default() -> Self {
+        Self {
+            capture_window_secs: 7 * 24 * 3600,
+            close_after_secs: 24 * 3600,
+        }
+    }
+}
+
+impl ClearingSettings {
+    pub fn capture_window(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::seconds(self.capture_window_secs as i64)
+    }
+
+    /// `None` when batches close by hand only.
+    pub fn close_after(&self) -> Option<chrono::TimeDelta> {
+        (self.close_after_secs > 0)
+            .then(|| chrono::TimeDelta::seconds(self.close_after_secs as i64))
+    }
 }
 
 /// Pace of field encryption's background work.
@@ -394,6 +433,7 @@ impl HubConfig {
             audit_key_file: None,
             encryption: EncryptionSettings::default(),
             payment_limits: PaymentLimits::default(),
+            clearing: ClearingSettings::default(),
             subscriptions: SubscriptionLimits::default(),
         }
     }

@@ -14,6 +14,7 @@
 pub mod analytics;
 pub mod audit;
 pub mod auth;
+pub mod clearing;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -3,8 +3,8 @@
 //! query. Later domains add their actions and filters to this module, not to resolvers.
 
 use entities::{
-    delivery, invoice, order, order_line, order_party, payment, payment_evidence, payment_request,
-    sales_daily, sales_pending,
+    clearing_batch, clearing_entry, delivery, invoice, order, order_line, order_party, payment,
+    payment_evidence, payment_request, sales_daily, sales_pending,
     share::{self, ResourceType, ShareAccess},
     work_plan,
 };
@@ -69,6 +69,12 @@ actions! {
     ReadEncryptionStatus,
     /// Export checkpoints of the organization's audit chain and verify it.
     ReadAudit,
+    /// Capture, void or refund the organization's card payments (its checkout staff).
+    SettlePayments,
+    /// Close the organization's open clearing batches before their schedule (the merchant's ADMIN).
+    CloseClearingBatch,
+    /// Confirm a closed clearing batch with a signature (the provider's ADMIN).
+    ConfirmClearingBatch,
 }
 
 /// Allows `action` for `principal`, or says FORBIDDEN with the rule that stopped it.
@@ -86,7 +92,7 @@ pub fn authorize(principal: &Principal, action: Action) -> ApiResult<()> {
     }
     let allowed = match action {
         Action::ReadSelf | Action::ReadDirectory | Action::ReadOwnOrganization => true,
-        Action::WriteRecords | Action::RequestPayment => {
+        Action::WriteRecords | Action::RequestPayment | Action::SettlePayments => {
             matches!(principal.role, Role::Admin | Role::Member)
         }
         Action::SubmitPayment => false,
@@ -94,14 +100,17 @@ pub fn authorize(principal: &Principal, action: Action) -> ApiResult<()> {
         | Action::IssueTokens
         | Action::ManageDevices
         | Action::ManageShares
-        | Action::ReadAudit => principal.role == Role::Admin,
+        | Action::ReadAudit
+        | Action::CloseClearingBatch => principal.role == Role::Admin,
         // Only financial providers hold issuer keys and issue cards.
         Action::ManageKeys => principal.role == Role::Admin && principal.is_financial_provider(),
         Action::IssueCards => {
             matches!(principal.role, Role::Admin | Role::Member)
                 && principal.is_financial_provider()
         }
-        Action::ReadCardData => principal.role == Role::Admin && principal.is_financial_provider(),
+        Action::ReadCardData | Action::ConfirmClearingBatch => {
+            principal.role == Role::Admin && principal.is_financial_provider()
+        }
         Action::CreateOrganization | Action::ReadEncryptionStatus => {
             principal.role == Role::Admin && principal.is_retailer()
         }
@@ -135,6 +144,13 @@ fn rule(action: Action) -> &'static str {
         Action::ReadCardData => "reading card data requires the ADMIN role of the card's issuer",
         Action::ReadEncryptionStatus => "only the retailer's ADMIN reads the encryption status",
         Action::ReadAudit => "the audit trail is for the ADMIN role",
+        Action::SettlePayments => {
+            "capturing, voiding and refunding require the MEMBER or ADMIN role"
+        }
+        Action::CloseClearingBatch => "closing a clearing batch requires the ADMIN role",
+        Action::ConfirmClearingBatch => {
+            "confirming a clearing batch requires the ADMIN role of a financial provider"
+        }
     }
 }
 
@@ -356,6 +372,46 @@ pub fn invoice_visible(principal: &Principal) -> Condition {
         Expr::col((invoice::Entity, invoice::Column::OwnerOrganizationId))
             .eq(principal.organization_id),
     )
+}
+
+/// Clearing batches are seen by the merchant and the provider they are between.
+pub fn clearing_batch_visible(principal: &Principal) -> Condition {
+    let org = principal.organization_id;
+    Condition::any()
+        .add(
+            Expr::col((
+                clearing_batch::Entity,
+                clearing_batch::Column::MerchantOrganizationId,
+            ))
+            .eq(org),
+        )
+        .add(
+            Expr::col((
+                clearing_batch::Entity,
+                clearing_batch::Column::ProviderOrganizationId,
+            ))
+            .eq(org),
+        )
+}
+
+/// A capture or refund is seen by the merchant and the provider of its payment.
+pub fn clearing_entry_visible(principal: &Principal) -> Condition {
+    let org = principal.organization_id;
+    Condition::any()
+        .add(
+            Expr::col((
+                clearing_entry::Entity,
+                clearing_entry::Column::MerchantOrganizationId,
+            ))
+            .eq(org),
+        )
+        .add(
+            Expr::col((
+                clearing_entry::Entity,
+                clearing_entry::Column::ProviderOrganizationId,
+            ))
+            .eq(org),
+        )
 }
 
 /// Payments are seen by their owner and by the financial provider that issued the card.
@@ -592,11 +648,14 @@ mod tests {
             let mut allowed: Vec<Action> = match role {
                 Role::Device => return vec![ReadSelf, RequestPayment, SubmitPayment],
                 Role::Viewer => reads.to_vec(),
-                Role::Member => [&reads[..], &[WriteRecords, RequestPayment]].concat(),
+                Role::Member => {
+                    [&reads[..], &[WriteRecords, RequestPayment, SettlePayments]].concat()
+                }
                 Role::Admin => [
                     &reads[..],
                     &[WriteRecords, RequestPayment, ManageMembers, IssueTokens],
-                    &[ManageDevices, ManageShares, ReadAudit],
+                    &[ManageDevices, ManageShares, ReadAudit, SettlePayments],
+                    &[CloseClearingBatch],
                 ]
                 .concat(),
             };
@@ -605,7 +664,7 @@ mod tests {
                     allowed.extend([CreateOrganization, ReadEncryptionStatus])
                 }
                 (FinancialProvider, Role::Admin) => {
-                    allowed.extend([ManageKeys, IssueCards, ReadCardData])
+                    allowed.extend([ManageKeys, IssueCards, ReadCardData, ConfirmClearingBatch])
                 }
                 (FinancialProvider, Role::Member) => allowed.push(IssueCards),
                 _ => {}
@@ -627,7 +686,7 @@ mod tests {
         }
         assert_eq!(
             Action::ALL.len(),
-            16,
+            19,
             "a new action needs a row in the table above"
         );
     }

@@ -48,6 +48,8 @@ record_kinds!(
     PaymentRequest,
     WorkPlan,
     Delivery,
+    ClearingBatch,
+    ClearingEntry,
 );
 
 impl RecordKind {

@@ -123,6 +123,16 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         },
         linker,
         sales_folder,
+        settlement: crate::payments::SettlementService::new(
+            db.clone(),
+            outbox.clone(),
+            config.clearing.clone(),
+        ),
+        clearing: crate::clearing::ClearingService::new(
+            db.clone(),
+            outbox.clone(),
+            config.clearing.clone(),
+        ),
     };
     if mode == Mode::Embedded {
         write_admin_token(&config, &services.identity, &admin)?;
@@ -263,6 +273,7 @@ pub fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
         state.outbox.spawn(),
         state.services.linker.spawn(),
         state.services.sales_folder.spawn(),
+        spawn_settlement_rounds(state),
         state.services.feed.spawn(),
         purge,
         resealer.spawn(),
@@ -270,6 +281,36 @@ pub fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
     ];
     tasks.extend(state.outbox.bus().spawn_listener());
     tasks
+}
+
+/// How often each replica looks for authorizations past the capture window and batches due to close.
+const SETTLEMENT_POLL: Duration = Duration::from_secs(1);
+
+/// Expires uncaptured authorizations and closes clearing batches on schedule. Both are safe on several
+/// replicas: every release and every close is conditional on the state it leaves.
+fn spawn_settlement_rounds(state: &AppState) -> JoinHandle<()> {
+    let (settlement, clearing) = (
+        state.services.settlement.clone(),
+        state.services.clearing.clone(),
+    );
+    let pace = crate::db::worker::Pace {
+        poll: SETTLEMENT_POLL,
+        gather: Duration::ZERO,
+    };
+    // Nothing wakes it: it runs on its period.
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    crate::db::worker::spawn_worker("settlement", wake, pace, move || {
+        let (settlement, clearing) = (settlement.clone(), clearing.clone());
+        async move {
+            let expired = settlement.expire_due().await?;
+            let closed = clearing.close_due().await?;
+            Ok(if expired > 0 || closed > 0 {
+                crate::db::worker::Round::More
+            } else {
+                crate::db::worker::Round::Done
+            })
+        }
+    })
 }
 
 /// Serves `/metrics` on its own address when one is configured; the task ends with the hub.

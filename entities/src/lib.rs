@@ -2,6 +2,9 @@
 
 pub mod audit_entry;
 pub mod card;
+pub mod clearing_batch;
+pub mod clearing_entry;
+pub mod clearing_manifest;
 pub mod customer;
 pub mod delivery;
 pub mod device;

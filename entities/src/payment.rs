@@ -35,6 +35,9 @@ pub enum PaymentStatus {
     Refunded,
     #[sea_orm(string_value = "VOIDED")]
     Voided,
+    /// Not captured within the capture window: released by the hub.
+    #[sea_orm(string_value = "EXPIRED")]
+    Expired,
 }
 
 /// A payment toward an order (and optionally one of its invoices). Written by the payment mode.
@@ -59,6 +62,14 @@ pub struct Model {
     pub flag: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// What the merchant captured (0 until captured); the rest of the authorization was released.
+    pub captured_minor: i64,
+    /// What was refunded of the capture, across every refund.
+    pub refunded_minor: i64,
+    pub captured_at: Option<DateTimeUtc>,
+    /// When the authorization, or what a capture left of it, was released (voided, expired, captured
+    /// in part).
+    pub released_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -73,11 +73,17 @@ pub enum PaymentFlag {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[graphql(remote = "entities::payment::PaymentStatus")]
 pub enum PaymentStatus {
+    /// Approved; the merchant captures or voids it within the capture window.
     Authorized,
     Declined,
+    /// The merchant took the money (all or part of the authorization); refunds may follow.
     Captured,
+    /// Everything captured was refunded.
     Refunded,
+    /// Released by the merchant before capture.
     Voided,
+    /// Not captured within the capture window; released by the hub.
+    Expired,
 }
 
 /// An order. Its owner sees everything; a supplier of one of its products (a party) sees the order, its
@@ -285,6 +291,28 @@ impl Payment {
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
+    }
+    /// What the merchant captured (0 until captured; what was not captured was released).
+    async fn captured_minor(&self) -> Int64 {
+        Int64(self.0.captured_minor)
+    }
+    /// What was refunded of the capture, across every refund.
+    async fn refunded_minor(&self) -> Int64 {
+        Int64(self.0.refunded_minor)
+    }
+    async fn captured_at(&self) -> Option<DateTime<Utc>> {
+        self.0.captured_at
+    }
+    /// When the authorization, or what a partial capture left of it, was released.
+    async fn released_at(&self) -> Option<DateTime<Utc>> {
+        self.0.released_at
+    }
+    /// The payment's capture and refunds, oldest first, each in its clearing batch.
+    async fn clearing_entries(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<crate::clearing::graphql::ClearingEntry>> {
+        Ok(crate::clearing::graphql::entries_of_payment(ctx, self.0.id).await?)
     }
 }
 

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::Services;
 use crate::{
     auth::Principal,
+    clearing::graphql::{BatchTotalsLoader, PaymentEntriesLoader},
     error::{ApiError, ApiResult},
     financial::graphql::{InvoicesLoader, OrderLinesLoader, OrdersLoader, PaymentsLoader},
     logistics::graphql::TravelRecordsLoader,
@@ -93,6 +94,8 @@ pub struct RequestScope {
     pub payments: DataLoader<PaymentsLoader, HashMapCache>,
     pub work_records: DataLoader<WorkRecordsLoader, HashMapCache>,
     pub travel_records: DataLoader<TravelRecordsLoader, HashMapCache>,
+    pub payment_entries: DataLoader<PaymentEntriesLoader, HashMapCache>,
+    pub batch_totals: DataLoader<BatchTotalsLoader, HashMapCache>,
     received_shares: OnceCell<Arc<ReceivedShares>>,
     /// Off for a long-lived connection: what it is shown must be read when it is shown.
     caching: bool,
@@ -132,6 +135,14 @@ impl RequestScope {
                 service: services.logistics.clone(),
                 principal: principal.clone(),
             }),
+            payment_entries: cached(PaymentEntriesLoader {
+                service: services.clearing.clone(),
+                principal: principal.clone(),
+            }),
+            batch_totals: cached(BatchTotalsLoader {
+                service: services.clearing.clone(),
+                principal: principal.clone(),
+            }),
             received_shares: OnceCell::new(),
             caching: true,
         }
@@ -155,6 +166,8 @@ impl RequestScope {
         scope.orders.enable_all_cache(false);
         scope.work_records.enable_all_cache(false);
         scope.travel_records.enable_all_cache(false);
+        scope.payment_entries.enable_all_cache(false);
+        scope.batch_totals.enable_all_cache(false);
         scope
     }
 

@@ -57,6 +57,7 @@ pub struct QueryRoot(
     crate::crypto::graphql::EncryptionQuery,
     crate::audit::graphql::AuditQuery,
     crate::analytics::graphql::AnalyticsQuery,
+    crate::clearing::graphql::ClearingQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -69,6 +70,8 @@ pub struct MutationRoot(
     PaymentKeysMutation,
     PaymentRequestMutation,
     ApprovalMutation,
+    crate::clearing::graphql::SettlementMutation,
+    crate::clearing::graphql::ClearingMutation,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -102,6 +105,8 @@ pub struct Services {
     pub audit_scope: crate::audit::scope::AuditMutations,
     pub linker: crate::audit::Linker,
     pub sales_folder: crate::analytics::SalesFolder,
+    pub settlement: crate::payments::SettlementService,
+    pub clearing: crate::clearing::ClearingService,
 }
 
 /// Builds the schema; `services` is `None` only for printing the SDL.
@@ -134,6 +139,8 @@ pub fn build_schema(limits: &Limits, services: Option<Services>) -> HubSchema {
             .data(services.vault)
             .data(services.analytics)
             .data(services.audit)
+            .data(services.settlement)
+            .data(services.clearing)
             .extension(services.audit_scope);
     }
     builder.finish()

@@ -43,6 +43,8 @@ pub enum Node {
     PaymentRequest(PaymentRequest),
     WorkPlan(crate::work::graphql::WorkPlan),
     Delivery(crate::logistics::graphql::Delivery),
+    ClearingBatch(crate::clearing::graphql::ClearingBatch),
+    ClearingEntry(crate::clearing::graphql::ClearingEntry),
 }
 
 #[derive(Default)]
@@ -101,6 +103,20 @@ impl NodeQuery {
                     .delivery(principal, uuid)
                     .await?,
             )),
+            RecordKind::ClearingBatch => {
+                Node::ClearingBatch(crate::clearing::graphql::ClearingBatch(
+                    ctx.data_unchecked::<crate::clearing::ClearingService>()
+                        .batch(principal, uuid)
+                        .await?,
+                ))
+            }
+            RecordKind::ClearingEntry => {
+                Node::ClearingEntry(crate::clearing::graphql::ClearingEntry(
+                    ctx.data_unchecked::<crate::clearing::ClearingService>()
+                        .entry(principal, uuid)
+                        .await?,
+                ))
+            }
         };
         Ok(node)
     }

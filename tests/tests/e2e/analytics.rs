@@ -616,7 +616,14 @@ async fn sales_rollup_flow(backend: Backend) {
     {
         use migration::MigratorTrait;
         let db = &app.hub.state.db;
-        migration::Migrator::down(db, Some(1))
+        // Down to before the roll-up: it and every later migration.
+        let steps = migration::Migrator::migrations()
+            .iter()
+            .rev()
+            .position(|step| step.name() == "m20261203_000015_sales_rollup")
+            .expect("the roll-up's migration")
+            + 1;
+        migration::Migrator::down(db, Some(steps as u32))
             .await
             .expect("drop the roll-up");
         migration::Migrator::up(db, None)

@@ -3,6 +3,7 @@
 mod analytics;
 mod audit;
 mod binary;
+mod clearing;
 mod devices;
 mod directory;
 mod encryption;

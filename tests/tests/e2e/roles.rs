@@ -327,6 +327,19 @@ fn operation(
             ("{ encryptionStatus { primaryKeyId pending } }", json!({}))
         }
         Action::ReadAudit => ("{ verifyAudit { intact entriesChecked } }", json!({})),
+        // On records that do not exist: an allowed caller passes authorization and is told NOT_FOUND.
+        Action::SettlePayments => (
+            "mutation($i: VoidPaymentInput!) { voidPayment(input: $i) { payment { id } } }",
+            json!({ "i": { "paymentId": hub_tests::encode_global_id(hub_tests::RecordKind::Payment, uuid::Uuid::new_v4()), "idempotencyKey": format!("void-{n}") } }),
+        ),
+        Action::CloseClearingBatch => (
+            "mutation($i: CloseClearingBatchInput!) { closeClearingBatch(input: $i) { batch { id } } }",
+            json!({ "i": { "id": hub_tests::encode_global_id(hub_tests::RecordKind::ClearingBatch, uuid::Uuid::new_v4()) } }),
+        ),
+        Action::ConfirmClearingBatch => (
+            "mutation($i: ConfirmClearingBatchInput!) { confirmClearingBatch(input: $i) { batch { id } } }",
+            json!({ "i": { "id": hub_tests::encode_global_id(hub_tests::RecordKind::ClearingBatch, uuid::Uuid::new_v4()), "keyId": "1", "signature": STANDARD.encode([7u8; 64]) } }),
+        ),
         Action::SubmitPayment => (
             "mutation($i: PayWithOneTimeNumberInput!) { payWithOneTimeNumber(input: $i) { status } }",
             json!({ "i": { "requestId": request, "token": junk_token(), "cardSignature": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 64]), "idempotencyKey": format!("submit-{n}") } }),
@@ -400,7 +413,7 @@ async fn every_action_for_every_role(backend: Backend) {
         let mut allowed = match role {
             Role::Device => vec![ReadSelf, RequestPayment, SubmitPayment],
             Role::Viewer => reads.to_vec(),
-            Role::Member => [&reads[..], &[WriteRecords, RequestPayment]].concat(),
+            Role::Member => [&reads[..], &[WriteRecords, RequestPayment, SettlePayments]].concat(),
             Role::Admin => [
                 &reads[..],
                 &[
@@ -411,6 +424,8 @@ async fn every_action_for_every_role(backend: Backend) {
                     ManageDevices,
                     ManageShares,
                     ReadAudit,
+                    SettlePayments,
+                    CloseClearingBatch,
                 ],
             ]
             .concat(),
@@ -420,13 +435,15 @@ async fn every_action_for_every_role(backend: Backend) {
                 allowed.extend([CreateOrganization, ReadEncryptionStatus])
             }
             (OrganizationKind::FinancialProvider, Role::Admin) => {
-                allowed.extend([ManageKeys, IssueCards, ReadCardData])
+                allowed.extend([ManageKeys, IssueCards, ReadCardData, ConfirmClearingBatch])
             }
             (OrganizationKind::FinancialProvider, Role::Member) => allowed.push(IssueCards),
             _ => {}
         }
         allowed
     };
+    // Operations on records that do not exist (see `operation`).
+    let on_missing_record = [SettlePayments, CloseClearingBatch, ConfirmClearingBatch];
 
     let mut callers: Vec<(&Party, Role, String)> = Vec::new();
     for party in [&retailer, &bank] {
@@ -467,7 +484,14 @@ async fn every_action_for_every_role(backend: Backend) {
             let response = app.graphql(Some(token), &query, variables).await;
             let allowed = expected(party.kind, *role).contains(&action);
             let case = format!("{:?} {role:?} {action:?}", party.kind);
-            if allowed {
+            if allowed && on_missing_record.contains(&action) {
+                assert_eq!(
+                    response.error_code(),
+                    Some("NOT_FOUND"),
+                    "{case}: {}",
+                    response.body
+                );
+            } else if allowed {
                 // The retailer's inputs are all valid; a bank member reaches the retailer's order
                 // only to find it is not its own.
                 if party.kind == OrganizationKind::Retailer {

@@ -624,6 +624,10 @@ impl ApprovalService {
             flag: flags::store(&verified.flags),
             created_at: now,
             updated_at: now,
+            captured_minor: 0,
+            refunded_minor: 0,
+            captured_at: None,
+            released_at: None,
         };
         payment::Entity::insert(payment.clone().into_active_model().reset_all())
             .exec_without_returning(txn)
