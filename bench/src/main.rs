@@ -6,6 +6,7 @@
 //! hub-bench --url http://127.0.0.1:8080 --token-file data/admin.token --clients 8 --duration 20s
 //! ```
 
+mod clearing;
 mod client;
 mod payments;
 mod report;
@@ -88,6 +89,13 @@ struct Args {
     /// sales-year: order lines to seed.
     #[arg(long, default_value_t = 100_000)]
     seed_lines: u64,
+    /// capture-refund: payments authorized (through the payments fixture) before measuring, spread
+    /// over the clients; each operation settles one.
+    #[arg(long, default_value_t = 4_000)]
+    settle_payments: usize,
+    /// close-batch: entries of the batch closed (seeded through `--seed-database-url`).
+    #[arg(long, default_value_t = 100_000)]
+    batch_entries: u64,
     /// taps: how many taps (one payment request each).
     #[arg(long, default_value_t = 100)]
     taps: usize,
@@ -128,6 +136,12 @@ pub enum Scenario {
     /// The retailer's sales by day, product and supplier over a year of orders seeded straight into
     /// PostgreSQL (`--seed-database-url`, `--seed-lines`).
     SalesYear,
+    /// Capture a payment whole and refund half of it: two requests per operation, over payments
+    /// authorized beforehand (`--settle-payments`).
+    CaptureRefund,
+    /// Close a clearing batch of `--batch-entries` entries (seeded through `--seed-database-url`) and
+    /// fetch its manifest: one timing, not a loop.
+    CloseBatch,
     /// The real tablet: a reader agent and a virtual card behind pcscd, one tap per payment request;
     /// tap-to-authorized latency split into detection, card, outbox, handoff, network and hub (`--taps`).
     Taps,
@@ -154,7 +168,37 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut reports: Vec<Report> = Vec::new();
     let mut ceiling = None;
+    // Seeded once, for the scenarios that pay or settle.
+    let mut payment_fixture: Option<std::sync::Arc<payments::PaymentFixture>> = None;
     for scenario in &args.scenario {
+        if matches!(*scenario, Scenario::CaptureRefund | Scenario::CloseBatch)
+            && payment_fixture.is_none()
+        {
+            payment_fixture = Some(std::sync::Arc::new(
+                payments::PaymentFixture::seed(
+                    &hub,
+                    args.clients,
+                    args.cards_per_client,
+                    args.bank_token_file.as_deref(),
+                    &args.hub_bin,
+                )
+                .await?,
+            ));
+        }
+        if *scenario == Scenario::CloseBatch {
+            let url = args
+                .seed_database_url
+                .as_deref()
+                .context("close-batch needs --seed-database-url")?;
+            let fixture = payment_fixture.clone().context("the payments fixture")?;
+            let report = clearing::close_batch(fixture, &hub, url, args.batch_entries).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                eprintln!("{}", report.line());
+            }
+            continue;
+        }
         if *scenario == Scenario::Taps {
             let report = taps::run(taps::TapLoad {
                 hub: &hub,
@@ -256,6 +300,24 @@ async fn main() -> anyhow::Result<()> {
                 },
             )
             .await?
+        } else if *scenario == Scenario::CaptureRefund {
+            let payments = payment_fixture.clone().context("the payments fixture")?;
+            let clients = args.clients.max(1);
+            let per_client = args.settle_payments.div_ceil(clients);
+            let fixture = std::sync::Arc::new(
+                clearing::SettleFixture::seed(payments, &hub, clients, per_client).await?,
+            );
+            scenarios::drive(
+                "capture-refund",
+                args.clients,
+                args.warmup,
+                budget,
+                move |client, n| {
+                    let fixture = fixture.clone();
+                    async move { fixture.capture_and_refund(client, n).await }
+                },
+            )
+            .await?
         } else if *scenario == Scenario::Payments {
             let fixture = std::sync::Arc::new(
                 payments::PaymentFixture::seed(
@@ -274,7 +336,7 @@ async fn main() -> anyhow::Result<()> {
                 budget,
                 move |client, n| {
                     let fixture = fixture.clone();
-                    async move { fixture.pay_once(client, n).await }
+                    async move { fixture.pay_once(client, n).await.map(drop) }
                 },
             )
             .await?

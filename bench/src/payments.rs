@@ -28,7 +28,7 @@ use crate::client::{Hub, mint_token};
 
 const REQUEST: &str = "mutation RequestPayment($input: RequestPaymentInput!) { requestPayment(input: $input) { paymentRequest {
     id amountMinor challenge signingFields { requestId merchantId terminalId hubInstanceId } } } }";
-const PAY: &str = "mutation PayWithOneTimeNumber($input: PayWithOneTimeNumberInput!) { payWithOneTimeNumber(input: $input) { status declineReason } }";
+const PAY: &str = "mutation PayWithOneTimeNumber($input: PayWithOneTimeNumberInput!) { payWithOneTimeNumber(input: $input) { status declineReason payment { id } } }";
 
 /// One checkout lane: a registered device with its own key.
 struct Terminal {
@@ -271,7 +271,8 @@ impl Terminal {
 
 impl PaymentFixture {
     /// One payment: a request at the terminal, a tap of the client's card, the device's submission.
-    pub async fn pay_once(&self, client: usize, n: u64) -> anyhow::Result<()> {
+    /// Returns the authorized payment's ID.
+    pub async fn pay_once(&self, client: usize, n: u64) -> anyhow::Result<String> {
         let mut state = self.clients[client].lock().await;
         let request = self
             .hub
@@ -342,7 +343,7 @@ impl PaymentFixture {
         if status["status"] != "AUTHORIZED" {
             bail!("payment {}: {}", status["status"], status["declineReason"]);
         }
-        Ok(())
+        id_at(status, "/payment/id")
     }
 }
 

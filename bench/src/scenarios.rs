@@ -38,7 +38,9 @@ pub async fn run(
         | Scenario::Subscriptions
         | Scenario::Taps
         | Scenario::TravelRecords
-        | Scenario::SalesYear => {
+        | Scenario::SalesYear
+        | Scenario::CaptureRefund
+        | Scenario::CloseBatch => {
             anyhow::bail!("the {scenario:?} scenario is driven from main with its fixture")
         }
         Scenario::Me => {

@@ -201,7 +201,7 @@ pub fn units_sold(
 }
 
 /// Runs `sql` with psql and returns what it printed, trimmed.
-fn psql(database_url: &str, sql: &str) -> anyhow::Result<String> {
+pub(crate) fn psql(database_url: &str, sql: &str) -> anyhow::Result<String> {
     let output = std::process::Command::new("psql")
         .args([database_url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
         .output()
