@@ -285,19 +285,24 @@ impl SettlementService {
     /// (each release is a conditional update, so a payment expires once). Returns how many it released.
     pub async fn expire_due(&self) -> ApiResult<u64> {
         let window = self.settings.capture_window();
+        // Read first: most rounds find nothing, and need no write transaction (SQLite's one writer).
+        let now = clearing::clearing_now(&self.db).await?;
+        let due: Vec<Uuid> = payment::Entity::find()
+            .select_only()
+            .column(payment::Column::Id)
+            .filter(payment::Column::Status.eq(PaymentStatus::Authorized))
+            .filter(payment::Column::CreatedAt.lt(now - window))
+            .order_by_asc(payment::Column::CreatedAt)
+            .limit(EXPIRIES_PER_ROUND)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
         let expired = write_transaction(&self.db, move |txn| {
             Box::pin(async move {
                 let now = clearing::clearing_now(txn).await?;
-                let due: Vec<Uuid> = payment::Entity::find()
-                    .select_only()
-                    .column(payment::Column::Id)
-                    .filter(payment::Column::Status.eq(PaymentStatus::Authorized))
-                    .filter(payment::Column::CreatedAt.lt(now - window))
-                    .order_by_asc(payment::Column::CreatedAt)
-                    .limit(EXPIRIES_PER_ROUND)
-                    .into_tuple()
-                    .all(txn)
-                    .await?;
                 let mut expired = 0u64;
                 for id in due {
                     let released = payment::Entity::update_many()
@@ -306,6 +311,7 @@ impl SettlementService {
                         .col_expr(payment::Column::UpdatedAt, Expr::value(now))
                         .filter(payment::Column::Id.eq(id))
                         .filter(payment::Column::Status.eq(PaymentStatus::Authorized))
+                        .filter(payment::Column::CreatedAt.lt(now - window))
                         .exec(txn)
                         .await?;
                     // Captured, voided or expired by another replica meanwhile.

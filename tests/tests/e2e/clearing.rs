@@ -1042,3 +1042,31 @@ async fn uncaptured_authorization_expires(backend: Backend) {
     checkout.app.stop().await;
 }
 on_both_backends!(expiry, uncaptured_authorization_expires);
+
+/// A captured, refunded or voided payment still counts toward the card's limits of the day.
+async fn settling_gives_no_limit_back(backend: Backend) {
+    let mut checkout = Checkout::new_with(backend, 3, |config| {
+        config.payment_limits.card_velocity_count = 2;
+    })
+    .await;
+    let member = checkout.member.clone();
+    let captured = authorize(&mut checkout, 1, 1_000).await;
+    capture(&checkout, &member, &captured, None, "c-1")
+        .await
+        .data("/capturePayment");
+    refund(&checkout, &member, &captured, 1_000, "r-1")
+        .await
+        .data("/refundPayment");
+    let voided = authorize(&mut checkout, 1, 1_000).await;
+    void(&checkout, &member, &voided, "v-1")
+        .await
+        .data("/voidPayment");
+    let order = checkout.new_order(1).await;
+    let request = checkout.request_for(&order, 1_000).await;
+    let (token, signature) = checkout.tap(&request);
+    let third = checkout.pay(&request, &token, &signature, "tap-3").await;
+    assert_eq!(third["status"], "DECLINED", "{third}");
+    assert_eq!(third["declineReason"], "CVM_REQUIRED");
+    checkout.app.stop().await;
+}
+on_both_backends!(limits_stay, settling_gives_no_limit_back);

@@ -112,7 +112,9 @@ impl RecentPayments {
             )
             .column_as(Expr::from(last_sequence), "card_last_sequence")
             .filter(Condition::any().add(of_card()).add(of_device()))
-            .filter(payment::Column::Status.eq(PaymentStatus::Authorized))
+            // Every approval counts, whatever happened to it since: a capture, a refund or a void must
+            // not give a card or a device its limit back.
+            .filter(payment::Column::Status.ne(PaymentStatus::Declined))
             .filter(payment::Column::CreatedAt.gte(since))
             .into_model::<Self>()
             .one(txn)
