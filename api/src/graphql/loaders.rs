@@ -96,6 +96,8 @@ pub struct RequestScope {
     pub travel_records: DataLoader<TravelRecordsLoader, HashMapCache>,
     pub payment_entries: DataLoader<PaymentEntriesLoader, HashMapCache>,
     pub batch_totals: DataLoader<BatchTotalsLoader, HashMapCache>,
+    /// Clearing manifests served in this request (at most one: each may be megabytes).
+    pub manifests_served: std::sync::atomic::AtomicUsize,
     received_shares: OnceCell<Arc<ReceivedShares>>,
     /// Off for a long-lived connection: what it is shown must be read when it is shown.
     caching: bool,
@@ -143,6 +145,7 @@ impl RequestScope {
                 service: services.clearing.clone(),
                 principal: principal.clone(),
             }),
+            manifests_served: Default::default(),
             received_shares: OnceCell::new(),
             caching: true,
         }
