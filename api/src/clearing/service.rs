@@ -16,10 +16,11 @@ use entities::{
 use sea_orm::{
     ActiveEnum,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Statement,
     sea_query::{Expr, LockType},
 };
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::manifest::{Manifest, ManifestEntry, ManifestInput, digest};
@@ -29,7 +30,7 @@ use crate::{
     db::{
         database_now,
         pagination::{Ordering, Page, PageArgs, SortKey, paginate},
-        placeholder, write_transaction,
+        placeholder, serialize_on, write_transaction,
     },
     error::{ApiError, ApiResult},
     events::{FINANCIAL, NewEvent, Outbox, record},
@@ -48,13 +49,34 @@ pub async fn clearing_now<C: ConnectionTrait>(db: &C) -> ApiResult<DateTime<Utc>
         .unwrap_or(now))
 }
 
+/// The advisory-lock key of the batches of one merchant, provider and currency (a hash: a collision
+/// only makes two triples wait for each other's closes).
+fn batch_lock_key(merchant: Uuid, provider: Uuid, currency: &str) -> i64 {
+    let digest = Sha256::digest(format!("clearing-batch/{merchant}/{provider}/{currency}"));
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+/// Holds the batches of a triple in shared mode until `txn` ends (PostgreSQL; SQLite runs one write
+/// transaction at a time): captures and refunds share it, a close takes it alone.
+async fn share_batches(txn: &DatabaseTransaction, key: i64) -> ApiResult<()> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock_shared({key})"))
+            .await?;
+    }
+    Ok(())
+}
+
 /// The open batch of `merchant`, `provider` and `currency`, opened now if there is none; held until
 /// `txn` ends, so a close waits for this transaction's entry and a capture never joins a batch that
 /// closed under it.
 ///
-/// On PostgreSQL the batch row is read `FOR KEY SHARE`: captures and refunds share it, a close takes
-/// it `FOR UPDATE` and so waits for them; one that reads it while a close commits re-reads it CLOSED
-/// and opens the next batch. SQLite runs one write transaction at a time.
+/// On PostgreSQL every capture and refund first takes the triple's advisory lock in shared mode (in
+/// the lock manager's memory: no row lock, so concurrent captures never write lock records into the
+/// batch's row); a close takes it exclusively, so it waits for every transaction that joined the batch
+/// to commit, and one that asks for it meanwhile waits for the close, then reads the batch CLOSED and
+/// opens the next one. SQLite runs one write transaction at a time.
 pub async fn join_open_batch(
     txn: &DatabaseTransaction,
     merchant: Uuid,
@@ -63,6 +85,7 @@ pub async fn join_open_batch(
     now: DateTime<Utc>,
 ) -> ApiResult<Uuid> {
     let backend = txn.get_database_backend();
+    share_batches(txn, batch_lock_key(merchant, provider, currency)).await?;
     // Twice at most: an open batch read CLOSED after it was found missing is reopened once.
     for _ in 0..3 {
         let open: Option<Uuid> = clearing_batch::Entity::find()
@@ -72,7 +95,6 @@ pub async fn join_open_batch(
             .filter(clearing_batch::Column::ProviderOrganizationId.eq(provider))
             .filter(clearing_batch::Column::Currency.eq(currency))
             .filter(clearing_batch::Column::Status.eq(BatchStatus::Open))
-            .lock(LockType::KeyShare)
             .into_tuple()
             .one(txn)
             .await?;
@@ -303,10 +325,11 @@ impl ClearingService {
         let caller = principal.clone();
         let closed = write_transaction(&self.db, move |txn| {
             Box::pin(async move {
-                let batch = find_batch(txn, &caller, batch_id, Some(LockType::Update)).await?;
+                let batch = find_batch(txn, &caller, batch_id, None).await?;
                 if batch.merchant_organization_id != caller.organization_id {
                     return Err(ApiError::Forbidden("only the batch's merchant closes it"));
                 }
+                let batch = lock_for_close(txn, batch).await?;
                 let now = clearing_now(txn).await?;
                 close_locked(txn, batch, now).await
             })
@@ -317,7 +340,7 @@ impl ClearingService {
     }
 
     /// Closes the batches open longer than the schedule allows; safe on several replicas (each batch
-    /// is closed under its row lock, once). Returns how many it closed.
+    /// is closed under its triple's exclusive lock, once). Returns how many it closed.
     pub async fn close_due(&self) -> ApiResult<u64> {
         let Some(after) = self.settings.close_after() else {
             return Ok(0);
@@ -337,15 +360,14 @@ impl ClearingService {
         for id in due {
             let done = write_transaction(&self.db, move |txn| {
                 Box::pin(async move {
-                    let batch = clearing_batch::Entity::find_by_id(id)
-                        .lock(LockType::Update)
-                        .one(txn)
-                        .await?;
-                    // Closed meanwhile, by hand or by another replica.
-                    let Some(batch) = batch.filter(|batch| batch.status == BatchStatus::Open)
-                    else {
+                    let Some(batch) = clearing_batch::Entity::find_by_id(id).one(txn).await? else {
                         return Ok(false);
                     };
+                    let batch = lock_for_close(txn, batch).await?;
+                    // Closed meanwhile, by hand or by another replica.
+                    if batch.status != BatchStatus::Open {
+                        return Ok(false);
+                    }
                     let now = clearing_now(txn).await?;
                     close_locked(txn, batch, now).await.map(|_| true)
                 })
@@ -534,7 +556,27 @@ async fn find_batch<C: ConnectionTrait>(
         .ok_or(ApiError::not_found("clearing batch"))
 }
 
-/// Closes `batch`, read under its row lock: freezes the manifest of every entry it holds.
+/// Takes the batch's triple alone (waiting for every capture and refund that joined it to commit),
+/// then its row, and reads it again as it is now.
+async fn lock_for_close(
+    txn: &DatabaseTransaction,
+    batch: clearing_batch::Model,
+) -> ApiResult<clearing_batch::Model> {
+    let key = batch_lock_key(
+        batch.merchant_organization_id,
+        batch.provider_organization_id,
+        &batch.currency,
+    );
+    serialize_on(txn, key).await?;
+    clearing_batch::Entity::find_by_id(batch.id)
+        .lock(LockType::Update)
+        .one(txn)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("batch {} vanished", batch.id)))
+}
+
+/// Closes `batch`, read under its triple's exclusive lock: freezes the manifest of every entry it
+/// holds.
 async fn close_locked(
     txn: &DatabaseTransaction,
     batch: clearing_batch::Model,
