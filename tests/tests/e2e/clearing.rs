@@ -591,65 +591,72 @@ async fn batch_close_and_confirm(backend: Backend) {
         json!({ "input": { "keyId": 1, "publicKey": STANDARD.encode(other_key.verifying_key().as_bytes()), "prefix": "500012",
             "notAfter": (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339() } })).await.data("/registerIssuerKey");
     let confirm = |key: &SigningKey, key_id: &str, bytes: &[u8]| json!({ "i": { "id": batch, "keyId": key_id, "signature": STANDARD.encode(key.sign(bytes).to_bytes()) } });
-    refused(
-        &checkout,
-        "NOT_FOUND",
-        checkout.app.graphql(
-            Some(&other_admin),
-            CONFIRM,
-            confirm(&other_key, "1", manifest.as_bytes()),
-        ),
-    )
-    .await;
-    let wrong_key = refused(
-        &checkout,
-        "VALIDATION",
-        checkout.app.graphql(
-            Some(&bank_admin),
-            CONFIRM,
-            confirm(&other_key, "1", manifest.as_bytes()),
-        ),
-    )
-    .await;
-    assert_eq!(
-        wrong_key.body["errors"][0]["extensions"]["field"],
-        "signature"
-    );
     let changed = manifest.replace("captured 4500", "captured 4501");
-    refused(
-        &checkout,
-        "VALIDATION",
-        checkout.app.graphql(
-            Some(&bank_admin),
-            CONFIRM,
-            confirm(&issuer, "1", changed.as_bytes()),
-        ),
-    )
-    .await;
-    refused(
-        &checkout,
-        "VALIDATION",
-        checkout.app.graphql(
-            Some(&bank_admin),
-            CONFIRM,
-            confirm(&issuer, "1", sha256_hex(manifest.as_bytes()).as_bytes()),
-        ),
-    )
-    .await;
-    let unknown_key = refused(
-        &checkout,
-        "VALIDATION",
-        checkout.app.graphql(
-            Some(&bank_admin),
-            CONFIRM,
-            confirm(&issuer, "9", manifest.as_bytes()),
-        ),
-    )
-    .await;
-    assert_eq!(
-        unknown_key.body["errors"][0]["extensions"]["field"],
-        "keyId"
+    let digest_only = sha256_hex(manifest.as_bytes());
+    // (caller, signing key, keyId, bytes signed, code, field)
+    type Refusal<'a> = (
+        &'a str,
+        &'a SigningKey,
+        &'a str,
+        &'a [u8],
+        &'a str,
+        Option<&'a str>,
     );
+    let refusals: [Refusal; 5] = [
+        (
+            &other_admin,
+            &other_key,
+            "1",
+            manifest.as_bytes(),
+            "NOT_FOUND",
+            None,
+        ),
+        (
+            &bank_admin,
+            &other_key,
+            "1",
+            manifest.as_bytes(),
+            "VALIDATION",
+            Some("signature"),
+        ),
+        (
+            &bank_admin,
+            &issuer,
+            "1",
+            changed.as_bytes(),
+            "VALIDATION",
+            Some("signature"),
+        ),
+        (
+            &bank_admin,
+            &issuer,
+            "1",
+            digest_only.as_bytes(),
+            "VALIDATION",
+            Some("signature"),
+        ),
+        (
+            &bank_admin,
+            &issuer,
+            "9",
+            manifest.as_bytes(),
+            "VALIDATION",
+            Some("keyId"),
+        ),
+    ];
+    for (token, key, key_id, bytes, code, field) in refusals {
+        let response = refused(
+            &checkout,
+            code,
+            checkout
+                .app
+                .graphql(Some(token), CONFIRM, confirm(key, key_id, bytes)),
+        )
+        .await;
+        if let Some(field) = field {
+            assert_eq!(response.body["errors"][0]["extensions"]["field"], field);
+        }
+    }
     let confirmed = checkout
         .app
         .graphql(
