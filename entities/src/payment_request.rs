@@ -40,6 +40,10 @@ pub struct Model {
     /// The member who opened the request (none when the terminal's device opened it): with the
     /// terminal's device, the only one shown the challenge.
     pub requested_by_member_id: Option<Uuid>,
+    /// Taps at this request's own terminal that were declined while it was open.
+    pub decline_count: i32,
+    /// Why the latest of those was declined.
+    pub last_decline_reason: Option<crate::payment_evidence::DeclineReason>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -19,6 +19,7 @@ mod m20261203_000013_audit;
 mod m20261203_000014_analytics_indexes;
 mod m20261203_000015_sales_rollup;
 mod m20261203_000016_clearing;
+mod m20261204_000017_request_declines;
 
 pub use m20261126_000008_hardening::PREFIX_RANGES_DISJOINT;
 pub use m20261203_000011_drop_plaintext::DROP_PLAINTEXT;
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000014_analytics_indexes::Migration),
             Box::new(m20261203_000015_sales_rollup::Migration),
             Box::new(m20261203_000016_clearing::Migration),
+            Box::new(m20261204_000017_request_declines::Migration),
         ]
     }
 }

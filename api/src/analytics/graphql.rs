@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     AnalyticsService,
-    service::{DeliveryRow, PaymentOutcomeRow, Period, SalesRow, WorkRow},
+    service::{DeliveryRow, PaymentMinuteRow, PaymentOutcomeRow, Period, SalesRow, WorkRow},
 };
 use crate::{
     graphql::{ContextExt, relay::encode_id, scalars::Int64},
@@ -64,6 +64,25 @@ impl From<PaymentOutcomeRow> for PaymentOutcomeFigure {
             authorized: row.authorized,
             decline_reason: row.decline_reason,
             count: Int64(row.count),
+        }
+    }
+}
+
+/// Card submissions judged in one minute (UTC).
+#[derive(SimpleObject)]
+pub struct PaymentMinuteFigure {
+    /// The minute's start.
+    minute: DateTime<Utc>,
+    authorized: Int64,
+    declined: Int64,
+}
+
+impl From<PaymentMinuteRow> for PaymentMinuteFigure {
+    fn from(row: PaymentMinuteRow) -> Self {
+        Self {
+            minute: row.minute,
+            authorized: Int64(row.authorized),
+            declined: Int64(row.declined),
         }
     }
 }
@@ -140,6 +159,17 @@ impl Analytics {
     ) -> async_graphql::Result<Vec<PaymentOutcomeFigure>> {
         let rows = service(ctx)
             .payment_outcomes(ctx.principal()?, self.period)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+    /// The same submissions by the minute they were judged in (minutes without any are absent): what
+    /// an operator's chart of payments per minute and approval rate plots.
+    async fn payments_by_minute(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<PaymentMinuteFigure>> {
+        let rows = service(ctx)
+            .payments_by_minute(ctx.principal()?, self.period)
             .await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }

@@ -1,7 +1,7 @@
 //! The aggregate queries. Each takes a period `[from, to)` (at most 366 days) and the caller, applies the
 //! caller's visibility in the query's WHERE clause, and groups in the database.
 
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Utc};
 use entities::{
     delivery::{self, DeliveryStatus},
     order::{self, OrderStatus},
@@ -93,6 +93,14 @@ pub struct PaymentOutcomeRow {
     pub authorized: bool,
     pub decline_reason: Option<String>,
     pub count: i64,
+}
+
+/// Card submissions in one minute (UTC): what an operator's chart plots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaymentMinuteRow {
+    pub minute: DateTime<Utc>,
+    pub authorized: i64,
+    pub declined: i64,
 }
 
 /// Deliveries of one carrier that were delivered in the period.
@@ -257,6 +265,63 @@ impl AnalyticsService {
                     authorized: outcome == "AUTHORIZED",
                     decline_reason: row.try_get("", "decline_reason")?,
                     count: row.try_get("", "submissions")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The submissions of `payment_outcomes`, by the minute they were judged in (minutes without any
+    /// are absent): one aggregate over the evidence's `(organization, recorded_at)` indexes.
+    pub async fn payments_by_minute(
+        &self,
+        principal: &Principal,
+        period: Period,
+    ) -> ApiResult<Vec<PaymentMinuteRow>> {
+        authorize(principal, Action::ReadOwnOrganization)?;
+        let evidence = payment_evidence::Entity;
+        // `YYYY-MM-DDTHH:MM` of the UTC minute, on either backend.
+        let minute = match self.backend() {
+            DbBackend::Postgres => {
+                "to_char(date_trunc('minute', payment_evidence.recorded_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD\"T\"HH24:MI')"
+            }
+            _ => "strftime('%Y-%m-%dT%H:%M', payment_evidence.recorded_at)",
+        };
+        let mut query = Query::select();
+        query
+            .expr_as(Expr::cust(minute), Alias::new("minute"))
+            .expr_as(
+                Expr::cust(
+                    "SUM(CASE WHEN payment_evidence.outcome = 'AUTHORIZED' THEN 1 ELSE 0 END)",
+                ),
+                Alias::new("authorized"),
+            )
+            .expr_as(
+                Expr::cust(
+                    "SUM(CASE WHEN payment_evidence.outcome = 'AUTHORIZED' THEN 0 ELSE 1 END)",
+                ),
+                Alias::new("declined"),
+            )
+            .from(evidence)
+            .cond_where(decline_visible(principal))
+            .and_where(Expr::col((evidence, payment_evidence::Column::RecordedAt)).gte(period.from))
+            .and_where(Expr::col((evidence, payment_evidence::Column::RecordedAt)).lt(period.to))
+            .add_group_by([Expr::cust(minute)])
+            .order_by(Alias::new("minute"), Order::Asc);
+        self.rows(&mut query)
+            .await?
+            .iter()
+            .map(|row| {
+                let minute: String = row.try_get("", "minute")?;
+                let minute =
+                    NaiveDateTime::parse_from_str(&format!("{minute}:00"), "%Y-%m-%dT%H:%M:%S")
+                        .map_err(|err| {
+                            ApiError::Internal(anyhow::anyhow!("minute {minute:?}: {err}"))
+                        })?
+                        .and_utc();
+                Ok(PaymentMinuteRow {
+                    minute,
+                    authorized: row.try_get("", "authorized")?,
+                    declined: row.try_get("", "declined")?,
                 })
             })
             .collect()

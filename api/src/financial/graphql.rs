@@ -283,6 +283,10 @@ impl Payment {
             .map(PaymentFlag::from)
             .collect()
     }
+    /// The last four digits of the card that paid (what a receipt shows).
+    async fn card_last_four(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        Ok(service(ctx).card_last_four(&self.0).await?)
+    }
     async fn issuer(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Organization>> {
         match self.0.issuer_organization_id {
             Some(id) => Ok(ctx.scope().organization(id).await?.map(Organization)),

@@ -537,6 +537,18 @@ impl FinancialService {
             .ok_or(ApiError::not_found("payment"))
     }
 
+    /// The last four digits of a payment's card, as its issuer registered them. The payment was read
+    /// with the caller's visibility: whoever may see a payment may see which card paid it.
+    pub async fn card_last_four(&self, payment: &payment::Model) -> ApiResult<Option<String>> {
+        let Some(card_id) = payment.card_id else {
+            return Ok(None);
+        };
+        Ok(entities::card::Entity::find_by_id(card_id)
+            .one(&self.db)
+            .await?
+            .map(|card| card.last_four))
+    }
+
     pub async fn payments(
         &self,
         principal: &Principal,

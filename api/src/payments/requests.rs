@@ -140,6 +140,8 @@ impl PaymentRequestService {
                     created_at: now,
                     updated_at: now,
                     requested_by_member_id: requester,
+                    decline_count: 0,
+                    last_decline_reason: None,
                 };
                 payment_request::Entity::insert(request.clone().into_active_model().reset_all())
                     .exec_without_returning(txn)

@@ -21,6 +21,8 @@ const WORK: &str = "query($from: DateTime!, $to: DateTime!) { analytics(from: $f
     work { assigneeId records minutes plans } } }";
 const PAYMENTS: &str = "query($from: DateTime!, $to: DateTime!) { analytics(from: $from, to: $to) {
     paymentOutcomes { terminalId authorized declineReason count } } }";
+const PAYMENTS_BY_MINUTE: &str = "query($from: DateTime!, $to: DateTime!) {
+    analytics(from: $from, to: $to) { paymentsByMinute { minute authorized declined } } }";
 
 fn period() -> Value {
     json!({ "from": (Utc::now() - TimeDelta::days(1)).to_rfc3339(), "to": (Utc::now() + TimeDelta::days(1)).to_rfc3339() })
@@ -268,6 +270,7 @@ on_both_backends!(figures_match_the_workload, figures_flow);
 
 /// Approval and decline counts by terminal and reason, for the merchant and for the card's issuer.
 async fn payment_outcomes_flow(backend: Backend) {
+    let started = Utc::now();
     let mut checkout = Checkout::new(backend).await;
     let authorized = checkout.request(100).await;
     let (token, signature) = checkout.tap(&authorized);
@@ -303,12 +306,54 @@ async fn payment_outcomes_flow(backend: Backend) {
         rows.sort_by_key(|row| !row["authorized"].as_bool().unwrap_or_default());
         assert_eq!(Value::Array(rows), expected);
     }
+    // By the minute: the same three submissions, in minutes of this test's run, oldest first.
+    let ended = Utc::now();
+    for token in [&merchant, &checkout.bank_admin] {
+        let minutes = figures(app, token, PAYMENTS_BY_MINUTE, "paymentsByMinute").await;
+        let count = |row: &Value, field: &str| {
+            row[field]
+                .as_str()
+                .and_then(|n| n.parse::<i64>().ok())
+                .expect("count")
+        };
+        let total = |field: &str| minutes.iter().map(|row| count(row, field)).sum::<i64>();
+        assert_eq!(
+            (total("authorized"), total("declined")),
+            (1, 2),
+            "{minutes:?}"
+        );
+        let starts: Vec<chrono::DateTime<Utc>> = minutes
+            .iter()
+            .map(|row| {
+                row["minute"]
+                    .as_str()
+                    .and_then(|t| t.parse().ok())
+                    .expect("minute")
+            })
+            .collect();
+        assert!(
+            starts.windows(2).all(|pair| pair[0] < pair[1]),
+            "{minutes:?}"
+        );
+        for minute in &starts {
+            assert_eq!(minute.timestamp() % 60, 0, "a minute's start: {minute}");
+            assert!(
+                *minute > started - TimeDelta::minutes(1) && *minute <= ended,
+                "{minute} outside the run"
+            );
+        }
+    }
     let stranger_id = app
         .create_organization("No Cards", OrganizationKind::FinancialProvider)
         .await;
     let stranger = app.token(stranger_id, Role::Admin).await;
     assert!(
         figures(app, &stranger, PAYMENTS, "paymentOutcomes")
+            .await
+            .is_empty()
+    );
+    assert!(
+        figures(app, &stranger, PAYMENTS_BY_MINUTE, "paymentsByMinute")
             .await
             .is_empty()
     );

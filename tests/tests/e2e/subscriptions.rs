@@ -253,8 +253,23 @@ async fn across_replicas(_backend: Backend) {
 const TERMINAL_REQUESTS: &str =
     "subscription($terminal: ID!) { terminalPaymentRequests(terminalId: $terminal) {
     id status amountMinor } }";
-const FOLLOW_REQUEST: &str =
-    "subscription($id: ID!) { paymentRequest(id: $id) { id status amountMinor } }";
+const FOLLOW_REQUEST: &str = "subscription($id: ID!) { paymentRequest(id: $id) {
+    id status amountMinor declineCount lastDeclineReason payment { status cardLastFour } } }";
+const STEP_CARD: &str = "mutation($id: ID!) { blockCard(input: { id: $id }) { card { status } } }";
+
+/// The bank blocks or unblocks the checkout's card (`mutation`); the card's status after.
+async fn step_card(checkout: &Checkout, mutation: &str) -> Value {
+    checkout
+        .app
+        .graphql(
+            Some(&checkout.bank_admin),
+            &STEP_CARD.replace("blockCard", mutation),
+            json!({ "id": checkout.card_gid }),
+        )
+        .await
+        .data(&format!("/{mutation}/card/status"))
+        .clone()
+}
 
 on_both_backends!(checkout_screen_and_reader_follow_a_payment, checkout_flow);
 async fn checkout_flow(backend: Backend) {
@@ -296,11 +311,38 @@ async fn checkout_flow(backend: Backend) {
     screen
         .subscribe("p", FOLLOW_REQUEST, json!({ "id": request["id"] }))
         .await;
-    assert_eq!(screen.data().await["paymentRequest"]["status"], "OPEN");
+    let first = screen.data().await;
+    assert_eq!(first["paymentRequest"]["status"], "OPEN");
+    assert_eq!(first["paymentRequest"]["declineCount"], 0);
+    assert_eq!(first["paymentRequest"]["lastDeclineReason"], Value::Null);
+
+    // A blocked card is declined: the screen is told why, and the request stays open for another tap.
+    assert_eq!(step_card(&checkout, "blockCard").await, "BLOCKED");
+    let (token, signature) = checkout.tap(&request);
+    let declined = checkout.pay(&request, &token, &signature, "sub-0").await;
+    assert_eq!(declined["declineReason"], "CARD_BLOCKED", "{declined}");
+    let noted = screen.data().await;
+    assert_eq!(noted["paymentRequest"]["status"], "OPEN", "{noted}");
+    assert_eq!(noted["paymentRequest"]["declineCount"], 1);
+    assert_eq!(noted["paymentRequest"]["lastDeclineReason"], "CARD_BLOCKED");
+    assert_eq!(noted["paymentRequest"]["payment"], Value::Null);
+    // The reader hears of the request again, still open (its reader waits for the next card).
+    assert_eq!(
+        reader.data().await["terminalPaymentRequests"]["status"],
+        "OPEN"
+    );
+    assert_eq!(step_card(&checkout, "unblockCard").await, "ACTIVE");
+
     let (token, signature) = checkout.tap(&request);
     let paid = checkout.pay(&request, &token, &signature, "sub-1").await;
     assert_eq!(paid["status"], "AUTHORIZED", "{paid}");
-    assert_eq!(screen.data().await["paymentRequest"]["status"], "PAID");
+    let done = screen.data().await;
+    assert_eq!(done["paymentRequest"]["status"], "PAID");
+    assert_eq!(
+        done["paymentRequest"]["payment"],
+        json!({ "status": "AUTHORIZED", "cardLastFour": "1234" }),
+        "the screen shows which card paid"
+    );
     assert!(matches!(
         screen.next(Duration::from_secs(10)).await,
         Some(Received::Complete)

@@ -701,7 +701,7 @@ impl ApprovalService {
             .as_ref()
             .map(|request| signed_fields(request, self.hub_instance).encode().to_vec())
             .unwrap_or_default();
-        insert_evidence(
+        let evidence = insert_evidence(
             txn,
             &self.vault,
             EvidenceRow {
@@ -719,7 +719,11 @@ impl ApprovalService {
                 now,
             },
         )
-        .await
+        .await?;
+        if let Some(request) = &judged.request {
+            note_decline_on_request(txn, request, reason, now).await?;
+        }
+        Ok(evidence)
     }
 
     /// A recorded outcome, read back for a replayed submission.
@@ -736,4 +740,42 @@ impl ApprovalService {
         };
         Ok(PaymentOutcome { evidence, payment })
     }
+}
+
+/// A tap declined at the request's own terminal (`judge` only finds requests at the submitting device)
+/// while the request is open: the request counts it and keeps its reason, and its followers (the
+/// checkout screen) are told. A request already paid or cancelled does not change.
+async fn note_decline_on_request(
+    txn: &DatabaseTransaction,
+    request: &payment_request::Model,
+    reason: DeclineReason,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let noted = payment_request::Entity::update_many()
+        .col_expr(
+            payment_request::Column::DeclineCount,
+            Expr::col(payment_request::Column::DeclineCount).add(1),
+        )
+        .col_expr(
+            payment_request::Column::LastDeclineReason,
+            Expr::value(reason),
+        )
+        .col_expr(payment_request::Column::UpdatedAt, Expr::value(now))
+        .filter(payment_request::Column::Id.eq(request.id))
+        .filter(payment_request::Column::Status.eq(PaymentRequestStatus::Open))
+        .exec(txn)
+        .await?;
+    if noted.rows_affected == 1 {
+        record(
+            txn,
+            request_event(
+                request.id,
+                request.owner_organization_id,
+                "payment_request.declined",
+                PaymentRequestStatus::Open,
+            ),
+        )
+        .await?;
+    }
+    Ok(())
 }

@@ -9,6 +9,8 @@ use entities::payment_request;
 use futures_util::{Stream, StreamExt, future::ready, stream};
 use uuid::Uuid;
 
+use super::DeclineReason;
+use crate::financial::{FinancialService, graphql::Payment};
 use crate::graphql::relay::IntoConnection;
 use crate::payments::requests::{NewPaymentRequest, PaymentRequestService};
 use crate::{
@@ -67,6 +69,31 @@ impl PaymentRequest {
         let principal = ctx.principal()?;
         Ok(may_see_challenge(principal, &self.0)
             .then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&self.0.challenge)))
+    }
+    /// Taps at this terminal declined while the request was open.
+    async fn decline_count(&self) -> i32 {
+        self.0.decline_count
+    }
+    /// Why the latest of those taps was declined (null before any): what the checkout screen tells
+    /// the staff while the request stays open for another card.
+    async fn last_decline_reason(&self) -> Option<DeclineReason> {
+        self.0.last_decline_reason.map(Into::into)
+    }
+    /// The payment that paid the request, once PAID.
+    async fn payment(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Payment>> {
+        let Some(id) = self.0.payment_id else {
+            return Ok(None);
+        };
+        // A caller who sees the request but not the payment gets null, as for a request not yet paid.
+        match ctx
+            .data_unchecked::<FinancialService>()
+            .payment(ctx.principal()?, id)
+            .await
+        {
+            Ok(payment) => Ok(Some(Payment(payment))),
+            Err(crate::error::ApiError::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
     }
     async fn tap_deadline(&self) -> DateTime<Utc> {
         self.0.tap_deadline

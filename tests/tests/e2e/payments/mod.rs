@@ -24,21 +24,16 @@ pub(super) async fn expect_decline(
     key: &str,
 ) {
     let before = checkout.app.fingerprint().await;
+    let request_before = stored_request(checkout, request).await;
     let outcome = checkout
         .pay(request, &submission.0, &submission.1, key)
         .await;
     assert_eq!(outcome["status"], "DECLINED", "{reason}: {outcome}");
     assert_eq!(outcome["declineReason"], reason, "{outcome}");
     let after = checkout.app.fingerprint().await;
-    for (table, state) in &before.tables {
-        if table != "payment_evidence" && table != "idempotency_record" && table != "audit_entry" {
-            assert_eq!(
-                after.tables.get(table),
-                Some(state),
-                "{reason}: {table} changed"
-            );
-        }
-    }
+    let request_after = stored_request(checkout, request).await;
+    assert_decline_wrote_only_its_own(&before, &after, reason);
+    assert_decline_noted(&request_before, &request_after, reason);
     assert_eq!(
         after.rows("payment_evidence"),
         before.rows("payment_evidence") + 1,
@@ -48,6 +43,95 @@ pub(super) async fn expect_decline(
         after.rows("audit_entry"),
         before.rows("audit_entry") + 1,
         "{reason}: the recorded decline is audited like any change"
+    );
+}
+
+/// The tables a recorded decline may write: its evidence, idempotency key and audit entry; and for a
+/// request open at the submitting terminal, the request's decline bookkeeping with the event that
+/// announces it (checked by [`assert_decline_noted`]). Every other table is as it was.
+pub(super) fn assert_decline_wrote_only_its_own(
+    before: &hub_tests::Fingerprint,
+    after: &hub_tests::Fingerprint,
+    what: &str,
+) {
+    const WRITTEN: [&str; 6] = [
+        "payment_evidence",
+        "idempotency_record",
+        "audit_entry",
+        "payment_request",
+        "event",
+        "event_recipient",
+    ];
+    for (table, state) in &before.tables {
+        if !WRITTEN.contains(&table.as_str()) {
+            assert_eq!(
+                after.tables.get(table),
+                Some(state),
+                "{what}: {table} changed"
+            );
+        }
+    }
+    assert_eq!(
+        after.rows("payment_request"),
+        before.rows("payment_request"),
+        "{what}: no request added or removed"
+    );
+}
+
+/// The request as stored, `None` when the test's request id names no stored request.
+pub(super) async fn stored_request(
+    checkout: &Checkout,
+    request: &Value,
+) -> Option<entities::payment_request::Model> {
+    let id = decode_global_id(request["id"].as_str().expect("id"));
+    entities::payment_request::Entity::find_by_id(id)
+        .one(&checkout.app.hub.state.db)
+        .await
+        .expect("payment request")
+}
+
+/// An open request counted the decline and kept its reason, and changed in nothing else (its status,
+/// challenge and amount stay: the next card may pay it); any other request did not change at all.
+pub(super) fn assert_decline_noted(
+    before: &Option<entities::payment_request::Model>,
+    after: &Option<entities::payment_request::Model>,
+    reason: &str,
+) {
+    let (Some(before), Some(after)) = (before, after) else {
+        assert_eq!(before, after, "{reason}: the request");
+        return;
+    };
+    let submitted_at_its_terminal = reason != "REQUEST_UNKNOWN";
+    if before.status != entities::payment_request::PaymentRequestStatus::Open
+        || !submitted_at_its_terminal
+    {
+        assert_eq!(
+            before, after,
+            "{reason}: a closed or foreign request is untouched"
+        );
+        return;
+    }
+    assert_eq!(
+        after.decline_count,
+        before.decline_count + 1,
+        "{reason}: counted"
+    );
+    assert_eq!(
+        after
+            .last_decline_reason
+            .map(|r| sea_orm::ActiveEnum::to_value(&r)),
+        Some(reason.to_owned()),
+        "{reason}: its reason kept"
+    );
+    let unchanged = entities::payment_request::Model {
+        decline_count: before.decline_count,
+        last_decline_reason: before.last_decline_reason,
+        updated_at: before.updated_at,
+        ..after.clone()
+    };
+    assert_eq!(
+        &unchanged, before,
+        "{reason}: nothing else on the request changed"
     );
 }
 
