@@ -5,7 +5,8 @@
 #   pg_dump); redis-server: the Redis-outage tests start private servers of their own;
 # - libpcsclite-dev, pkgconf: the reader agent links libpcsclite (PC/SC);
 # - pcscd, vsmartcard-vpcd: the reader-agent tests run a virtual card behind a real pcscd, on the virtual
-#   reader driver vpcd ("Virtual PCD 00 00", TCP 35963, loopback tests only).
+#   reader driver vpcd ("Virtual PCD 00 00", TCP 35963, loopback tests only);
+# - chromium, chromium-driver: the /checkout and /ops pages are tested in headless Chromium.
 # Packages come from Debian (apt-get, as root or through sudo). Nothing is installed when all are there.
 set -euo pipefail
 
@@ -25,6 +26,9 @@ command -v pkg-config >/dev/null 2>&1 || need_packages+=(pkgconf)
 { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists libpcsclite; } || need_packages+=(libpcsclite-dev)
 command -v pcscd >/dev/null 2>&1 || [ -x /usr/sbin/pcscd ] || need_packages+=(pcscd)
 { [ -e /etc/reader.conf.d/vpcd ] && [ -e /usr/lib/pcsc/drivers/serial/libifdvpcd.so ]; } || need_packages+=(vsmartcard-vpcd)
+# The pages' tests drive Debian's headless Chromium through its WebDriver (chromedriver).
+[ -x /usr/bin/chromium ] || need_packages+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_packages+=(chromium-driver)
 if [ ${#need_packages[@]} -gt 0 ]; then
   say "installing ${need_packages[*]}"
   "${as_root[@]}" apt-get update -qq

@@ -2,6 +2,7 @@
 //! or a temporary SQLite file, mints tokens for any organization and role, sends GraphQL over HTTP, and
 //! fingerprints the database to prove that a refused request changed nothing.
 
+pub mod browser;
 pub mod checkout;
 mod fingerprint;
 mod postgres;

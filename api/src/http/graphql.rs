@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use async_graphql::http::WebSocketProtocols;
-use async_graphql::{http::GraphiQLSource, parser::types::OperationType};
+use async_graphql::parser::types::OperationType;
 use axum::{
     Json,
     body::Body,
@@ -13,7 +13,7 @@ use axum::{
         header::{SEC_WEBSOCKET_PROTOCOL, UPGRADE},
         request::Parts,
     },
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
 };
 
 use super::single_bearer;
@@ -24,10 +24,6 @@ use crate::{
     state::AppState,
     telemetry::{UNAUTHENTICATED_LABEL, UNPARSED_LABEL},
 };
-
-pub async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
-}
 
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();

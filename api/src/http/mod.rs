@@ -1,7 +1,9 @@
-//! The HTTP surface: GraphQL, GraphiQL, health, readiness and metrics, with request ids and tracing.
+//! The HTTP surface: GraphQL, the pages (GraphiQL, checkout, operations), health, readiness and metrics,
+//! with request ids and tracing.
 
 mod graphql;
 mod health;
+mod pages;
 pub mod subscriptions;
 
 use std::time::Instant;
@@ -64,7 +66,10 @@ pub fn metrics_router(state: AppState) -> Router {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(graphql::graphiql))
+        .route("/", get(pages::graphiql))
+        .route("/checkout", get(pages::checkout))
+        .route("/ops", get(pages::ops))
+        .route("/assets/{*name}", get(pages::assets))
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -12,6 +12,7 @@ mod financial;
 mod guard_rails;
 mod hostile_input;
 mod master_data;
+mod pages;
 mod pagination;
 mod payment_keys;
 mod payments;
