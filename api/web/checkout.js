@@ -1,6 +1,6 @@
 // The checkout tablet: sign in, pick the terminal, build a cart from the catalogue, place the order,
 // open the payment request and follow it live until the card has paid (or the staff cancel).
-import { HubError, Live, el, fill, gql, money, session, showConnection, signInForm } from "/assets/hub.js";
+import { Live, el, fill, gql, money, session, showConnection, startPage } from "/assets/hub.js";
 
 const PAGE = 8;
 const TERMINAL_KEY = "hub.checkout.terminal";
@@ -47,22 +47,19 @@ const state = { cart: new Map(), page: { first: PAGE }, pageInfo: null, order: n
 let live = null;
 
 function start() {
-  if (!session.token()) {
-    $("app").hidden = true;
-    signInForm($("signin-area"), signedIn);
-    return;
-  }
-  gql("{ me { role member { name } device { name } organization { name } } }").then(signedIn, (err) => {
-    session.signOut();
-    start();
-  });
+  startPage($("app"), $("signin-area"), signedIn);
 }
 
 async function signedIn(me) {
-  fill($("signin-area"));
-  $("app").hidden = false;
   $("who").textContent = `${me.member ? me.member.name : me.device.name} · ${me.organization.name}`;
-  live = new Live((status) => showConnection($("connection"), status));
+  live = new Live((status) => {
+    showConnection($("connection"), status);
+    if (status === "refused") {
+      live.close();
+      session.signOut();
+      start();
+    }
+  });
   await loadTerminals();
   await search();
 }
@@ -182,7 +179,10 @@ function follow(id) {
   $("cancel").hidden = false;
   $("retry").hidden = true;
   $("new-sale").hidden = true;
+  // The hub ends it once the request is PAID or CANCELLED. Ended while still open (the hub cut a
+  // slow stream), it starts again, and its first answer is the request as it is then: nothing missed.
   state.stop = live.subscribe(FOLLOW, { id }, {
+    keep: () => state.request !== null && state.request.id === id && state.request.status === "OPEN",
     next: (data) => showRequest(data.paymentRequest),
     error: (err) => { $("pay-detail").textContent = `The hub stopped following this payment: ${err.message}`; },
   });

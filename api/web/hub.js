@@ -1,5 +1,6 @@
 // What both pages share: the session's token, GraphQL over HTTP, a graphql-transport-ws client that
 // reconnects and resubscribes, money in minor units, and DOM building that only ever sets text.
+import { MINOR_UNITS } from "/assets/currencies.js";
 
 const TOKEN_KEY = "hub.token";
 
@@ -43,10 +44,17 @@ export async function gql(query, variables = {}) {
   return body.data;
 }
 
+/** How often the client asks the hub whether the connection still carries messages, and how long it waits. */
+const PING_EVERY_MS = 15000;
+const PONG_WITHIN_MS = 10000;
+/** How long a subscription the hub ended waits before it starts again (when it asked to be kept). */
+const RESTART_AFTER_MS = 1000;
+
 /**
- * One WebSocket to the hub (graphql-transport-ws), kept open: when it drops, it reconnects with backoff
- * and starts every subscription again, each with the variables its `variables()` gives then (so a feed
- * resumes from its cursor). `onStatus` hears "connecting", "live" and "reconnecting".
+ * One WebSocket to the hub (graphql-transport-ws), kept open: when it drops, or stops answering pings
+ * (a half-open connection after a network change shows no close), it reconnects with backoff and
+ * starts every subscription again, each with the variables its `variables()` gives then (so a feed
+ * resumes from its cursor). `onStatus` hears "connecting", "live", "reconnecting" and "refused".
  */
 export class Live {
   constructor(onStatus) {
@@ -55,10 +63,21 @@ export class Live {
     this.nextId = 1;
     this.failures = 0;
     this.closed = false;
+    this.timers = new Set();
     this.connect();
   }
 
+  later(delay, action) {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (!this.closed) action();
+    }, delay);
+    this.timers.add(timer);
+    return timer;
+  }
+
   connect() {
+    if (this.closed) return;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     this.acked = false;
     this.onStatus(this.failures === 0 ? "connecting" : "reconnecting");
@@ -70,20 +89,46 @@ export class Live {
         payload: { Authorization: `Bearer ${session.token()}` },
       }));
     };
-    socket.onmessage = (message) => this.receive(JSON.parse(message.data));
-    socket.onclose = (event) => this.lost(event);
+    socket.onmessage = (message) => {
+      if (socket === this.socket) this.receive(JSON.parse(message.data));
+    };
+    socket.onclose = (event) => {
+      if (socket === this.socket) this.lost(event);
+    };
+  }
+
+  /** Pings the hub; no pong in time means the connection is dead even if no close ever arrives. */
+  keepAlive(socket) {
+    this.later(PING_EVERY_MS, () => {
+      if (socket !== this.socket) return;
+      this.awaitingPong = true;
+      socket.send(JSON.stringify({ type: "ping" }));
+      this.later(PONG_WITHIN_MS, () => {
+        if (socket !== this.socket || !this.awaitingPong) return;
+        this.socket = null; // its late close, if any, no longer counts
+        socket.close();
+        this.lost({ code: 1006 });
+      });
+      this.keepAlive(socket);
+    });
   }
 
   receive(message) {
     if (message.type === "connection_ack") {
       this.acked = true;
       this.failures = 0;
+      this.awaitingPong = false;
       this.onStatus("live");
+      this.keepAlive(this.socket);
       for (const [id, subscription] of this.subscriptions) this.start(id, subscription);
       return;
     }
     if (message.type === "ping") {
       this.socket.send(JSON.stringify({ type: "pong" }));
+      return;
+    }
+    if (message.type === "pong") {
+      this.awaitingPong = false;
       return;
     }
     const subscription = this.subscriptions.get(message.id);
@@ -101,8 +146,16 @@ export class Live {
       this.subscriptions.delete(message.id);
       subscription.error(new HubError((first.extensions && first.extensions.code) || "ERROR", first.message || "refused"), first);
     } else if (message.type === "complete") {
-      this.subscriptions.delete(message.id);
       subscription.complete();
+      // The hub ended it (a feed that fell behind, a cursor too old): a kept subscription starts
+      // again with its variables as they are then, which say where to resume.
+      if (subscription.keep()) {
+        this.later(RESTART_AFTER_MS, () => {
+          if (this.subscriptions.get(message.id) === subscription && this.acked) this.start(message.id, subscription);
+        });
+      } else {
+        this.subscriptions.delete(message.id);
+      }
     }
   }
 
@@ -113,10 +166,11 @@ export class Live {
       this.onStatus("refused");
       return;
     }
+    this.acked = false;
     this.failures += 1;
     this.onStatus("reconnecting");
     const delay = Math.min(10000, 250 * 2 ** Math.min(this.failures, 6)) * (0.5 + Math.random() / 2);
-    setTimeout(() => this.connect(), delay);
+    this.later(delay, () => this.connect());
   }
 
   start(id, subscription) {
@@ -127,7 +181,12 @@ export class Live {
     }));
   }
 
-  /** Subscribes; `handlers` has next(data), error(HubError, raw) and complete(). Returns a stop function. */
+  /**
+   * Subscribes; `handlers` has next(data), error(HubError, raw) and complete(). With `keep` (true, or a
+   * function that says so when asked) a subscription the hub completes starts again; a refused one (an
+   * `error` message) does not.
+   * Returns a stop function.
+   */
   subscribe(query, variables, handlers) {
     const id = String(this.nextId++);
     const subscription = {
@@ -136,6 +195,7 @@ export class Live {
       next: handlers.next || (() => {}),
       error: handlers.error || (() => {}),
       complete: handlers.complete || (() => {}),
+      keep: typeof handlers.keep === "function" ? handlers.keep : () => handlers.keep === true,
     };
     this.subscriptions.set(id, subscription);
     if (this.acked) this.start(id, subscription);
@@ -148,17 +208,19 @@ export class Live {
 
   close() {
     this.closed = true;
-    this.socket.close();
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    if (this.socket) this.socket.close();
   }
 }
 
-/** Digits after the decimal point of `currency` (EUR 2, JPY 0, KWD 3), as ISO 4217 has them. */
+/**
+ * Digits after the decimal point of `currency` (EUR 2, JPY 0, KWD 3), from the ISO 4217 table the hub
+ * validates currencies with; a browser's own table differs for some currencies (IQD, RSD, ...).
+ */
 export function minorDigits(currency) {
-  try {
-    return new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits;
-  } catch (err) {
-    return 2;
-  }
+  const digits = MINOR_UNITS[currency];
+  return digits === undefined ? 2 : digits;
 }
 
 /** An amount in minor units (a string or number, as Int64 arrives) as money in its currency. */
@@ -182,16 +244,30 @@ export function money(minor, currency) {
   return negative ? `-${out}` : out;
 }
 
-/** Builds an element. Children are elements or strings; strings become text nodes, never markup. */
+/** Properties set as such (their attribute is only the initial state); everything else is an attribute. */
+const PROPERTIES = new Set(["value", "checked", "selected", "disabled", "hidden"]);
+/** What could turn a value into markup or a URL to load: never set through `el`. */
+const FORBIDDEN = new Set(["innerHTML", "outerHTML", "srcdoc", "href", "src", "style", "action", "formaction"]);
+
+/**
+ * Builds an element. `props`: `class`, `text` (its text), `onX` (a listener), a few properties, and
+ * attributes (`false` drops a boolean attribute, except `spellcheck` and `aria-*`, whose "false" means
+ * something). Children are elements or strings; strings become text nodes, never markup.
+ */
 export function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(props)) {
-    if (value === undefined || value === null || value === false) continue;
+    if (value === undefined || value === null) continue;
+    if (FORBIDDEN.has(key)) throw new Error(`el() does not set ${key}`);
     if (key === "class") node.className = value;
     else if (key === "text") node.textContent = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (key.startsWith("data-")) node.setAttribute(key, String(value));
-    else node[key] = value;
+    else if (key.startsWith("on")) {
+      if (typeof value !== "function") throw new Error(`${key} must be a function`);
+      node.addEventListener(key.slice(2), value);
+    } else if (PROPERTIES.has(key)) node[key] = value;
+    else if (value === false) {
+      if (key === "spellcheck" || key.startsWith("aria-")) node.setAttribute(key, "false");
+    } else node.setAttribute(key, value === true ? "" : String(value));
   }
   for (const child of children.flat()) {
     if (child === null || child === undefined || child === false) continue;
@@ -212,8 +288,37 @@ export function showConnection(node, state) {
   node.dataset.state = state;
 }
 
+const ME = "{ me { role member { name } device { name } organization { name } } }";
+
+/**
+ * Starts a page: with a kept token, checks it (`me`) and calls `onSignedIn(me)`; without one, or when the
+ * hub refuses it, shows the sign-in form in `signInArea`. A hub that does not answer keeps the token and
+ * is asked again.
+ */
+export function startPage(app, signInArea, onSignedIn) {
+  const signedIn = (me) => {
+    fill(signInArea);
+    app.hidden = false;
+    onSignedIn(me);
+  };
+  if (!session.token()) {
+    app.hidden = true;
+    signInForm(signInArea, signedIn);
+    return;
+  }
+  gql(ME).then(signedIn, (err) => {
+    if (err.code === "UNAUTHENTICATED") {
+      session.signOut();
+      startPage(app, signInArea, onSignedIn);
+    } else {
+      fill(signInArea, el("p", { class: "error", role: "alert", text: `${err.message} Trying again…` }));
+      setTimeout(() => startPage(app, signInArea, onSignedIn), 3000);
+    }
+  });
+}
+
 /** A sign-in form: a pasted member token, checked against the hub before it is kept. */
-export function signInForm(container, onSignedIn) {
+function signInForm(container, onSignedIn) {
   const input = el("textarea", { id: "token", rows: 4, placeholder: "Paste your member token", autocomplete: "off", spellcheck: false });
   const error = el("p", { class: "error", id: "signin-error", role: "alert" });
   const form = el("form", { id: "signin", class: "card" },
@@ -226,7 +331,7 @@ export function signInForm(container, onSignedIn) {
     event.preventDefault();
     session.signIn(input.value);
     try {
-      const data = await gql("{ me { role member { name } device { name } organization { name } } }");
+      const data = await gql(ME);
       onSignedIn(data.me);
     } catch (err) {
       session.signOut();

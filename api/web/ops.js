@@ -1,7 +1,7 @@
 // The operators' page: the live feed of events (resumed from its cursor after a reconnect), payments
 // per minute and the approval rate over the last hour, declines by reason, open payment requests per
 // terminal, and clearing batches.
-import { Live, el, fill, gql, money, session, showConnection, signInForm } from "/assets/hub.js";
+import { Live, el, fill, gql, money, session, showConnection, startPage } from "/assets/hub.js";
 
 const FEED_ROWS = 50;
 const EVENTS = `subscription($after: String) { events(after: $after) {
@@ -16,46 +16,58 @@ const HOUR = `query($from: DateTime!, $to: DateTime!) {
 const PAYMENT = `query($id: ID!) { node(id: $id) { ... on Payment { id amountMinor currency status cardLastFour } } }`;
 
 const $ = (id) => document.getElementById(id);
-const feed = { cursor: null, seen: new Set() };
+// The position of the last event shown: the feed resumes after it, and shows nothing at or before it.
+const feed = { cursor: null };
 let refreshTimer = null;
+let pollTimer = null;
 
 function start() {
-  if (!session.token()) {
-    $("app").hidden = true;
-    signInForm($("signin-area"), signedIn);
-    return;
-  }
-  gql("{ me { role member { name } device { name } organization { name } } }").then(signedIn, () => {
-    session.signOut();
-    start();
-  });
+  startPage($("app"), $("signin-area"), signedIn);
 }
 
 function signedIn(me) {
-  fill($("signin-area"));
-  $("app").hidden = false;
   $("who").textContent = `${me.member ? me.member.name : me.device.name} · ${me.organization.name}`;
   const live = new Live((status) => {
     showConnection($("connection"), status);
     // Back after an outage: the figures may have been refused meanwhile.
     if (status === "live") refresh();
+    if (status === "refused") {
+      live.close();
+      clearInterval(pollTimer);
+      session.signOut();
+      start();
+    }
   });
   // After a reconnect the feed asks for what came after the last event it showed: no gap, no repeat.
+  // The hub ends a feed that fell behind (SLOW_CONSUMER, with the cursor to resume from) or whose
+  // cursor was purged (CURSOR_EXPIRED): kept, it starts again from where it says.
   live.subscribe(EVENTS, () => ({ after: feed.cursor }), {
-    next: (data) => showEvent(data.events),
+    keep: true,
+    next: (data) => {
+      $("feed-note").textContent = "";
+      showEvent(data.events);
+    },
     error: (err, raw) => {
-      // A feed that fell behind is told where to resume.
       const cursor = raw && raw.extensions && raw.extensions.cursor;
       if (cursor) feed.cursor = String(cursor);
-      $("feed-note").textContent = `The feed stopped (${err.code}); resuming.`;
+      if (err.code === "CURSOR_EXPIRED") {
+        // What came in between is gone from the hub: say so, and go on from the newest events.
+        feed.cursor = null;
+        $("feed-note").textContent = "Some events are no longer kept by the hub: the feed goes on from now.";
+        refresh();
+      } else {
+        $("feed-note").textContent = `The feed stopped (${err.code}); resuming.`;
+      }
     },
   });
-  setInterval(refresh, 30000);
+  pollTimer = setInterval(refresh, 30000);
 }
 
+/** Positions are increasing Int64s (as strings): compare them exactly. */
+const after = (position, cursor) => cursor === null || BigInt(position) > BigInt(cursor);
+
 function showEvent(event) {
-  if (feed.seen.has(event.position)) return; // a repeat would be a bug upstream; never show it twice
-  feed.seen.add(event.position);
+  if (!after(event.position, feed.cursor)) return; // a repeat would be a bug upstream; never show it twice
   feed.cursor = event.position;
   const row = el("tr", { class: "event", "data-position": event.position, "data-type": event.eventType },
     el("td", { class: "time", text: new Date(event.occurredAt).toLocaleTimeString() }),

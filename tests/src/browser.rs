@@ -31,24 +31,20 @@ impl Browser {
                 "{binary} is missing: the test command installs Debian's chromium and chromium-driver (scripts/system-deps.sh)"
             );
         }
-        let port = crate::free_port();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let url = format!("http://127.0.0.1:{port}");
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
             json!({
                 "binary": CHROMIUM,
+                // en-US: the pages format money and times in the browser's language, and the tests
+                // read them.
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--no-first-run", "--disable-extensions", format!("--window-size={width},{height}")],
+                    "--no-first-run", "--disable-extensions", "--lang=en-US",
+                    format!("--window-size={width},{height}")],
             }),
         );
         let started = Instant::now();
+        let (mut driver, mut url) = spawn_driver();
         let client = loop {
             match ClientBuilder::new(HttpConnector::new())
                 .capabilities(capabilities.clone())
@@ -56,11 +52,17 @@ impl Browser {
                 .await
             {
                 Ok(client) => break client,
-                Err(err) if started.elapsed() < PATIENCE => {
-                    let _ = err;
+                Err(err) => {
+                    assert!(
+                        started.elapsed() < PATIENCE,
+                        "no WebDriver session from chromedriver: {err}"
+                    );
+                    // Another process took the free port before chromedriver bound it: try another.
+                    if driver.try_wait().ok().flatten().is_some() {
+                        (driver, url) = spawn_driver();
+                    }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Err(err) => panic!("no WebDriver session from chromedriver: {err}"),
             }
         };
         Self { client, driver }
@@ -139,7 +141,14 @@ impl Browser {
         field.send_keys(text).await.expect("type");
     }
 
+    /// Picks the option labelled `label` in the select `css`, once the page has listed it.
     pub async fn select_label(&self, css: &str, label: &str) {
+        self.wait_until(
+            &format!("the option {label:?} in {css}"),
+            "const s = document.querySelector(arguments[0]); return !!s && [...s.options].some(o => o.label === arguments[1]);",
+            vec![json!(css), json!(label)],
+        )
+        .await;
         self.client
             .find(Locator::Css(css))
             .await
@@ -173,14 +182,29 @@ impl Browser {
         path
     }
 
-    /// Whether the page shows a JavaScript dialog (an `alert` somebody's markup ran).
-    pub async fn has_dialog(&self) -> bool {
-        self.client.get_alert_text().await.is_ok()
-    }
-
-    pub async fn stop(mut self) {
+    /// Ends the session (Chromium quits) and chromedriver.
+    pub async fn stop(self) {
         let _ = self.client.clone().close().await;
+        // Drop stops chromedriver.
+    }
+}
+
+impl Drop for Browser {
+    /// Also when a test fails halfway: chromedriver does not outlive it.
+    fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// chromedriver on a free loopback port, and its URL.
+fn spawn_driver() -> (Child, String) {
+    let port = crate::free_port();
+    let driver = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    (driver, format!("http://127.0.0.1:{port}"))
 }

@@ -11,7 +11,10 @@ use std::time::Instant;
 use axum::{
     Router,
     extract::Request as AxumRequest,
-    http::{HeaderMap, HeaderName, HeaderValue, Request, header::AUTHORIZATION},
+    http::{
+        HeaderMap, HeaderName, HeaderValue, Request,
+        header::{self, AUTHORIZATION},
+    },
     middleware::{Next, from_fn},
     response::Response,
     routing::get,
@@ -20,6 +23,7 @@ use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
     trace::TraceLayer,
 };
 
@@ -76,6 +80,27 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics_behind_token))
         .with_state(state)
         .layer(from_fn(server_timing))
+        // On every response, 404s included; a page's own policy is kept: nothing may load by
+        // default, frame the hub, sniff a type or learn where the user came from.
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(pages::DEFAULT_POLICY),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_FRAME_OPTIONS,
+                    HeaderValue::from_static("DENY"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                )),
+        )
         .layer(
             ServiceBuilder::new()
                 // A client-supplied id is kept, so a caller can follow its request through the logs.

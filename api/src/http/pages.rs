@@ -37,6 +37,10 @@ macro_rules! vendored {
 fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
     Some(match name {
         "hub.js" => (JS, include_bytes!("../../web/hub.js")),
+        "currencies.js" => (
+            JS,
+            include_bytes!(concat!(env!("OUT_DIR"), "/currencies.js")),
+        ),
         "hub.css" => (CSS, include_bytes!("../../web/hub.css")),
         "checkout.js" => (JS, include_bytes!("../../web/checkout.js")),
         "ops.js" => (JS, include_bytes!("../../web/ops.js")),
@@ -53,6 +57,10 @@ fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
     })
 }
 
+/// Every other response of the hub (errors, 404s, GraphQL): nothing may load, nothing may frame it.
+pub const DEFAULT_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// A page or asset, with its own policy.
 fn respond(policy: &'static str, content_type: &'static str, body: &'static [u8]) -> Response {
     let headers = [
         (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
@@ -60,15 +68,6 @@ fn respond(policy: &'static str, content_type: &'static str, body: &'static [u8]
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(policy),
         ),
-        (
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ),
-        (
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ),
-        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
         // The assets change with the binary: a browser asks again rather than keep an old page.
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         (

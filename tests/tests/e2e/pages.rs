@@ -126,6 +126,41 @@ async fn checkout_in_the_browser(backend: Backend) {
         );
         assert!(policy.contains("default-src 'none'"), "{path}: {policy}");
     }
+    // Every other answer too, a missing asset and an unknown page included.
+    for path in [
+        "/assets/../Cargo.toml",
+        "/assets/nothing.js",
+        "/checkout/",
+        "/graphql",
+    ] {
+        let response = app
+            .client
+            .get(format!("{}{path}", app.base_url))
+            .send()
+            .await
+            .expect("answer");
+        assert_ne!(response.status(), 200, "{path}");
+        let headers = response.headers();
+        assert_eq!(
+            headers
+                .get("content-security-policy")
+                .and_then(|v| v.to_str().ok()),
+            Some("default-src 'none'; frame-ancestors 'none'"),
+            "{path}"
+        );
+        assert_eq!(
+            headers
+                .get("x-content-type-options")
+                .and_then(|v| v.to_str().ok()),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(
+            headers.get("x-frame-options").and_then(|v| v.to_str().ok()),
+            Some("DENY"),
+            "{path}"
+        );
+    }
 
     let browser = Browser::start(1024, 768).await;
     // The operations page first, in its own tab, so that it is live when the payment happens.
@@ -167,7 +202,34 @@ async fn checkout_in_the_browser(backend: Backend) {
         json!(0),
         "no element was made from the name"
     );
-    assert!(!browser.has_dialog().await, "the name's onerror ran");
+    // And the policy is enforced, not only sent: markup a bug might let in runs no inline handler.
+    browser
+        .eval(
+            "window.__blocked = []; window.__ran = false;\
+             document.addEventListener('securitypolicyviolation', e => window.__blocked.push(e.effectiveDirective));\
+             const probe = document.createElement('div'); probe.id = 'csp-probe';\
+             probe.innerHTML = '<img src=\"/assets/none.png\" onerror=\"window.__ran = true\">';\
+             document.body.append(probe); return true;",
+            vec![],
+        )
+        .await;
+    browser
+        .wait_until(
+            "the policy refusing the inline handler",
+            "return window.__blocked.some(d => d.startsWith('script-src'));",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval(
+                "document.getElementById('csp-probe').remove(); return window.__ran;",
+                vec![]
+            )
+            .await,
+        json!(false),
+        "an inline handler ran despite the policy"
+    );
 
     ring_up(&browser).await;
     agent.wait_for_log("payment request open", 1).await;
@@ -227,7 +289,6 @@ async fn checkout_in_the_browser(backend: Backend) {
     browser
         .screenshot(SCREENSHOTS, &format!("checkout-phone-{backend:?}"))
         .await;
-    assert!(!browser.has_dialog().await);
     browser.stop().await;
     drop(card);
     drop(agent);
@@ -235,23 +296,25 @@ async fn checkout_in_the_browser(backend: Backend) {
 }
 on_both_backends!(the_whole_checkout_in_a_browser, checkout_in_the_browser);
 
-/// A blocked card's decline is shown with its reason; then the hub goes away: both pages say they are
-/// reconnecting, the card is tapped meanwhile (the agent keeps the tap), and when the hub is back the
-/// checkout shows AUTHORIZED and the feed resumes from its cursor with no row twice.
+/// A blocked card's decline is shown with its reason; then the hub goes away. The operations page
+/// follows one replica, the checkout and its reader another: both pages say they are reconnecting, the
+/// card is tapped meanwhile (the agent keeps the tap), the checkout's replica comes back first and the
+/// payment is made while the operations page is still cut off; when its replica is back too, its feed
+/// resumes from its cursor and shows exactly the events it missed, none twice, none lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decline_and_an_outage_in_the_browser() {
     let checkout = Checkout::new(Backend::Postgres).await;
     let app = &checkout.app;
     stock(app, &checkout.member).await;
     let admin = app.token(app.retailer_id, Role::Admin).await;
-    let port = hub_tests::free_port();
-    let mut replica = app.spawn_replica_on(port).await;
-    let url = replica.url.clone();
-    let agent = tablet(&checkout, &url).await;
+    let (ops_port, till_port) = (hub_tests::free_port(), hub_tests::free_port());
+    let mut ops_replica = app.spawn_replica_on(ops_port).await;
+    let mut till_replica = app.spawn_replica_on(till_port).await;
+    let agent = tablet(&checkout, &till_replica.url).await;
     let card = VirtualCardProcess::start(&checkout.card.to_file()).await;
 
     let browser = Browser::start(1024, 768).await;
-    browser.goto(&format!("{url}/ops")).await;
+    browser.goto(&format!("{}/ops", ops_replica.url)).await;
     browser.sign_in(&admin).await;
     browser
         .wait_text("#connection", "the live feed", |text| text == "Live")
@@ -264,7 +327,9 @@ async fn a_decline_and_an_outage_in_the_browser() {
         .expect("new tab")
         .handle;
     to_window(&browser, &tab).await;
-    browser.goto(&format!("{url}/checkout")).await;
+    browser
+        .goto(&format!("{}/checkout", till_replica.url))
+        .await;
     browser.sign_in(&checkout.member).await;
     browser
         .wait_text("#connection", "the live connection", |text| text == "Live")
@@ -301,72 +366,36 @@ async fn a_decline_and_an_outage_in_the_browser() {
     browser.screenshot(SCREENSHOTS, "checkout-declined").await;
     assert_eq!(step("unblockCard").await, "ACTIVE");
 
-    // The hub goes away: both pages say so.
-    replica.kill();
-    browser
-        .wait_text("#connection", "the checkout reconnecting", |text| {
-            text == "Reconnecting…"
-        })
-        .await;
+    // The decline reached the operations page live, from the other replica.
     to_window(&browser, &ops).await;
+    browser
+        .wait_until(
+            "the decline in the feed",
+            "return !!document.querySelector(\"#feed tr[data-type='payment_request.declined']\");",
+            vec![],
+        )
+        .await;
+    let before = feed(&browser).await;
+
+    // Both replicas go away: both pages say so.
+    ops_replica.kill();
+    till_replica.kill();
     browser
         .wait_text("#connection", "the feed reconnecting", |text| {
             text == "Reconnecting…"
         })
         .await;
-    let before = feed(&browser).await;
-    assert!(
-        before
-            .iter()
-            .any(|(_, kind)| kind == "payment_request.declined"),
-        "the decline is in the feed: {before:?}"
-    );
+    to_window(&browser, &tab).await;
+    browser
+        .wait_text("#connection", "the checkout reconnecting", |text| {
+            text == "Reconnecting…"
+        })
+        .await;
     // The customer taps while the hub is away: the agent keeps the tap and submits it when it is back.
     card.tap_and_wait().await;
-    let replica_again = app.spawn_replica_on(port).await;
 
-    browser
-        .wait_text("#connection", "the feed back", |text| text == "Live")
-        .await;
-    browser
-        .wait_until(
-            "the payment in the resumed feed",
-            "return !!document.querySelector(\"#feed tr[data-type='payment.authorized']\");",
-            vec![],
-        )
-        .await;
-    let after = feed(&browser).await;
-    let mut positions: Vec<i64> = after.iter().map(|(position, _)| *position).collect();
-    assert!(
-        positions.windows(2).all(|pair| pair[0] > pair[1]),
-        "newest first, each once: {after:?}"
-    );
-    positions.dedup();
-    assert_eq!(positions.len(), after.len(), "no row twice: {after:?}");
-    for row in &before {
-        assert!(
-            after.contains(row),
-            "{row:?} kept after the reconnect: {after:?}"
-        );
-    }
-    // The hour's figures are read again once the hub is back: one declined tap, one authorized.
-    browser
-        .wait_until(
-            "the figures after the outage",
-            "const a = document.getElementById('approval').dataset; return a.authorized === '1' && a.declined === '1';",
-            vec![],
-        )
-        .await;
-    browser
-        .wait_text(
-            "#declines tr[data-reason='CARD_BLOCKED'] td:last-child",
-            "the decline by reason",
-            |text| text == "1",
-        )
-        .await;
-    browser.screenshot(SCREENSHOTS, "ops-after-outage").await;
-
-    to_window(&browser, &tab).await;
+    // The checkout's replica is back: the tap is paid, and the page follows the request again.
+    let till_again = app.spawn_replica_on(till_port).await;
     browser
         .wait_text("#connection", "the checkout back", |text| text == "Live")
         .await;
@@ -388,8 +417,86 @@ async fn a_decline_and_an_outage_in_the_browser() {
         .data("/paymentRequests/totalCount")
         .clone();
     assert_eq!(paid, 1, "paid once");
+
+    // What the operations page missed meanwhile, as the hub's log has it.
+    let newest = before
+        .first()
+        .map(|(position, _)| *position)
+        .expect("rows before the outage");
+    let missed: Vec<(i64, String)> = app
+        .graphql(
+            Some(&admin),
+            "query($after: String) { events(after: $after, first: 500) { nodes { position eventType } } }",
+            json!({ "after": newest.to_string() }),
+        )
+        .await
+        .data("/events/nodes")
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|event| {
+            (
+                event["position"].as_str().and_then(|p| p.parse().ok()).or_else(|| event["position"].as_i64()).expect("position"),
+                event["eventType"].as_str().expect("type").to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        missed.iter().any(|(_, kind)| kind == "payment.authorized"),
+        "the payment happened while the operations page was cut off: {missed:?}"
+    );
+    to_window(&browser, &ops).await;
+    assert_eq!(
+        browser.text("#connection").await.as_deref(),
+        Some("Reconnecting…"),
+        "the operations page is still cut off"
+    );
+
+    // Its replica is back: the feed resumes from its cursor with exactly what it missed (a fresh
+    // subscription would only show later events), none twice, and the rows it had stay.
+    let ops_again = app.spawn_replica_on(ops_port).await;
+    browser
+        .wait_text("#connection", "the feed back", |text| text == "Live")
+        .await;
+    let mut expected: Vec<(i64, String)> = missed.iter().rev().cloned().collect();
+    expected.extend(before.iter().cloned());
+    let newest_missed = expected[0].0;
+    browser
+        .wait_until(
+            "the missed events in the feed",
+            "return [...document.querySelectorAll('#feed tr')].some(r => Number(r.dataset.position) === arguments[0]);",
+            vec![json!(newest_missed)],
+        )
+        .await;
+    let shown: Vec<(i64, String)> = feed(&browser)
+        .await
+        .into_iter()
+        .filter(|(position, _)| *position <= newest_missed)
+        .collect();
+    assert_eq!(
+        shown, expected,
+        "the feed after the outage: the rows it had and exactly the missed ones, newest first"
+    );
+
+    // The hour's figures are read again once the hub is back: one declined tap, one authorized.
+    browser
+        .wait_until(
+            "the figures after the outage",
+            "const a = document.getElementById('approval').dataset; return a.authorized === '1' && a.declined === '1';",
+            vec![],
+        )
+        .await;
+    browser
+        .wait_text(
+            "#declines tr[data-reason='CARD_BLOCKED'] td:last-child",
+            "the decline by reason",
+            |text| text == "1",
+        )
+        .await;
+    browser.screenshot(SCREENSHOTS, "ops-after-outage").await;
     browser.stop().await;
-    drop(replica_again);
+    drop(ops_again);
+    drop(till_again);
     drop(card);
     drop(agent);
     checkout.app.stop().await;
