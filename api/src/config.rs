@@ -61,6 +61,17 @@ pub struct HubConfig {
         global = true
     )]
     pub max_token_lifetime_secs: u64,
+    /// How long this replica may serve a caller's member or device record from memory, in
+    /// milliseconds (0: read it on every request). Removals and revocations are announced to every
+    /// replica at once; this bounds what a lost announcement costs.
+    #[arg(
+        long,
+        env = "HUB_ACCESS_CACHE_MS",
+        default_value_t = 1_000,
+        value_parser = clap::value_parser!(u64).range(0..=60_000),
+        global = true
+    )]
+    pub access_cache_ms: u64,
 
     /// A separate address serving only `/metrics` (for a scraper on a private network). Without it,
     /// `/metrics` on the main listener needs `--metrics-token`, and is not served at all without one.
@@ -424,6 +435,7 @@ impl HubConfig {
             token_audience: "iot-commerce-hub".to_owned(),
             retailer_name: "Retailer".to_owned(),
             max_token_lifetime_secs: crate::auth::MAX_TOKEN_TTL.as_secs(),
+            access_cache_ms: crate::auth::ACCESS_CACHE_TTL.as_millis() as u64,
             metrics_listen: None,
             metrics_token: None,
             log_format: LogFormat::Text,
@@ -502,7 +514,7 @@ impl HubConfig {
     pub fn describe(&self) -> String {
         format!(
             "mode={:?} database={} redis={} data_dir={} signing_key={} audit_key={} master_key={} audience={} \
-             max_token_lifetime={}s metrics_listen={} metrics_token={} max_body_bytes={} \
+             max_token_lifetime={}s access_cache={}ms metrics_listen={} metrics_token={} max_body_bytes={} \
              max_depth={} max_complexity={} max_selections={} timeout={}s introspection={}",
             self.mode(),
             mask_url_credentials(&self.database_url()),
@@ -520,6 +532,7 @@ impl HubConfig {
             },
             self.token_audience,
             self.max_token_lifetime_secs,
+            self.access_cache_ms,
             self.metrics_listen
                 .map_or_else(|| "none".to_owned(), |addr| addr.to_string()),
             if self.metrics_token.is_some() {

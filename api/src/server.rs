@@ -70,7 +70,10 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
             Some((client, manager))
         }
     };
-    let bus = Bus::new(&background_db, redis.clone());
+    let access = Arc::new(crate::auth::AccessCache::new(Duration::from_millis(
+        config.access_cache_ms,
+    )));
+    let bus = Bus::new(&background_db, redis.clone(), access.clone());
     tracing::info!(carrier = bus.carrier_name(), "event wake-ups");
     let feed = EventFeed::new(
         background_db.clone(),
@@ -81,13 +84,13 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
     feed.initialize()
         .await
         .context("cannot read the event log's newest position")?;
-    let outbox = Outbox::new(background_db.clone(), bus);
+    let outbox = Outbox::new(background_db.clone(), bus.clone());
     let linker = crate::audit::Linker::new(background_db.clone(), audit_key.clone());
     let sales_folder = crate::analytics::SalesFolder::new(background_db.clone());
     let services = Services {
         db: db.clone(),
-        identity: IdentityService::new(db.clone(), issuer.clone()),
-        master_data: MasterDataService::new(db.clone(), vault.clone()),
+        identity: IdentityService::new(db.clone(), issuer.clone(), bus.clone()),
+        master_data: MasterDataService::new(db.clone(), vault.clone(), bus.clone()),
         financial: FinancialService::new(db.clone(), outbox.clone(), sales_folder.wake()),
         work: crate::work::WorkService::new(db.clone(), outbox.clone()),
         logistics: crate::logistics::LogisticsService::new(
@@ -146,7 +149,7 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
         recent_checks: Default::default(),
         operation_labels,
         schema,
-        authenticator: Authenticator::new(issuer),
+        authenticator: Authenticator::new(issuer, access),
         services,
         db,
         redis: redis.map(|(_, manager)| manager),

@@ -206,6 +206,19 @@ impl TestApp {
         decode_global_id(id)
     }
 
+    /// Waits until the hub listens to the bus: its first connection empties the access cache, which a
+    /// test counting statements must not see in the middle of its count.
+    pub async fn wait_for_bus(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !self.hub.state.outbox.bus().is_listening() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hub never listened to its bus"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// POSTs a GraphQL request with an optional bearer token.
     pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> GqlResponse {
         let body = json!({ "query": query, "variables": variables });

@@ -1,45 +1,53 @@
 //! Who is asking: the hub's signing key, partner tokens (JWT, EdDSA) and the resulting [`Principal`].
 
+mod cache;
 pub mod device_tokens;
 pub(crate) mod keys;
 mod principal;
 mod tokens;
 
+pub use cache::{AccessCache, AccessKey, Credential, DEFAULT_TTL as ACCESS_CACHE_TTL};
 pub use keys::{KeyError, SigningKey, generate_secret_file, generate_signing_key_file};
 pub use principal::{Actor, Principal, Role};
 pub use tokens::{MAX_TOKEN_TTL, MintedToken, PartnerClaims, TokenIssuer};
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, EntityTrait};
 
 use crate::error::{ApiError, ApiResult};
 
-/// An authenticated caller and the end of its token's validity.
+/// An authenticated caller, the rows it was authenticated with, and the end of its token's validity.
 #[derive(Debug, Clone)]
 pub struct Session {
     pub principal: Principal,
+    pub credential: Arc<Credential>,
     pub expires_at: DateTime<Utc>,
 }
 
 impl Session {
-    fn new(principal: Principal, exp: i64) -> Self {
+    fn new(principal: Principal, credential: Arc<Credential>, exp: i64) -> Self {
         Self {
             principal,
+            credential,
             expires_at: DateTime::from_timestamp(exp, 0).unwrap_or(DateTime::<Utc>::MIN_UTC),
         }
     }
 }
 
-/// Turns a bearer token into a [`Principal`], checking it against the database on every request so a
-/// removed member or a demoted role takes effect at once.
+/// Turns a bearer token into a [`Principal`]. The token is verified on every request; the member's or
+/// device's rows come from this replica's [`AccessCache`] (see there for how long a removal or a
+/// revocation may take to reach another replica), else from the database.
 #[derive(Clone)]
 pub struct Authenticator {
     issuer: TokenIssuer,
+    access: Arc<AccessCache>,
 }
 
 impl Authenticator {
-    pub fn new(issuer: TokenIssuer) -> Self {
-        Self { issuer }
+    pub fn new(issuer: TokenIssuer, access: Arc<AccessCache>) -> Self {
+        Self { issuer, access }
     }
 
     pub async fn authenticate(
@@ -66,12 +74,16 @@ impl Authenticator {
             tracing::info!(%reason, "token refused");
             ApiError::Unauthenticated
         })?;
-        let found = entities::member::Entity::find_by_id(claims.sub)
-            .find_also_related(entities::organization::Entity)
-            .one(db)
-            .await?;
-        let Some((member, Some(organization))) = found else {
+        let credential = self.member(db, claims.sub).await?;
+        let Some(credential) = credential else {
             tracing::info!(member = %claims.sub, "token refused: member no longer exists");
+            return Err(ApiError::Unauthenticated);
+        };
+        let Credential::Member {
+            member,
+            organization,
+        } = &*credential
+        else {
             return Err(ApiError::Unauthenticated);
         };
         if member.organization_id != claims.org {
@@ -86,7 +98,7 @@ impl Authenticator {
             role: Role::from(claims.role).least(Role::from(member.role)),
             token_id: Some(claims.jti),
         };
-        Ok(Session::new(principal, claims.exp))
+        Ok(Session::new(principal, credential, claims.exp))
     }
 
     /// A device's own token, verified with its registered key; the device must be ACTIVE now, so a
@@ -102,18 +114,23 @@ impl Authenticator {
         };
         let device_id =
             device_tokens::named_device(token).ok_or_else(|| refuse("no device id in kid"))?;
-        let (device, organization) = entities::device::Entity::find_by_id(device_id)
-            .find_also_related(entities::organization::Entity)
-            .one(db)
+        let credential = self
+            .device(db, device_id)
             .await?
             .ok_or_else(|| refuse("unknown device"))?;
+        let Credential::Device {
+            device,
+            organization,
+        } = &*credential
+        else {
+            return Err(refuse("unknown device"));
+        };
         if device.status != entities::device::DeviceStatus::Active {
             return Err(refuse("device revoked"));
         }
         let claims =
             device_tokens::verify(token, device.id, &device.public_key, self.issuer.audience())
                 .map_err(|reason| refuse(&reason))?;
-        let organization = organization.ok_or_else(|| refuse("owner missing"))?;
         let principal = Principal {
             actor: Actor::Device(device.id),
             organization_id: organization.id,
@@ -121,7 +138,59 @@ impl Authenticator {
             role: Role::Device,
             token_id: claims.jti,
         };
-        Ok(Session::new(principal, claims.exp))
+        Ok(Session::new(principal, credential.clone(), claims.exp))
+    }
+
+    /// A member and its organization: from the cache, else one joined SELECT (then cached).
+    async fn member(
+        &self,
+        db: &DatabaseConnection,
+        id: uuid::Uuid,
+    ) -> ApiResult<Option<Arc<Credential>>> {
+        let key = AccessKey::Member(id);
+        if let Some(credential) = self.access.get(key) {
+            return Ok(Some(credential));
+        }
+        let generation = self.access.generation();
+        let found = entities::member::Entity::find_by_id(id)
+            .find_also_related(entities::organization::Entity)
+            .one(db)
+            .await?;
+        let Some((member, Some(organization))) = found else {
+            return Ok(None);
+        };
+        let credential = Arc::new(Credential::Member {
+            member,
+            organization,
+        });
+        self.access.insert(generation, key, credential.clone());
+        Ok(Some(credential))
+    }
+
+    /// A device and its owner: from the cache, else one joined SELECT (then cached, revoked or not).
+    async fn device(
+        &self,
+        db: &DatabaseConnection,
+        id: uuid::Uuid,
+    ) -> ApiResult<Option<Arc<Credential>>> {
+        let key = AccessKey::Device(id);
+        if let Some(credential) = self.access.get(key) {
+            return Ok(Some(credential));
+        }
+        let generation = self.access.generation();
+        let found = entities::device::Entity::find_by_id(id)
+            .find_also_related(entities::organization::Entity)
+            .one(db)
+            .await?;
+        let Some((device, Some(organization))) = found else {
+            return Ok(None);
+        };
+        let credential = Arc::new(Credential::Device {
+            device,
+            organization,
+        });
+        self.access.insert(generation, key, credential.clone());
+        Ok(Some(credential))
     }
 
     pub fn issuer(&self) -> &TokenIssuer {

@@ -9,8 +9,21 @@
 //! - PostgreSQL without Redis: the stamping transaction itself sends `NOTIFY` (delivered at commit);
 //!   every replica listens.
 //! - SQLite (one process): the stamper wakes the feed in-process.
+//!
+//! The same carrier announces access changes (a member removed, a device revoked) to every replica's
+//! [`AccessCache`], on [`ACCESS_REDIS_CHANNEL`] or [`ACCESS_PG_CHANNEL`]. Announcements are best effort
+//! like wake-ups: the cache's TTL bounds what a lost one costs, and every (re)connection of the listener
+//! empties the cache, since announcements may have been missed while it was away.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use crate::auth::{AccessCache, AccessKey};
 
 use futures_util::StreamExt;
 use sea_orm::{DatabaseBackend, DatabaseConnection};
@@ -20,6 +33,10 @@ use tokio::{sync::Notify, task::JoinHandle};
 pub const REDIS_CHANNEL: &str = "ich:events:stamped";
 /// The PostgreSQL NOTIFY channel of stamp wake-ups (without Redis).
 pub const PG_CHANNEL: &str = "ich_events_stamped";
+/// The Redis pub/sub channel of access changes (payload: [`AccessKey::encode`]).
+pub const ACCESS_REDIS_CHANNEL: &str = "ich:access:changed";
+/// The PostgreSQL NOTIFY channel of access changes (without Redis).
+pub const ACCESS_PG_CHANNEL: &str = "ich_access_changed";
 /// A publish that takes longer is abandoned: the readers' timers cover it.
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a lost subscription waits before it tries again.
@@ -43,6 +60,10 @@ pub struct Bus {
     carrier: Carrier,
     /// Woken when this replica, or (through the carrier) any other, stamped positions.
     local: Arc<Notify>,
+    /// This replica's cache of callers' records, which access announcements invalidate.
+    access: Arc<AccessCache>,
+    /// Whether the listener is connected now (always, in-process).
+    listening: Arc<AtomicBool>,
 }
 
 impl Bus {
@@ -50,6 +71,7 @@ impl Bus {
     pub fn new(
         db: &DatabaseConnection,
         redis: Option<(redis::Client, redis::aio::ConnectionManager)>,
+        access: Arc<AccessCache>,
     ) -> Self {
         let carrier = match (redis, db.get_database_backend()) {
             (Some((client, publisher)), _) => Carrier::Redis { client, publisher },
@@ -57,8 +79,10 @@ impl Bus {
             (None, _) => Carrier::InProcess,
         };
         Self {
+            listening: Arc::new(AtomicBool::new(matches!(carrier, Carrier::InProcess))),
             carrier,
             local: Arc::new(Notify::new()),
+            access,
         }
     }
 
@@ -76,6 +100,11 @@ impl Bus {
         matches!(self.carrier, Carrier::Postgres { .. })
     }
 
+    /// Whether announcements and wake-ups from other replicas reach this one now.
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
     /// Woken on every stamp this replica learns of.
     pub fn wake_ups(&self) -> Arc<Notify> {
         self.local.clone()
@@ -86,19 +115,40 @@ impl Bus {
     pub fn stamped(&self) {
         self.local.notify_one();
         if let Carrier::Redis { publisher, .. } = &self.carrier {
-            let mut publisher = publisher.clone();
-            tokio::spawn(async move {
-                let mut command = redis::cmd("PUBLISH");
-                command.arg(REDIS_CHANNEL).arg("");
-                let publish = command.query_async::<i64>(&mut publisher);
-                match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(err)) => {
-                        tracing::debug!(error = %err, "stamp wake-up not published (readers poll)")
+            publish(publisher.clone(), REDIS_CHANNEL, String::new());
+        }
+    }
+
+    /// Called after a change that can take access away committed here: drops the caller's cached
+    /// records in this replica before returning, and announces the change to the others (without
+    /// waiting: their caches' TTL covers an announcement that is lost).
+    pub fn access_changed(&self, key: AccessKey) {
+        self.access.invalidate(key);
+        match &self.carrier {
+            Carrier::InProcess => {}
+            Carrier::Redis { publisher, .. } => {
+                publish(publisher.clone(), ACCESS_REDIS_CHANNEL, key.encode())
+            }
+            Carrier::Postgres { db } => {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let statement = sea_orm::Statement::from_sql_and_values(
+                        DatabaseBackend::Postgres,
+                        "SELECT pg_notify($1, $2)",
+                        [ACCESS_PG_CHANNEL.into(), key.encode().into()],
+                    );
+                    let notify = sea_orm::ConnectionTrait::execute_raw(&db, statement);
+                    match tokio::time::timeout(PUBLISH_TIMEOUT, notify).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(err)) => {
+                            tracing::warn!(error = %err, "access change not announced (other replicas' caches expire)")
+                        }
+                        Err(_) => tracing::warn!(
+                            "access change announcement timed out (other replicas' caches expire)"
+                        ),
                     }
-                    Err(_) => tracing::debug!("stamp wake-up publish timed out (readers poll)"),
-                }
-            });
+                });
+            }
         }
     }
 
@@ -106,11 +156,15 @@ impl Bus {
     /// drops. Every (re)connection also wakes the feed, to read what was missed meanwhile.
     pub fn spawn_listener(&self) -> Option<JoinHandle<()>> {
         let local = self.local.clone();
+        let access = self.access.clone();
+        let listening = self.listening.clone();
         match self.carrier.clone() {
             Carrier::InProcess => None,
             Carrier::Redis { client, .. } => Some(tokio::spawn(async move {
                 loop {
-                    match listen_redis(&client, &local).await {
+                    let outcome = listen_redis(&client, &local, &access, &listening).await;
+                    listening.store(false, Ordering::Release);
+                    match outcome {
                         Ok(()) => tracing::warn!("Redis wake-up subscription ended; reconnecting"),
                         Err(err) => {
                             tracing::warn!(error = %err, "Redis wake-up subscription failed; readers poll until it is back")
@@ -121,7 +175,9 @@ impl Bus {
             })),
             Carrier::Postgres { db } => Some(tokio::spawn(async move {
                 loop {
-                    if let Err(err) = listen_postgres(&db, &local).await {
+                    let outcome = listen_postgres(&db, &local, &access, &listening).await;
+                    listening.store(false, Ordering::Release);
+                    if let Err(err) = outcome {
                         tracing::warn!(error = %err, "PostgreSQL LISTEN failed; readers poll until it is back");
                     }
                     tokio::time::sleep(RECONNECT_DELAY).await;
@@ -131,14 +187,51 @@ impl Bus {
     }
 }
 
-async fn listen_redis(client: &redis::Client, local: &Notify) -> redis::RedisResult<()> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(REDIS_CHANNEL).await?;
-    tracing::info!("listening for stamp wake-ups on Redis");
+/// Publishes on its own task with a deadline: a writer never waits on Redis.
+fn publish(mut publisher: redis::aio::ConnectionManager, channel: &'static str, payload: String) {
+    tokio::spawn(async move {
+        let mut command = redis::cmd("PUBLISH");
+        command.arg(channel).arg(payload);
+        let publish = command.query_async::<i64>(&mut publisher);
+        match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, channel, "not published (readers poll, caches expire)")
+            }
+            Err(_) => tracing::debug!(channel, "publish timed out (readers poll, caches expire)"),
+        }
+    });
+}
+
+/// What a (re)connected listener does first: announcements may have been missed while it was away.
+fn caught_up(local: &Notify, access: &AccessCache, listening: &AtomicBool) {
+    access.clear();
+    listening.store(true, Ordering::Release);
     local.notify_one();
+}
+
+async fn listen_redis(
+    client: &redis::Client,
+    local: &Notify,
+    access: &AccessCache,
+    listening: &AtomicBool,
+) -> redis::RedisResult<()> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub
+        .subscribe(&[REDIS_CHANNEL, ACCESS_REDIS_CHANNEL])
+        .await?;
+    tracing::info!("listening for stamp wake-ups and access changes on Redis");
+    caught_up(local, access, listening);
     let mut messages = pubsub.on_message();
-    while messages.next().await.is_some() {
-        local.notify_one();
+    while let Some(message) = messages.next().await {
+        if message.get_channel_name() == ACCESS_REDIS_CHANNEL {
+            match message.get_payload::<String>() {
+                Ok(payload) => access.apply(&payload),
+                Err(_) => access.clear(),
+            }
+        } else {
+            local.notify_one();
+        }
     }
     Ok(())
 }
@@ -146,15 +239,26 @@ async fn listen_redis(client: &redis::Client, local: &Notify) -> redis::RedisRes
 async fn listen_postgres(
     db: &DatabaseConnection,
     local: &Notify,
+    access: &AccessCache,
+    listening: &AtomicBool,
 ) -> Result<(), sea_orm::sqlx::Error> {
     let pool = db.get_postgres_connection_pool();
     let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
-    listener.listen(PG_CHANNEL).await?;
-    tracing::info!("listening for stamp wake-ups with LISTEN");
-    local.notify_one();
+    listener.listen_all([PG_CHANNEL, ACCESS_PG_CHANNEL]).await?;
+    tracing::info!("listening for stamp wake-ups and access changes with LISTEN");
+    caught_up(local, access, listening);
     loop {
-        // `recv` reconnects by itself after a dropped connection; wake the feed either way.
-        listener.recv().await?;
-        local.notify_one();
+        // `None`: the connection was lost (it reconnects on the next call), and with it whatever was
+        // sent meanwhile.
+        match listener.try_recv().await? {
+            Some(notification) if notification.channel() == ACCESS_PG_CHANNEL => {
+                access.apply(notification.payload())
+            }
+            Some(_) => local.notify_one(),
+            None => {
+                listening.store(false, Ordering::Release);
+                caught_up(local, access, listening)
+            }
+        }
     }
 }

@@ -165,7 +165,10 @@ async fn authenticate_and_run(
         tracing::info!("request refused: more than one Authorization header");
         ApiError::Unauthenticated
     })?;
-    let principal = state.authenticator.authenticate(&state.db, bearer).await?;
+    let session = state
+        .authenticator
+        .authenticate_session(&state.db, bearer)
+        .await?;
     *label = UNPARSED_LABEL.to_owned();
     let (mut request, checked) = parse_and_bound(request, &state.config.limits).await?;
     let operation_name = request.operation_name.clone();
@@ -189,11 +192,10 @@ async fn authenticate_and_run(
     }
     Ok(state
         .schema
-        .execute(crate::graphql::with_caller(
-            request,
-            &state.services,
-            principal,
-        ))
+        .execute(
+            crate::graphql::with_caller(request, &state.services, session.principal)
+                .data(session.credential),
+        )
         .await)
 }
 

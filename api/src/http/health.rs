@@ -17,7 +17,9 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the database (and Redis, when configured) answer.
+/// Readiness: the database (and Redis, when configured) answer. `listening` says whether other
+/// replicas' wake-ups and access announcements reach this one now; without it the replica still
+/// serves, with feed polling and cache expiry as the bounds, so it does not make the replica unready.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = crate::db::ping(&state.db).await;
     let redis = match &state.redis {
@@ -41,7 +43,12 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     };
     (
         status,
-        Json(json!({ "ready": ready, "database": database, "redis": redis })),
+        Json(json!({
+            "ready": ready,
+            "database": database,
+            "redis": redis,
+            "listening": state.outbox.bus().is_listening(),
+        })),
     )
 }
 

@@ -110,7 +110,11 @@ impl IdentityQuery {
         let principal = ctx.principal()?;
         let whoami = ctx
             .data_unchecked::<IdentityService>()
-            .whoami(principal)
+            .whoami(
+                principal,
+                ctx.data_opt::<std::sync::Arc<crate::auth::Credential>>()
+                    .map(|credential| &**credential),
+            )
             .await?;
         Ok(Viewer(whoami))
     }

@@ -13,6 +13,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::auth::{AccessKey, Credential};
 use crate::{
     auth::{MintedToken, Principal, TokenIssuer},
     db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
@@ -37,16 +38,48 @@ pub struct Whoami {
 pub struct IdentityService {
     db: DatabaseConnection,
     issuer: TokenIssuer,
+    /// Announces removals to every replica's access cache.
+    bus: crate::events::Bus,
 }
 
 impl IdentityService {
-    pub fn new(db: DatabaseConnection, issuer: TokenIssuer) -> Self {
-        Self { db, issuer }
+    pub fn new(db: DatabaseConnection, issuer: TokenIssuer, bus: crate::events::Bus) -> Self {
+        Self { db, issuer, bus }
     }
 
-    /// Who the caller is: its member record or device, and its organization.
-    pub async fn whoami(&self, principal: &Principal) -> ApiResult<Whoami> {
+    /// Who the caller is: its member record or device, and its organization. `credential` is what
+    /// authentication loaded for this request; given, nothing is read again.
+    pub async fn whoami(
+        &self,
+        principal: &Principal,
+        credential: Option<&Credential>,
+    ) -> ApiResult<Whoami> {
         authorize(principal, Action::ReadSelf)?;
+        match credential {
+            Some(Credential::Member {
+                member,
+                organization,
+            }) if principal.member_id() == Some(member.id) => {
+                return Ok(Whoami {
+                    member: Some(member.clone()),
+                    device: None,
+                    organization: organization.clone(),
+                    role: principal.role,
+                });
+            }
+            Some(Credential::Device {
+                device,
+                organization,
+            }) if principal.device_id() == Some(device.id) => {
+                return Ok(Whoami {
+                    member: None,
+                    device: Some(device.clone()),
+                    organization: organization.clone(),
+                    role: principal.role,
+                });
+            }
+            _ => {}
+        }
         let member = match principal.member_id() {
             Some(id) => Some(self.own_member(principal, id).await?),
             None => None,
@@ -210,7 +243,10 @@ impl IdentityService {
                 Ok(id)
             })
         })
-        .await
+        .await?;
+        // After the commit: a request that read the member before it is not cached again.
+        self.bus.access_changed(AccessKey::Member(id));
+        Ok(id)
     }
 
     /// Mints a token for a member of the caller's own organization.

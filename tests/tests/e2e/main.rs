@@ -1,5 +1,6 @@
 //! End-to-end tests of the hub over HTTP. One test binary (modules below) keeps link time down.
 
+mod access_cache;
 mod analytics;
 mod audit;
 mod binary;

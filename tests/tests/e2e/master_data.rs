@@ -733,7 +733,8 @@ async fn bad_input_changes_nothing(backend: Backend) {
 on_both_backends!(bad_input, bad_input_changes_nothing);
 
 async fn nested_suppliers_load_in_bounded_statements(backend: Backend) {
-    let app = TestApp::start(backend).await;
+    // Callers' records stay cached for the whole test, so authentication costs nothing below.
+    let app = TestApp::start_with(backend, |config| config.access_cache_ms = 60_000).await;
     let admin = app.token(app.retailer_id, Role::Admin).await;
     let mut suppliers = Vec::new();
     for i in 0..5 {
@@ -750,26 +751,36 @@ async fn nested_suppliers_load_in_bounded_statements(backend: Backend) {
             .data("/createProduct");
     }
     let query = "query($n: Int) { products(first: $n) { totalCount edges { node { sku supplier { name } owner { name } } } } }";
+    app.wait_for_bus().await;
+    app.graphql(Some(&admin), "{ me { role } }", json!({}))
+        .await
+        .data("/me/role");
     let mut counts = Vec::new();
     for size in [5, 50, 100] {
-        let before = app.hub.state.db_statements();
-        let page = app.graphql(Some(&admin), query, json!({ "n": size })).await;
-        counts.push(app.hub.state.db_statements() - before);
-        assert_eq!(
-            page.data("/products/edges").as_array().map(Vec::len),
-            Some(size)
-        );
-        assert!(
-            page.data("/products/edges/0/node/supplier/name")
-                .as_str()
-                .is_some_and(|n| n.starts_with("Supplier"))
-        );
+        // The hub's background work (audit links, key refresh) may run statements during a request:
+        // the least of three is the request's own cost.
+        let mut least = u64::MAX;
+        for _ in 0..3 {
+            let before = app.hub.state.db_statements();
+            let page = app.graphql(Some(&admin), query, json!({ "n": size })).await;
+            least = least.min(app.hub.state.db_statements() - before);
+            assert_eq!(
+                page.data("/products/edges").as_array().map(Vec::len),
+                Some(size)
+            );
+            assert!(
+                page.data("/products/edges/0/node/supplier/name")
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("Supplier"))
+            );
+        }
+        counts.push(least);
     }
-    // Authentication (1), count (1), page (1), the page's suppliers and owners (1): the same for every
-    // page size, where one query per row would take 50 or 100.
+    // Count (1), page (1), the page's suppliers and owners (1), authentication from the cache (0): the
+    // same for every page size, where one query per row would take 50 or 100.
     assert_eq!(
         counts,
-        [4, 4, 4],
+        [3, 3, 3],
         "statements per page of 5, 50 and 100 products with suppliers"
     );
     app.stop().await;

@@ -10,6 +10,8 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::auth::AccessKey;
+
 use super::{
     Direction, MasterDataService, NAME_MAX, find_visible, require, versioned_update, visible_rows,
 };
@@ -133,7 +135,12 @@ impl MasterDataService {
             self.own_location(principal, location).await?;
             changes.location_id = Set(location);
         }
-        versioned_update::<device::Entity>(&self.db, principal, id, version, changes, need).await
+        let device =
+            versioned_update::<device::Entity>(&self.db, principal, id, version, changes, need)
+                .await?;
+        // Cached copies (served by `me`) would show the old name or location.
+        self.bus.access_changed(AccessKey::Device(id));
+        Ok(device)
     }
 
     /// Revokes a device: its tokens stop working at once (the status is checked on every request).
@@ -149,7 +156,12 @@ impl MasterDataService {
             ..Default::default()
         };
         let need = device_change_need(DeviceChange::Revoke);
-        versioned_update::<device::Entity>(&self.db, principal, id, version, changes, need).await
+        let device =
+            versioned_update::<device::Entity>(&self.db, principal, id, version, changes, need)
+                .await?;
+        // After the commit: this replica refuses the device from its next request on.
+        self.bus.access_changed(AccessKey::Device(id));
+        Ok(device)
     }
 
     /// Devices stand at their owner's own locations.

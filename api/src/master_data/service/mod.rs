@@ -50,11 +50,17 @@ pub struct MasterDataService {
     db: DatabaseConnection,
     /// Seals and opens customers' contact fields.
     vault: crate::crypto::Vault,
+    /// Announces device changes to every replica's access cache.
+    bus: crate::events::Bus,
 }
 
 impl MasterDataService {
-    pub fn new(db: DatabaseConnection, vault: crate::crypto::Vault) -> Self {
-        Self { db, vault }
+    pub fn new(
+        db: DatabaseConnection,
+        vault: crate::crypto::Vault,
+        bus: crate::events::Bus,
+    ) -> Self {
+        Self { db, vault, bus }
     }
 
     /// Inserts a new row of `E` once per idempotency key and returns it as the caller sees it.
