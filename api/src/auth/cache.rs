@@ -74,6 +74,13 @@ pub enum Credential {
     },
 }
 
+/// Where a reader stood before its SELECT (see [`AccessCache::insert`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadTicket {
+    generation: u64,
+    started: Instant,
+}
+
 struct Entry {
     credential: Arc<Credential>,
     loaded_at: Instant,
@@ -113,20 +120,25 @@ impl AccessCache {
         (entry.loaded_at.elapsed() < self.ttl).then(|| entry.credential.clone())
     }
 
-    /// Where a reader stands before it reads the database; pass it to [`Self::insert`].
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    /// Taken before a reader reads the database; pass it to [`Self::insert`].
+    pub fn begin_read(&self) -> ReadTicket {
+        ReadTicket {
+            generation: self.generation.load(Ordering::Acquire),
+            started: Instant::now(),
+        }
     }
 
-    /// Stores what was read, unless an invalidation happened since `generation` was taken.
-    pub fn insert(&self, generation: u64, key: AccessKey, credential: Arc<Credential>) {
-        if self.ttl.is_zero() {
-            return;
-        }
+    /// Stores what was read, unless an invalidation happened since the ticket was taken: then the
+    /// row may predate a change, and `false` tells the reader to read again. The entry's age counts
+    /// from the start of the read, so no row is served longer than the TTL after it was read.
+    pub fn insert(&self, ticket: ReadTicket, key: AccessKey, credential: Arc<Credential>) -> bool {
         let mut entries = self.lock();
         // Checked under the lock that invalidations take, so none can slip in between.
-        if self.generation.load(Ordering::Acquire) != generation {
-            return;
+        if self.generation.load(Ordering::Acquire) != ticket.generation {
+            return false;
+        }
+        if self.ttl.is_zero() {
+            return true;
         }
         if entries.len() >= MAX_ENTRIES {
             let ttl = self.ttl;
@@ -139,9 +151,10 @@ impl AccessCache {
             key,
             Entry {
                 credential,
-                loaded_at: Instant::now(),
+                loaded_at: ticket.started,
             },
         );
+        true
     }
 
     /// Drops `key`: its next request reads the database.

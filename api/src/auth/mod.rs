@@ -147,24 +147,20 @@ impl Authenticator {
         db: &DatabaseConnection,
         id: uuid::Uuid,
     ) -> ApiResult<Option<Arc<Credential>>> {
-        let key = AccessKey::Member(id);
-        if let Some(credential) = self.access.get(key) {
-            return Ok(Some(credential));
-        }
-        let generation = self.access.generation();
-        let found = entities::member::Entity::find_by_id(id)
-            .find_also_related(entities::organization::Entity)
-            .one(db)
-            .await?;
-        let Some((member, Some(organization))) = found else {
-            return Ok(None);
-        };
-        let credential = Arc::new(Credential::Member {
-            member,
-            organization,
-        });
-        self.access.insert(generation, key, credential.clone());
-        Ok(Some(credential))
+        self.cached(AccessKey::Member(id), || async move {
+            let found = entities::member::Entity::find_by_id(id)
+                .find_also_related(entities::organization::Entity)
+                .one(db)
+                .await?;
+            Ok(match found {
+                Some((member, Some(organization))) => Some(Credential::Member {
+                    member,
+                    organization,
+                }),
+                _ => None,
+            })
+        })
+        .await
     }
 
     /// A device and its owner: from the cache, else one joined SELECT (then cached, revoked or not).
@@ -173,24 +169,45 @@ impl Authenticator {
         db: &DatabaseConnection,
         id: uuid::Uuid,
     ) -> ApiResult<Option<Arc<Credential>>> {
-        let key = AccessKey::Device(id);
+        self.cached(AccessKey::Device(id), || async move {
+            let found = entities::device::Entity::find_by_id(id)
+                .find_also_related(entities::organization::Entity)
+                .one(db)
+                .await?;
+            Ok(match found {
+                Some((device, Some(organization))) => Some(Credential::Device {
+                    device,
+                    organization,
+                }),
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    /// The cached credential for `key`, else what `read` finds (cached unless it overlapped a change).
+    async fn cached<F, Fut>(&self, key: AccessKey, read: F) -> ApiResult<Option<Arc<Credential>>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = ApiResult<Option<Credential>>>,
+    {
         if let Some(credential) = self.access.get(key) {
             return Ok(Some(credential));
         }
-        let generation = self.access.generation();
-        let found = entities::device::Entity::find_by_id(id)
-            .find_also_related(entities::organization::Entity)
-            .one(db)
-            .await?;
-        let Some((device, Some(organization))) = found else {
+        let ticket = self.access.begin_read();
+        let Some(first) = read().await?.map(Arc::new) else {
             return Ok(None);
         };
-        let credential = Arc::new(Credential::Device {
-            device,
-            organization,
-        });
-        self.access.insert(generation, key, credential.clone());
-        Ok(Some(credential))
+        if self.access.insert(ticket, key, first.clone()) {
+            return Ok(Some(first));
+        }
+        // A change committed during that read may have made it stale; this read starts after it.
+        let ticket = self.access.begin_read();
+        let second = read().await?.map(Arc::new);
+        if let Some(credential) = &second {
+            self.access.insert(ticket, key, credential.clone());
+        }
+        Ok(second)
     }
 
     pub fn issuer(&self) -> &TokenIssuer {

@@ -130,8 +130,12 @@ impl Bus {
                 publish(publisher.clone(), ACCESS_REDIS_CHANNEL, key.encode())
             }
             Carrier::Postgres { db } => {
+                // Also called from `Drop` (see [`AnnounceOnDrop`]): never panic outside a runtime.
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return;
+                };
                 let db = db.clone();
-                tokio::spawn(async move {
+                runtime.spawn(async move {
                     let statement = sea_orm::Statement::from_sql_and_values(
                         DatabaseBackend::Postgres,
                         "SELECT pg_notify($1, $2)",
@@ -149,6 +153,17 @@ impl Bus {
                     }
                 });
             }
+        }
+    }
+
+    /// A guard that calls [`Self::access_changed`] when dropped. Take it before the transaction that
+    /// changes access: however the function ends (answered, failed after the commit, or cancelled by
+    /// the request's deadline), the change is announced; an extra announcement costs a cache miss, a
+    /// missing one could leave a removed caller in for the cache's TTL.
+    pub fn announce_on_drop(&self, key: AccessKey) -> AnnounceOnDrop {
+        AnnounceOnDrop {
+            bus: self.clone(),
+            key,
         }
     }
 
@@ -187,9 +202,25 @@ impl Bus {
     }
 }
 
+/// See [`Bus::announce_on_drop`].
+#[must_use = "the announcement is made when the guard is dropped"]
+pub struct AnnounceOnDrop {
+    bus: Bus,
+    key: AccessKey,
+}
+
+impl Drop for AnnounceOnDrop {
+    fn drop(&mut self) {
+        self.bus.access_changed(self.key);
+    }
+}
+
 /// Publishes on its own task with a deadline: a writer never waits on Redis.
 fn publish(mut publisher: redis::aio::ConnectionManager, channel: &'static str, payload: String) {
-    tokio::spawn(async move {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
         let mut command = redis::cmd("PUBLISH");
         command.arg(channel).arg(payload);
         let publish = command.query_async::<i64>(&mut publisher);

@@ -214,6 +214,8 @@ impl IdentityService {
     pub async fn remove_member(&self, principal: &Principal, id: Uuid) -> ApiResult<Uuid> {
         authorize(principal, Action::ManageMembers)?;
         let organization_id = principal.organization_id;
+        // Announced after the commit, or after a failure or cancellation that may follow it.
+        let _announce = self.bus.announce_on_drop(AccessKey::Member(id));
         write_transaction(&self.db, |txn| {
             Box::pin(async move {
                 // Removals in one organization take turns on its row (SQLite: one writer), so two
@@ -244,8 +246,6 @@ impl IdentityService {
             })
         })
         .await?;
-        // After the commit: a request that read the member before it is not cached again.
-        self.bus.access_changed(AccessKey::Member(id));
         Ok(id)
     }
 

@@ -135,12 +135,9 @@ impl MasterDataService {
             self.own_location(principal, location).await?;
             changes.location_id = Set(location);
         }
-        let device =
-            versioned_update::<device::Entity>(&self.db, principal, id, version, changes, need)
-                .await?;
         // Cached copies (served by `me`) would show the old name or location.
-        self.bus.access_changed(AccessKey::Device(id));
-        Ok(device)
+        let _announce = self.bus.announce_on_drop(AccessKey::Device(id));
+        versioned_update::<device::Entity>(&self.db, principal, id, version, changes, need).await
     }
 
     /// Revokes a device: its tokens stop working at once (the status is checked on every request).
@@ -156,12 +153,10 @@ impl MasterDataService {
             ..Default::default()
         };
         let need = device_change_need(DeviceChange::Revoke);
-        let device =
-            versioned_update::<device::Entity>(&self.db, principal, id, version, changes, need)
-                .await?;
-        // After the commit: this replica refuses the device from its next request on.
-        self.bus.access_changed(AccessKey::Device(id));
-        Ok(device)
+        // Announced when this function ends, however it ends: after the commit, this replica refuses
+        // the device from its next request on.
+        let _announce = self.bus.announce_on_drop(AccessKey::Device(id));
+        versioned_update::<device::Entity>(&self.db, principal, id, version, changes, need).await
     }
 
     /// Devices stand at their owner's own locations.
