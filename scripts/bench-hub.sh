@@ -1,7 +1,9 @@
 # Sourced by the benchmark scripts: a fresh PostgreSQL database and a release `hub` on it with generated
 # keys, all removed when the script exits. Set before sourcing: `bench_name` (the database name's stem)
 # and `bench_port`; extra hub settings as exported HUB_* variables. Afterwards: `listen` (host:port),
-# `database_url`, `admin_url`, `work` (a private directory) and `$work/admin.token` (the retailer ADMIN's).
+# `database_url`, `admin_url`, `work` (a private directory), `$work/admin.token` (the retailer ADMIN's),
+# `hub_pid`, and HUB_METRICS_TOKEN exported (hub-bench reads it to report statements per operation).
+# HUB_BIN serves another build of the hub (e.g. an earlier commit's, to compare in one run).
 
 admin_url="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 database="${bench_name}_$$"
@@ -29,7 +31,8 @@ target/release/hub keygen --secret --out "$work/master.key" >/dev/null
 export HUB_MASTER_KEY_FILE="$work/master.key"
 target/release/hub keygen --secret --out "$work/audit.key" >/dev/null
 export HUB_AUDIT_KEY_FILE="$work/audit.key"
-target/release/hub serve --listen "$listen" >"$work/hub.log" 2>&1 &
+export HUB_METRICS_TOKEN="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+"${HUB_BIN:-target/release/hub}" serve --listen "$listen" >"$work/hub.log" 2>&1 &
 hub_pid=$!
 for _ in $(seq 100); do
     curl -fs "http://${listen}/readyz" >/dev/null 2>&1 && break

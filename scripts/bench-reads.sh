@@ -16,5 +16,5 @@ cargo build --release -q --bin hub --bin hub-bench
 bench_name=hub_bench_reads bench_port=18081
 source scripts/bench-hub.sh
 
-target/release/hub-bench --url "http://${listen}" --token-file "$work/admin.token" \
+target/release/hub-bench --url "http://${listen}" --token-file "$work/admin.token" --hub-pid "$hub_pid" \
     --scenario products-page,customers-page --clients "$clients" --duration "$duration"

@@ -1,26 +1,32 @@
 //! Idempotency keys for create mutations, stored in the database so every replica honours them.
 //!
 //! A keyed request runs in one write transaction that first takes a lock on its key (a PostgreSQL
-//! transaction-scoped advisory lock; SQLite's single writer serializes anyway), then looks the key up:
-//! a stored outcome is returned again (same input) or refused (IDEMPOTENCY_MISMATCH); otherwise the work
-//! runs and the key is stored with its outcome in the same transaction. A duplicate arriving while the
-//! first holds the lock gets a retryable CONFLICT. A request that dies mid-way rolls back with its lock,
-//! so a retry runs afresh at once: no half-claimed keys are ever left behind.
+//! transaction-scoped advisory lock; SQLite's single writer serializes anyway) and claims the key's
+//! row, in flight, in the same statement. A key seen before is looked up: a stored outcome is returned
+//! again (same input) or refused (IDEMPOTENCY_MISMATCH); an expired one is claimed afresh. The work
+//! then runs, and the key's row gets its outcome in the same transaction. A duplicate arriving while
+//! the first holds the lock gets a retryable CONFLICT. A request that dies mid-way rolls back with its
+//! lock and its claim, so a retry runs afresh at once: no half-claimed keys are ever left behind.
 
 use std::{future::Future, pin::Pin, time::Duration};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entities::idempotency_record as record;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, Statement,
+    sea_query::{Expr, ExprTrait, OnConflict, Query},
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{
-    db::{begin_write, write_transaction},
+    db::{
+        begin_write, write_transaction,
+        writes::{WriteId, Writes},
+    },
     error::{ApiError, ApiResult},
 };
 
@@ -107,32 +113,110 @@ impl IdempotencyKey {
 pub enum Claim {
     /// An earlier request with this key and input produced this id.
     Replay(Uuid),
-    /// Go ahead inside this transaction, then [`complete`] and commit it.
-    Fresh(DatabaseTransaction),
+    /// Go ahead inside this transaction (its database time given), then stage the completion
+    /// ([`stage_completion`]) and commit.
+    Fresh(DatabaseTransaction, DateTime<Utc>),
 }
 
 /// Opens the keyed transaction: replay, mismatch, in progress, or fresh.
+///
+/// The key's row is claimed first, in flight (no result yet), so the claim, the lock and the
+/// transaction's clock are one statement on PostgreSQL: the try-lock, an insert that does nothing when
+/// the key has a row, and `now()`. Only a key seen before needs a second read.
 pub async fn claim(db: &DatabaseConnection, key: &IdempotencyKey) -> ApiResult<Claim> {
     let txn = begin_write(db).await?;
-    if !crate::db::try_advisory_xact_lock(&txn, key.lock_id()).await? {
-        txn.rollback().await?;
-        return Err(ApiError::InProgress);
+    let claimed = claim_in(&txn, key).await;
+    if let Ok(Claimed::Fresh(now)) = claimed {
+        return Ok(Claim::Fresh(txn, now));
     }
+    if let Err(rollback) = txn.rollback().await {
+        tracing::warn!(error = %rollback, "rollback failed; the connection discards the transaction");
+    }
+    match claimed? {
+        Claimed::Replay(id) => Ok(Claim::Replay(id)),
+        Claimed::Busy | Claimed::Fresh(_) => Err(ApiError::InProgress),
+    }
+}
+
+/// What the claim found.
+enum Claimed {
+    /// The key is this transaction's (new, or expired and claimed again), at this database time.
+    Fresh(DateTime<Utc>),
+    /// Another transaction holds the key.
+    Busy,
+    Replay(Uuid),
+}
+
+async fn claim_in(txn: &DatabaseTransaction, key: &IdempotencyKey) -> ApiResult<Claimed> {
+    let backend = txn.get_database_backend();
+    let now = if backend == DbBackend::Postgres {
+        let row = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    r#"WITH "lock" AS (SELECT pg_try_advisory_xact_lock($1) AS "locked"),
+                    "claimed" AS (
+                        INSERT INTO "idempotency_record"
+                            ("scope_id", "operation", "key", "fingerprint", "result", "created_at", "expires_at")
+                        SELECT $2, $3, $4, $5, NULL, now(), now() + make_interval(secs => $6)
+                        FROM "lock" WHERE "locked"
+                        ON CONFLICT ("scope_id", "operation", "key") DO NOTHING
+                        RETURNING 1)
+                    SELECT "locked", EXISTS (SELECT 1 FROM "claimed") AS "fresh", {} AS "now" FROM "lock""#,
+                    crate::db::NOW_TEXT_PG
+                ),
+                [
+                    key.lock_id().into(),
+                    key.scope.into(),
+                    key.operation.into(),
+                    key.key.clone().into(),
+                    key.fingerprint.clone().into(),
+                    (RETENTION.as_secs() as f64).into(),
+                ],
+            ))
+            .await?
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the claim returned no row")))?;
+        if !row.try_get::<bool>("", "locked")? {
+            return Ok(Claimed::Busy);
+        }
+        let now = crate::db::parse_now(&row.try_get::<String>("", "now")?)?;
+        if row.try_get::<bool>("", "fresh")? {
+            return Ok(Claimed::Fresh(now));
+        }
+        now
+    } else {
+        // SQLite: one writer at a time already, and a statement costs no round trip.
+        let now = crate::db::database_now(txn).await?;
+        let inserted = record::Entity::insert(in_flight(key, now))
+            .on_conflict(
+                OnConflict::columns([
+                    record::Column::ScopeId,
+                    record::Column::Operation,
+                    record::Column::Key,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+        if inserted == 1 {
+            return Ok(Claimed::Fresh(now));
+        }
+        now
+    };
+    // Seen before. Nobody else holds the key, so its row is finished (a row in flight is only ever
+    // seen by the transaction that holds the key).
     let existing = record::Entity::find()
         .filter(primary_key(key))
-        .one(&txn)
-        .await?;
-    let Some(existing) = existing else {
-        return Ok(Claim::Fresh(txn));
-    };
-    if existing.expires_at < Utc::now() {
-        record::Entity::delete_many()
-            .filter(primary_key(key))
-            .exec(&txn)
+        .one(txn)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the claimed key has no row")))?;
+    if existing.expires_at < now {
+        record::Entity::update(in_flight(key, now))
+            .exec(txn)
             .await?;
-        return Ok(Claim::Fresh(txn));
+        return Ok(Claimed::Fresh(now));
     }
-    txn.rollback().await?;
     if !key.matches(&existing.fingerprint) {
         return Err(ApiError::IdempotencyMismatch);
     }
@@ -142,26 +226,36 @@ pub async fn claim(db: &DatabaseConnection, key: &IdempotencyKey) -> ApiResult<C
         .and_then(|value| value.get("id"))
         .and_then(|id| id.as_str())
         .and_then(|id| Uuid::parse_str(id).ok())
-        .map(Claim::Replay)
+        .map(Claimed::Replay)
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("idempotency record without an outcome")))
 }
 
-/// Stores the key with its outcome, inside the keyed transaction.
-pub async fn complete(txn: &DatabaseTransaction, key: &IdempotencyKey, id: Uuid) -> ApiResult<()> {
-    let now = Utc::now();
-    record::Entity::insert(record::ActiveModel {
+/// The key's row while its first request is in flight.
+fn in_flight(key: &IdempotencyKey, now: DateTime<Utc>) -> record::ActiveModel {
+    record::ActiveModel {
         scope_id: Set(key.scope),
         operation: Set(key.operation.to_owned()),
         key: Set(key.key.clone()),
         fingerprint: Set(key.fingerprint.clone()),
-        result: Set(Some(serde_json::json!({ "id": id }))),
+        result: Set(None),
         created_at: Set(now),
         expires_at: Set(now
             + chrono::Duration::from_std(RETENTION).unwrap_or_else(|_| chrono::Duration::days(1))),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    Ok(())
+    }
+}
+
+/// Adds the key's outcome to the keyed transaction's last step; the step must write exactly one
+/// row for it (`Written::rows`).
+pub fn stage_completion(writes: &mut Writes, key: &IdempotencyKey, id: Uuid) -> WriteId {
+    writes.update(
+        Query::update()
+            .table(record::Entity)
+            .value(record::Column::Result, serde_json::json!({ "id": id }))
+            .and_where(Expr::col(record::Column::ScopeId).eq(key.scope))
+            .and_where(Expr::col(record::Column::Operation).eq(key.operation))
+            .and_where(Expr::col(record::Column::Key).eq(key.key.clone()))
+            .to_owned(),
+    )
 }
 
 /// What a keyed run produced: the work's own value, or the id an earlier run with the same key and
@@ -191,20 +285,50 @@ where
     let Some(key) = key else {
         return write_transaction(db, work).await.map(Once::Ran);
     };
-    let txn = match claim(db, key).await? {
+    run_once_staged(db, key, recorded, move |txn, _now| {
+        Box::pin(async move { work(txn).await.map(|value| (value, Writes::new())) })
+    })
+    .await
+}
+
+/// [`run_once_with`] for work that sends its last writes together: `work` gets the keyed transaction
+/// and its database time and returns its value with the writes it staged; the key's outcome and the
+/// mutation's audit entry join them, and all go in one step before the commit.
+pub async fn run_once_staged<T, F>(
+    db: &DatabaseConnection,
+    key: &IdempotencyKey,
+    recorded: fn(&T) -> Uuid,
+    work: F,
+) -> ApiResult<Once<T>>
+where
+    T: Send,
+    F: for<'c> FnOnce(
+            &'c DatabaseTransaction,
+            DateTime<Utc>,
+        ) -> Pin<Box<dyn Future<Output = ApiResult<(T, Writes)>> + Send + 'c>>
+        + Send
+        + 'static,
+{
+    let (txn, now) = match claim(db, key).await? {
         Claim::Replay(id) => {
             crate::audit::scope::replayed();
             return Ok(Once::Replayed(id));
         }
-        Claim::Fresh(txn) => txn,
+        Claim::Fresh(txn, now) => (txn, now),
     };
-    let outcome = match work(&txn).await {
-        Ok(value) => match complete(&txn, key, recorded(&value)).await {
-            Ok(()) => crate::audit::scope::append_in(&txn).await.map(|()| value),
-            Err(err) => Err(err),
-        },
-        Err(err) => Err(err),
-    };
+    let outcome = async {
+        let (value, mut writes) = work(&txn, now).await?;
+        let completion = stage_completion(&mut writes, key, recorded(&value));
+        crate::audit::scope::stage_entry(&mut writes, now)?;
+        let written = writes.run(&txn).await?;
+        if written.rows(completion) != 1 {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "the idempotency key's row was not completed"
+            )));
+        }
+        Ok(value)
+    }
+    .await;
     match outcome {
         Ok(value) => {
             txn.commit().await?;
@@ -212,6 +336,7 @@ where
             Ok(Once::Ran(value))
         }
         Err(err) => {
+            crate::audit::scope::not_appended();
             if let Err(rollback) = txn.rollback().await {
                 tracing::warn!(error = %rollback, "rollback failed; the connection discards the transaction");
             }

@@ -9,6 +9,7 @@
 mod clearing;
 mod client;
 mod payments;
+mod probe;
 mod report;
 mod scenarios;
 mod subscriptions;
@@ -50,6 +51,14 @@ struct Args {
     /// Requests per client before measuring starts (connection set-up, caches).
     #[arg(long, default_value_t = 10)]
     warmup: u64,
+    /// The hub's `/metrics` bearer token (its HUB_METRICS_TOKEN): each scenario then reports the
+    /// database statements the hub sent per operation.
+    #[arg(long, env = "HUB_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// The hub's process id, on this machine: each scenario then reports the hub's CPU time per
+    /// operation.
+    #[arg(long)]
+    hub_pid: Option<u32>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -166,6 +175,13 @@ async fn main() -> anyhow::Result<()> {
         Some(n) => Budget::Requests(n),
         None => Budget::Duration(args.duration),
     };
+    let probe = probe::Probe::new(&args.url, args.metrics_token.clone(), args.hub_pid)?;
+    let load = scenarios::Load {
+        clients: args.clients,
+        warmup: args.warmup,
+        budget,
+        probe: &probe,
+    };
     let mut reports: Vec<Report> = Vec::new();
     let mut ceiling = None;
     // Seeded once, for the scenarios that pay or settle.
@@ -247,13 +263,9 @@ async fn main() -> anyhow::Result<()> {
             let fixture = std::sync::Arc::new(
                 verbs::TravelFixture::seed(&hub, args.clients, &args.hub_bin).await?,
             );
-            scenarios::drive(
-                "travel-records",
-                args.clients,
-                args.warmup,
-                budget,
-                move |client, n| fixture.clone().record(client, n),
-            )
+            scenarios::drive("travel-records", load, move |client, n| {
+                fixture.clone().record(client, n)
+            })
             .await?
         } else if *scenario == Scenario::SalesYear {
             let url = args
@@ -269,36 +281,30 @@ async fn main() -> anyhow::Result<()> {
             let period = serde_json::json!({ "from": from.to_rfc3339(), "to": to.to_rfc3339() });
             let units = verbs::units_sold(url, from, to)?;
             let hub = hub.clone();
-            scenarios::drive(
-                "sales-year",
-                args.clients,
-                args.warmup,
-                budget,
-                move |_, _| {
-                    let (hub, period) = (hub.clone(), period.clone());
-                    async move {
-                        let data = hub.graphql(verbs::SALES_YEAR, period).await?;
-                        let rows = data["analytics"]["sales"]
-                            .as_array()
-                            .context("the answer has no sales")?;
-                        // A year of ten products: one row per product and day with sales.
-                        anyhow::ensure!(
-                            rows.len() > 1_000,
-                            "the figure has only {} rows",
-                            rows.len()
-                        );
-                        let counted: i64 = rows
-                            .iter()
-                            .filter_map(|row| row["quantity"].as_str()?.parse::<i64>().ok())
-                            .sum();
-                        anyhow::ensure!(
-                            counted == units,
-                            "the figure counts {counted} units, the order lines {units}"
-                        );
-                        Ok(())
-                    }
-                },
-            )
+            scenarios::drive("sales-year", load, move |_, _| {
+                let (hub, period) = (hub.clone(), period.clone());
+                async move {
+                    let data = hub.graphql(verbs::SALES_YEAR, period).await?;
+                    let rows = data["analytics"]["sales"]
+                        .as_array()
+                        .context("the answer has no sales")?;
+                    // A year of ten products: one row per product and day with sales.
+                    anyhow::ensure!(
+                        rows.len() > 1_000,
+                        "the figure has only {} rows",
+                        rows.len()
+                    );
+                    let counted: i64 = rows
+                        .iter()
+                        .filter_map(|row| row["quantity"].as_str()?.parse::<i64>().ok())
+                        .sum();
+                    anyhow::ensure!(
+                        counted == units,
+                        "the figure counts {counted} units, the order lines {units}"
+                    );
+                    Ok(())
+                }
+            })
             .await?
         } else if *scenario == Scenario::CaptureRefund {
             let payments = payment_fixture.clone().context("the payments fixture")?;
@@ -307,16 +313,10 @@ async fn main() -> anyhow::Result<()> {
             let fixture = std::sync::Arc::new(
                 clearing::SettleFixture::seed(payments, &hub, clients, per_client).await?,
             );
-            scenarios::drive(
-                "capture-refund",
-                args.clients,
-                args.warmup,
-                budget,
-                move |client, n| {
-                    let fixture = fixture.clone();
-                    async move { fixture.capture_and_refund(client, n).await }
-                },
-            )
+            scenarios::drive("capture-refund", load, move |client, n| {
+                let fixture = fixture.clone();
+                async move { fixture.capture_and_refund(client, n).await }
+            })
             .await?
         } else if *scenario == Scenario::Payments {
             let fixture = std::sync::Arc::new(
@@ -329,19 +329,13 @@ async fn main() -> anyhow::Result<()> {
                 )
                 .await?,
             );
-            scenarios::drive(
-                "payments",
-                args.clients,
-                args.warmup,
-                budget,
-                move |client, n| {
-                    let fixture = fixture.clone();
-                    async move { fixture.pay_once(client, n).await.map(drop) }
-                },
-            )
+            scenarios::drive("payments", load, move |client, n| {
+                let fixture = fixture.clone();
+                async move { fixture.pay_once(client, n).await.map(drop) }
+            })
             .await?
         } else {
-            scenarios::run(*scenario, &hub, args.clients, args.warmup, budget).await?
+            scenarios::run(*scenario, &hub, load).await?
         };
         if !args.json {
             eprintln!("{}", report.line());

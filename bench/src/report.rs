@@ -5,6 +5,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::probe::Costs;
+
 /// Latencies in microseconds, 1 µs to 60 s, three significant digits.
 pub fn new_histogram() -> Histogram<u64> {
     // Constant bounds that hdrhistogram accepts; it only refuses low < 1 or high < 2 * low.
@@ -23,6 +25,9 @@ pub struct Report {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// What the hub spent per operation, where the probe could read it.
+    #[serde(flatten)]
+    pub costs: Costs,
 }
 
 impl Report {
@@ -46,6 +51,7 @@ impl Report {
             p90_ms: ms(0.90),
             p99_ms: ms(0.99),
             max_ms: histogram.max() as f64 / 1000.0,
+            costs: Costs::default(),
         }
     }
 
@@ -61,6 +67,21 @@ impl Report {
             self.p90_ms,
             self.p99_ms,
             self.max_ms
-        )
+        ) + &self.costs_line()
+    }
+
+    /// `  statements/op=.. (all pools ..) hub CPU/op=..ms`, for what was measured.
+    fn costs_line(&self) -> String {
+        let mut line = String::new();
+        if let Some(statements) = self.costs.statements_per_op {
+            line += &format!("  statements/op={statements:.2}");
+        }
+        if let Some(all) = self.costs.all_pools_statements_per_op {
+            line += &format!(" (all pools {all:.2})");
+        }
+        if let Some(cpu) = self.costs.hub_cpu_ms_per_op {
+            line += &format!("  hub CPU/op={cpu:.3}ms");
+        }
+        line
     }
 }

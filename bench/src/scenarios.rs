@@ -16,6 +16,7 @@ use tokio::sync::Barrier;
 use crate::{
     Budget, Scenario,
     client::Hub,
+    probe::Probe,
     report::{Report, new_histogram},
 };
 
@@ -26,13 +27,7 @@ const PLACE_ORDER: &str =
 const PRODUCTS_PAGE: &str = "query ProductsPage { products(first: 50) { edges { node { id sku name priceMinor currency supplier { name } } } } }";
 const CUSTOMERS_PAGE: &str = "query CustomersPage { customers(first: 50) { edges { node { id name email phone address } } } }";
 
-pub async fn run(
-    scenario: Scenario,
-    hub: &Hub,
-    clients: usize,
-    warmup: u64,
-    budget: Budget,
-) -> anyhow::Result<Report> {
+pub async fn run(scenario: Scenario, hub: &Hub, load: Load<'_>) -> anyhow::Result<Report> {
     match scenario {
         Scenario::Payments
         | Scenario::Subscriptions
@@ -45,7 +40,7 @@ pub async fn run(
         }
         Scenario::Me => {
             let hub = hub.clone();
-            drive("me", clients, warmup, budget, move |_client, _n| {
+            drive("me", load, move |_client, _n| {
                 let hub = hub.clone();
                 async move { hub.graphql(ME, json!({})).await.map(drop) }
             })
@@ -54,46 +49,34 @@ pub async fn run(
         Scenario::ProductsPage => {
             seed_catalogue(hub).await?;
             let hub = hub.clone();
-            drive(
-                "products-page",
-                clients,
-                warmup,
-                budget,
-                move |_client, _n| {
-                    let hub = hub.clone();
-                    async move { hub.graphql(PRODUCTS_PAGE, json!({})).await.map(drop) }
-                },
-            )
+            drive("products-page", load, move |_client, _n| {
+                let hub = hub.clone();
+                async move { hub.graphql(PRODUCTS_PAGE, json!({})).await.map(drop) }
+            })
             .await
         }
         Scenario::CustomersPage => {
             seed_customers(hub).await?;
             let hub = hub.clone();
-            drive(
-                "customers-page",
-                clients,
-                warmup,
-                budget,
-                move |_client, _n| {
-                    let hub = hub.clone();
-                    async move {
-                        let page = hub.graphql(CUSTOMERS_PAGE, json!({})).await?;
-                        // A page whose fields came back null would measure nothing: refuse it.
-                        anyhow::ensure!(
-                            page["customers"]["edges"][49]["node"]["address"].is_string(),
-                            "the page did not carry 50 decrypted customers"
-                        );
-                        Ok(())
-                    }
-                },
-            )
+            drive("customers-page", load, move |_client, _n| {
+                let hub = hub.clone();
+                async move {
+                    let page = hub.graphql(CUSTOMERS_PAGE, json!({})).await?;
+                    // A page whose fields came back null would measure nothing: refuse it.
+                    anyhow::ensure!(
+                        page["customers"]["edges"][49]["node"]["address"].is_string(),
+                        "the page did not carry 50 decrypted customers"
+                    );
+                    Ok(())
+                }
+            })
             .await
         }
         Scenario::PlaceOrder => {
             let products = Arc::new(seed_catalogue(hub).await?);
             let hub = hub.clone();
             let run = uuid::Uuid::new_v4().simple().to_string();
-            drive("place-order", clients, warmup, budget, move |client, n| {
+            drive("place-order", load, move |client, n| {
                 let (hub, products, run) = (hub.clone(), products.clone(), run.clone());
                 async move {
                     // Three different products, spread over the catalogue.
@@ -181,17 +164,17 @@ async fn seed_customers(hub: &Hub) -> anyhow::Result<()> {
 
 /// Runs `operation` from `clients` concurrent loops: first `warmup` unmeasured calls each, then measured
 /// calls until the budget is spent. The operation gets the client index and its call number.
-pub async fn drive<F, Fut>(
-    name: &str,
-    clients: usize,
-    warmup: u64,
-    budget: Budget,
-    operation: F,
-) -> anyhow::Result<Report>
+pub async fn drive<F, Fut>(name: &str, load: Load<'_>, operation: F) -> anyhow::Result<Report>
 where
     F: Fn(usize, u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,
 {
+    let Load {
+        clients,
+        warmup,
+        budget,
+        probe,
+    } = load;
     let clients = clients.max(1);
     let barrier = Arc::new(Barrier::new(clients + 1));
     let issued = Arc::new(AtomicU64::new(0));
@@ -235,6 +218,7 @@ where
     }
     barrier.wait().await;
     let started = Instant::now();
+    let before = probe.sample().await;
     let mut histogram = new_histogram();
     let mut errors = 0;
     for task in tasks {
@@ -248,11 +232,19 @@ where
             eprintln!("{name}: a request failed: {message}");
         }
     }
-    Ok(Report::new(
-        name,
-        clients,
-        &histogram,
-        errors,
-        started.elapsed(),
-    ))
+    let elapsed = started.elapsed();
+    let after = probe.sample().await;
+    let mut report = Report::new(name, clients, &histogram, errors, elapsed);
+    report.costs = before.costs_until(&after, histogram.len() + errors);
+    Ok(report)
+}
+
+/// How a scenario is driven: by how many clients, after how many unmeasured calls each, for how
+/// long, and where the hub's costs are read.
+#[derive(Clone, Copy)]
+pub struct Load<'a> {
+    pub clients: usize,
+    pub warmup: u64,
+    pub budget: Budget,
+    pub probe: &'a Probe,
 }

@@ -15,13 +15,14 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 use entities::audit_entry;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, QueryTrait};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::chain::{ActorKind, AuditKey, EntryFields, Mac32};
 use crate::{
     auth::{Actor, Principal},
+    db::writes::Writes,
     error::{ApiError, ApiResult},
     records::RecordKind,
 };
@@ -59,63 +60,80 @@ pub fn touch(kind: RecordKind, id: Uuid) {
 /// The entry of the current mutation, if one is being resolved and has no entry yet. Called by the
 /// write helpers inside their transaction, right before commit.
 pub async fn append_in<C: ConnectionTrait>(txn: &C) -> ApiResult<()> {
-    let Ok(scope) = SCOPE.try_with(Arc::clone) else {
-        return Ok(());
-    };
-    let appended = scope
-        .lock()
-        .map(|s| s.appended)
-        .map_err(|_| ApiError::Internal(anyhow::anyhow!("the audit scope is poisoned")))?;
-    if appended {
+    if !pending() {
         return Ok(());
     }
     let recorded_at: DateTime<Utc> = crate::db::database_now(txn).await?;
-    let entry = {
-        let mut s = scope
-            .lock()
-            .map_err(|_| ApiError::Internal(anyhow::anyhow!("the audit scope is poisoned")))?;
-        s.appended = true;
-        let id = Uuid::now_v7();
-        let record_type = s.record.map(|(kind, _)| kind.name());
-        let fields = EntryFields {
-            id,
-            organization: s.organization,
-            actor_kind: s.actor_kind,
-            actor: s.actor,
-            operation: &s.operation,
-            record_type,
-            record_id: s.record.map(|(_, id)| id),
-            change_digest: &s.change_digest,
-            recorded_at_micros: recorded_at.timestamp_micros(),
-        };
-        let seal = s.key.seal(&fields);
-        audit_entry::ActiveModel {
-            id: Set(id),
-            organization_id: Set(s.organization),
-            actor_kind: Set(s.actor_kind.as_str().to_owned()),
-            actor_id: Set(s.actor),
-            operation: Set(s.operation.clone()),
-            record_type: Set(record_type.map(str::to_owned)),
-            record_id: Set(fields.record_id),
-            change_digest: Set(s.change_digest.to_vec()),
-            recorded_at: Set(recorded_at),
-            seal: Set(seal.to_vec()),
-            chain_index: Set(None),
-            link: Set(None),
-            ..Default::default()
-        }
+    let mut writes = Writes::new();
+    stage_entry(&mut writes, recorded_at)?;
+    if let Err(err) = writes.run(txn).await {
+        not_appended();
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// Whether the current mutation still needs its entry.
+fn pending() -> bool {
+    SCOPE
+        .try_with(|scope| scope.lock().is_ok_and(|s| !s.appended))
+        .unwrap_or(false)
+}
+
+/// Adds the entry of the current mutation to `writes`, stamped `recorded_at` (the transaction's
+/// database time), if one is being resolved and has no entry yet. When the step fails, call
+/// [`not_appended`].
+pub fn stage_entry(writes: &mut Writes, recorded_at: DateTime<Utc>) -> ApiResult<()> {
+    let Ok(scope) = SCOPE.try_with(Arc::clone) else {
+        return Ok(());
     };
-    if let Err(err) = audit_entry::Entity::insert(entry)
-        .exec_without_returning(txn)
-        .await
-    {
-        // Not appended after all: a retry of the same mutation in a new transaction appends it.
+    let mut s = scope
+        .lock()
+        .map_err(|_| ApiError::Internal(anyhow::anyhow!("the audit scope is poisoned")))?;
+    if s.appended {
+        return Ok(());
+    }
+    s.appended = true;
+    let id = Uuid::now_v7();
+    let record_type = s.record.map(|(kind, _)| kind.name());
+    let fields = EntryFields {
+        id,
+        organization: s.organization,
+        actor_kind: s.actor_kind,
+        actor: s.actor,
+        operation: &s.operation,
+        record_type,
+        record_id: s.record.map(|(_, id)| id),
+        change_digest: &s.change_digest,
+        recorded_at_micros: recorded_at.timestamp_micros(),
+    };
+    let seal = s.key.seal(&fields);
+    let entry = audit_entry::ActiveModel {
+        id: Set(id),
+        organization_id: Set(s.organization),
+        actor_kind: Set(s.actor_kind.as_str().to_owned()),
+        actor_id: Set(s.actor),
+        operation: Set(s.operation.clone()),
+        record_type: Set(record_type.map(str::to_owned)),
+        record_id: Set(fields.record_id),
+        change_digest: Set(s.change_digest.to_vec()),
+        recorded_at: Set(recorded_at),
+        seal: Set(seal.to_vec()),
+        chain_index: Set(None),
+        link: Set(None),
+        ..Default::default()
+    };
+    writes.insert(audit_entry::Entity::insert(entry).into_query());
+    Ok(())
+}
+
+/// The step holding the entry failed: a retry of the same mutation in a new transaction appends it.
+pub fn not_appended() {
+    let _ = SCOPE.try_with(|scope| {
         if let Ok(mut s) = scope.lock() {
             s.appended = false;
         }
-        return Err(err.into());
-    }
-    Ok(())
+    });
 }
 
 /// Says the current mutation was answered from its idempotency record: it changes nothing now, so it

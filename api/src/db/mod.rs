@@ -3,6 +3,7 @@
 pub mod constraints;
 pub mod pagination;
 pub mod worker;
+pub mod writes;
 
 use std::{
     future::Future,
@@ -49,7 +50,31 @@ pub async fn connect(config: &HubConfig) -> anyhow::Result<DatabaseConnection> {
 /// re-encryption), so it never waits behind requests for a connection and stays out of the request
 /// statement count.
 pub async fn connect_background(config: &HubConfig) -> anyhow::Result<DatabaseConnection> {
-    connect_with(config, &StatementCounter::default(), 3).await
+    connect_with(config, &StatementCounter::default(), Pool::Background).await
+}
+
+/// Which pool a connection belongs to: the `pool` label of `hub_db_statements_total`.
+#[derive(Clone, Copy)]
+enum Pool {
+    /// Requests (GraphQL operations, subscriptions' reads).
+    Requests(u32),
+    Background,
+}
+
+impl Pool {
+    fn size(self) -> u32 {
+        match self {
+            Self::Requests(size) => size,
+            Self::Background => 3,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Requests(_) => "requests",
+            Self::Background => "background",
+        }
+    }
 }
 
 /// Connects, counting every statement in `counter` (tests use it to prove DataLoaders batch).
@@ -61,13 +86,13 @@ pub async fn connect_counted(
         Mode::Embedded => 8,
         Mode::Production => 32,
     };
-    connect_with(config, counter, pool_size).await
+    connect_with(config, counter, Pool::Requests(pool_size)).await
 }
 
 async fn connect_with(
     config: &HubConfig,
     counter: &StatementCounter,
-    pool_size: u32,
+    pool: Pool,
 ) -> anyhow::Result<DatabaseConnection> {
     if config.mode() == Mode::Embedded && config.database_url.is_none() {
         create_private_dir(&config.data_dir).with_context(|| {
@@ -76,7 +101,7 @@ async fn connect_with(
     }
     let mut options = ConnectOptions::new(config.database_url());
     options
-        .max_connections(pool_size)
+        .max_connections(pool.size())
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
@@ -88,9 +113,11 @@ async fn connect_with(
         )
     })?;
     let statements = counter.0.clone();
+    let label = pool.label();
     db.set_metric_callback(move |_info| {
         statements.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("hub_db_statements_total").increment(1);
+        // Looked up per statement: the recorder is installed after the pools connect.
+        metrics::counter!("hub_db_statements_total", "pool" => label).increment(1);
     });
     if db.get_database_backend() == DbBackend::Sqlite {
         // WAL lets readers proceed while the single writer commits.
@@ -291,6 +318,44 @@ where
     }
 }
 
+/// [`write_transaction`] for work that sends its writes together: `work` gets the transaction and its
+/// database time and returns its value with the writes it staged; the mutation's audit entry joins
+/// them, and all go in one step (`writes::Writes`) before the commit.
+pub async fn write_staged<F, T>(db: &DatabaseConnection, work: F) -> ApiResult<T>
+where
+    F: for<'c> FnOnce(
+            &'c DatabaseTransaction,
+            chrono::DateTime<chrono::Utc>,
+        )
+            -> Pin<Box<dyn Future<Output = ApiResult<(T, writes::Writes)>> + Send + 'c>>
+        + Send,
+    T: Send,
+{
+    let txn = begin_write(db).await?;
+    let outcome = async {
+        let now = database_now(&txn).await?;
+        let (value, mut writes) = work(&txn, now).await?;
+        crate::audit::scope::stage_entry(&mut writes, now)?;
+        writes.run(&txn).await?;
+        Ok(value)
+    }
+    .await;
+    match outcome {
+        Ok(value) => {
+            txn.commit().await?;
+            crate::audit::scope::committed();
+            Ok(value)
+        }
+        Err(err) => {
+            crate::audit::scope::not_appended();
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed; the connection discards the transaction");
+            }
+            Err(err)
+        }
+    }
+}
+
 /// Takes PostgreSQL's advisory lock `key` until the end of `txn`, without waiting: false when another
 /// transaction holds it. Always true on SQLite, whose write transactions already run one at a time.
 pub async fn try_advisory_xact_lock<C: ConnectionTrait>(txn: &C, key: i64) -> ApiResult<bool> {
@@ -311,14 +376,17 @@ pub async fn try_advisory_xact_lock<C: ConnectionTrait>(txn: &C, key: i64) -> Ap
         .try_get::<bool>("", "locked")?)
 }
 
+/// PostgreSQL's clock as RFC 3339 text in UTC, for a column of a raw statement (`parse_now`).
+/// `now()` is the transaction's start: every statement of a transaction reads the same time.
+pub(crate) const NOW_TEXT_PG: &str =
+    "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+
 /// The database's clock: deadlines are judged by it, never by a caller's or a replica's clock.
 pub async fn database_now<C: ConnectionTrait>(db: &C) -> ApiResult<chrono::DateTime<chrono::Utc>> {
     let backend = db.get_database_backend();
     let sql = match backend {
-        DbBackend::Postgres => {
-            "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS now"
-        }
-        _ => "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS now",
+        DbBackend::Postgres => format!("SELECT {NOW_TEXT_PG} AS now"),
+        _ => "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS now".to_owned(),
     };
     let row = db
         .query_one_raw(sea_orm::Statement::from_string(backend, sql))
@@ -326,8 +394,12 @@ pub async fn database_now<C: ConnectionTrait>(db: &C) -> ApiResult<chrono::DateT
         .ok_or_else(|| {
             crate::error::ApiError::Internal(anyhow::anyhow!("the database returned no time"))
         })?;
-    let text: String = row.try_get("", "now")?;
-    chrono::DateTime::parse_from_rfc3339(&text)
+    parse_now(&row.try_get::<String>("", "now")?)
+}
+
+/// Reads the database's clock as it wrote it (RFC 3339).
+pub(crate) fn parse_now(text: &str) -> ApiResult<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
         .map(|time| time.with_timezone(&chrono::Utc))
         .map_err(|err| {
             crate::error::ApiError::Internal(anyhow::anyhow!("database time {text}: {err}"))

@@ -7,4 +7,4 @@ pub mod outbox;
 
 pub use bus::Bus;
 pub use feed::EventFeed;
-pub use outbox::{EventService, FINANCIAL, LOGISTIC, NewEvent, Outbox, WORK, record};
+pub use outbox::{EventService, FINANCIAL, LOGISTIC, NewEvent, Outbox, WORK, record, stage_event};

@@ -10,7 +10,7 @@ use entities::{event, event_recipient};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement,
+    QuerySelect, QueryTrait, Statement,
     sea_query::{Expr, ExprTrait, Func, Query},
 };
 use tokio::sync::Notify;
@@ -23,6 +23,7 @@ use crate::{
         try_advisory_xact_lock,
         worker::{Pace, Round, spawn_worker},
         write_transaction,
+        writes::Writes,
     },
     error::{ApiError, ApiResult},
     records::RecordKind,
@@ -60,23 +61,16 @@ pub struct NewEvent {
 
 /// Inserts the event and its recipients; call inside the transaction of the change.
 pub async fn record<C: ConnectionTrait>(txn: &C, event: NewEvent) -> ApiResult<()> {
+    let mut writes = Writes::new();
+    stage_event(&mut writes, event);
+    writes.run(txn).await.map(drop)
+}
+
+/// Adds the event and its recipients to `writes` (for a step that sends its writes together).
+pub fn stage_event(writes: &mut Writes, event: NewEvent) {
     // The record an event announces is the one the current mutation changed (for its audit entry).
     crate::audit::touch(event.record_type, event.record_id);
     let id = Uuid::now_v7();
-    event::Entity::insert(event::ActiveModel {
-        id: Set(id),
-        position: Set(None),
-        event_type: Set(event.event_type.to_owned()),
-        family: Set(event.family.to_owned()),
-        record_type: Set(event.record_type.name().to_owned()),
-        record_id: Set(event.record_id),
-        status: Set(event.status),
-        owner_organization_id: Set(event.owner),
-        occurred_at: Set(Utc::now()),
-        ..Default::default()
-    })
-    .exec_without_returning(txn)
-    .await?;
     let mut recipients = vec![event.owner];
     recipients.extend(
         event
@@ -86,15 +80,30 @@ pub async fn record<C: ConnectionTrait>(txn: &C, event: NewEvent) -> ApiResult<(
     );
     recipients.sort();
     recipients.dedup();
-    event_recipient::Entity::insert_many(recipients.into_iter().map(|organization| {
-        event_recipient::ActiveModel {
-            event_id: Set(id),
-            organization_id: Set(organization),
-        }
-    }))
-    .exec_without_returning(txn)
-    .await?;
-    Ok(())
+    writes.insert(
+        event::Entity::insert(event::ActiveModel {
+            id: Set(id),
+            position: Set(None),
+            event_type: Set(event.event_type.to_owned()),
+            family: Set(event.family.to_owned()),
+            record_type: Set(event.record_type.name().to_owned()),
+            record_id: Set(event.record_id),
+            status: Set(event.status),
+            owner_organization_id: Set(event.owner),
+            occurred_at: Set(Utc::now()),
+            ..Default::default()
+        })
+        .into_query(),
+    );
+    writes.insert(
+        event_recipient::Entity::insert_many(recipients.into_iter().map(|organization| {
+            event_recipient::ActiveModel {
+                event_id: Set(id),
+                organization_id: Set(organization),
+            }
+        }))
+        .into_query(),
+    );
 }
 
 /// Stamps positions; one per process, woken after local commits and on a timer.

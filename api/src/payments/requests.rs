@@ -10,7 +10,7 @@ use entities::{
 };
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -18,9 +18,9 @@ use crate::{
     auth::Principal,
     config::PaymentLimits,
     db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
-    db::{database_now, write_transaction},
+    db::{write_staged, write_transaction, writes::Writes},
     error::{ApiError, ApiResult},
-    events::{FINANCIAL, NewEvent, Outbox, record},
+    events::{FINANCIAL, NewEvent, Outbox, record, stage_event},
     policy::{Action, authorize, may_follow_terminal, payment_request_visible},
     records::RecordKind,
 };
@@ -120,9 +120,8 @@ impl PaymentRequestService {
         let owner = principal.organization_id;
         let requester = principal.member_id();
         let id = Uuid::now_v7();
-        let opened = write_transaction(&self.db, move |txn| {
+        let opened = write_staged(&self.db, move |_txn, now| {
             Box::pin(async move {
-                let now = database_now(txn).await?;
                 let tap_deadline = now + Duration::seconds(limits.tap_deadline_secs);
                 let request = payment_request::Model {
                     id,
@@ -143,20 +142,23 @@ impl PaymentRequestService {
                     decline_count: 0,
                     last_decline_reason: None,
                 };
-                payment_request::Entity::insert(request.clone().into_active_model().reset_all())
-                    .exec_without_returning(txn)
-                    .await?;
-                record(
-                    txn,
+                let mut writes = Writes::new();
+                writes.insert(
+                    payment_request::Entity::insert(
+                        request.clone().into_active_model().reset_all(),
+                    )
+                    .into_query(),
+                );
+                stage_event(
+                    &mut writes,
                     request_event(
                         id,
                         owner,
                         "payment_request.opened",
                         PaymentRequestStatus::Open,
                     ),
-                )
-                .await?;
-                Ok(request)
+                );
+                Ok((request, writes))
             })
         })
         .await?;

@@ -1,94 +1,17 @@
-//! What an approval or a decline records: evidence (append-only), and why a used number cannot be
-//! used again.
+//! What an approval or a decline records: evidence, append-only.
 
 use card_protocol::{number::NumberHash, token::Token};
 use chrono::{DateTime, Utc};
-use entities::{
-    number_use, payment_evidence,
-    payment_request::{self, PaymentRequestStatus},
-};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, IntoActiveModel,
-    QueryFilter,
-};
+use entities::payment_evidence;
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, QueryTrait};
 use uuid::Uuid;
 
-use super::Judged;
 use crate::{
     crypto::{FieldPlace, Vault},
+    db::writes::Writes,
     error::{ApiError, ApiResult},
-    payments::{
-        decline::{DeclineReason, is_replay},
-        number_keys::NumberHashes,
-    },
+    payments::decline::{DeclineReason, is_replay},
 };
-
-/// Why a number cannot be used: it was used (same hash), or another number took its card sequence.
-/// One query, so a concurrent commit cannot make the two checks disagree.
-pub(super) async fn earlier_use(
-    txn: &DatabaseTransaction,
-    hashes: &NumberHashes,
-    card_id: Uuid,
-    sequence: u32,
-) -> ApiResult<Option<DeclineReason>> {
-    let uses = number_use::Entity::find()
-        .filter(
-            Condition::any()
-                .add(
-                    number_use::Column::NumberHash
-                        .is_in(hashes.all().map(|hash| hash.hash.to_vec())),
-                )
-                .add(
-                    Condition::all()
-                        .add(number_use::Column::CardId.eq(card_id))
-                        .add(number_use::Column::Sequence.eq(i64::from(sequence))),
-                ),
-        )
-        .all(txn)
-        .await?;
-    let same_number = |used: &number_use::Model| {
-        hashes
-            .all()
-            .any(|hash| used.hash_key_id == key_id_column(hash) && used.number_hash == hash.hash)
-    };
-    Ok(if uses.iter().any(same_number) {
-        Some(DeclineReason::NumberAlreadyUsed)
-    } else if uses.is_empty() {
-        None
-    } else {
-        Some(DeclineReason::SequenceReused)
-    })
-}
-
-/// After a lost race the winner has committed: say what it took (a request no longer OPEN may have
-/// been cancelled rather than paid meanwhile).
-pub(super) async fn explain_lost_race(
-    txn: &DatabaseTransaction,
-    reason: DeclineReason,
-    judged: &Judged,
-) -> ApiResult<DeclineReason> {
-    if reason == DeclineReason::RequestAlreadyPaid
-        && let Some(request) = &judged.request
-    {
-        let now = payment_request::Entity::find_by_id(request.id)
-            .one(txn)
-            .await?
-            .map(|request| request.status);
-        return Ok(match now {
-            Some(PaymentRequestStatus::Cancelled) => DeclineReason::RequestCancelled,
-            _ => reason,
-        });
-    }
-    if reason != DeclineReason::NumberAlreadyUsed {
-        return Ok(reason);
-    }
-    let card_id = Uuid::from(judged.token.body.card_id);
-    Ok(
-        earlier_use(txn, &judged.hashes, card_id, judged.token.body.sequence)
-            .await?
-            .unwrap_or(reason),
-    )
-}
 
 /// Key ids are at most 2^31 - 1 (the ring refuses more), so they fit the integer column.
 pub(super) fn key_id_column(hash: &NumberHash) -> i32 {
@@ -123,8 +46,8 @@ pub(crate) fn token_place(evidence_id: Uuid) -> FieldPlace {
 /// Appends evidence. The token is kept in clear only with its 16 digits zeroed (the number is searched
 /// by its hash); whole, it is sealed, and only when an issuer's signature over it verified (a junk
 /// token belongs to nobody who could read it).
-pub(super) async fn insert_evidence(
-    txn: &DatabaseTransaction,
+pub(super) fn stage_evidence(
+    writes: &mut Writes,
     vault: &Vault,
     row: EvidenceRow<'_>,
 ) -> ApiResult<payment_evidence::Model> {
@@ -165,9 +88,10 @@ pub(super) async fn insert_evidence(
         issuer_key_id: i64::from(row.token.body.key_id),
         recorded_at: row.now,
     };
-    payment_evidence::Entity::insert(evidence.clone().into_active_model().reset_all())
-        .exec_without_returning(txn)
-        .await?;
+    writes.insert(
+        payment_evidence::Entity::insert(evidence.clone().into_active_model().reset_all())
+            .into_query(),
+    );
     Ok(evidence)
 }
 

@@ -1,28 +1,28 @@
-//! The limits and review flags of an approval, read in one query under the device's and the card's
-//! locks (`docs/payments.md`, "The approval").
+//! The limits, single use and review flags of an approval, read in one query under the device's and
+//! the card's locks (`docs/payments.md`, "The approval").
 
 use chrono::{DateTime, Utc};
 use entities::{
-    device::{self, DeviceStatus},
-    number_use,
+    device, number_use,
     payment::{self, PaymentStatus},
     payment_request,
 };
 use sea_orm::{
     ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
-    sea_query::{Expr, ExprTrait, Func, LockType, Query},
+    sea_query::{Expr, ExprTrait, Func, Query},
 };
 use uuid::Uuid;
 
+use super::evidence::key_id_column;
 use crate::{
     config::PaymentLimits,
     error::{ApiError, ApiResult},
-    payments::{decline::DeclineReason, flags::PaymentFlag},
+    payments::{decline::DeclineReason, flags::PaymentFlag, number_keys::NumberHashes},
 };
 
 /// Authorized payments of a card and of a device within the velocity window, and the card's history
 /// the review flags look at.
-#[derive(Debug, Default, sea_orm::FromQueryResult)]
+#[derive(Debug, sea_orm::FromQueryResult)]
 pub(super) struct RecentPayments {
     card_count: i64,
     card_sum: i64,
@@ -33,18 +33,52 @@ pub(super) struct RecentPayments {
     card_elsewhere_recently: i64,
     /// The highest sequence the card has used, if any.
     card_last_sequence: Option<i64>,
+    /// This number was used (its hash under any key of the ring, with that key).
+    number_used: bool,
+    /// This number's hash, or the card's sequence, is recorded by any use.
+    number_or_sequence_used: bool,
 }
 
 impl RecentPayments {
-    /// One query over the card's and the device's payments (both indexed by time), so the work per
-    /// payment stays flat however many payments a card has made.
+    /// One query over the card's and the device's payments (both indexed by time) and the number's
+    /// uses (by hash, and by card and sequence), so the work per payment stays flat however many
+    /// payments a card has made. In a statement of its own after the locks were taken, so it sees
+    /// every payment and use an earlier holder committed.
     pub(super) async fn of(
         txn: &DatabaseTransaction,
+        number: (&NumberHashes, u32),
         card_id: Uuid,
         device_id: Uuid,
         since: DateTime<Utc>,
         recently: DateTime<Utc>,
     ) -> ApiResult<Self> {
+        let (hashes, sequence) = number;
+        let uses = |condition: Condition| {
+            Expr::exists(
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from(number_use::Entity)
+                    .cond_where(condition)
+                    .to_owned(),
+            )
+        };
+        let same_number = hashes.all().fold(Condition::any(), |any, hash| {
+            any.add(
+                Condition::all()
+                    .add(Expr::col(number_use::Column::HashKeyId).eq(key_id_column(hash)))
+                    .add(Expr::col(number_use::Column::NumberHash).eq(hash.hash.to_vec())),
+            )
+        });
+        let number_or_sequence = Condition::any()
+            .add(
+                Expr::col(number_use::Column::NumberHash)
+                    .is_in(hashes.all().map(|hash| hash.hash.to_vec())),
+            )
+            .add(
+                Condition::all()
+                    .add(Expr::col(number_use::Column::CardId).eq(card_id))
+                    .add(Expr::col(number_use::Column::Sequence).eq(i64::from(sequence))),
+            );
         // The payment's terminal stands at another location than the submitting one: looked up per
         // payment of the card (a handful), never by listing every other terminal.
         let here = Query::select()
@@ -86,7 +120,7 @@ impl RecentPayments {
             of_card().and(Expr::col(payment::Column::DeviceId).ne(device_id)),
             Expr::col(payment::Column::DeviceId),
         );
-        Ok(payment::Entity::find()
+        payment::Entity::find()
             .select_only()
             .column_as(total(of_card(), Expr::val(1)), "card_count")
             .column_as(
@@ -111,6 +145,8 @@ impl RecentPayments {
                 "card_elsewhere_recently",
             )
             .column_as(Expr::from(last_sequence), "card_last_sequence")
+            .column_as(uses(same_number), "number_used")
+            .column_as(uses(number_or_sequence), "number_or_sequence_used")
             .filter(Condition::any().add(of_card()).add(of_device()))
             // Every approval counts, whatever happened to it since: a capture, a refund or a void must
             // not give a card or a device its limit back.
@@ -119,7 +155,22 @@ impl RecentPayments {
             .into_model::<Self>()
             .one(txn)
             .await?
-            .unwrap_or_default())
+            // An aggregate answers one row; none would be a fault, never "no earlier use".
+            .ok_or_else(|| {
+                ApiError::Internal(anyhow::anyhow!("the payment history returned no row"))
+            })
+    }
+
+    /// Why the number cannot be used: it was used (same hash), or another number took its card
+    /// sequence.
+    pub(super) fn earlier_use(&self) -> Option<DeclineReason> {
+        if self.number_used {
+            Some(DeclineReason::NumberAlreadyUsed)
+        } else if self.number_or_sequence_used {
+            Some(DeclineReason::SequenceReused)
+        } else {
+            None
+        }
     }
 
     /// Card velocity (CVM_REQUIRED) and device cap (LIMIT_EXCEEDED).
@@ -154,30 +205,5 @@ impl RecentPayments {
             flags.push(PaymentFlag::DistantTerminals);
         }
         flags
-    }
-}
-
-/// Locks the submitting device's row until the keyed transaction ends, and checks that the device is
-/// still active. With the card's row, locked next, this serializes the judgements of one device and of
-/// one card, so the limits count every payment committed by an earlier holder and concurrent taps
-/// cannot beat a limit. Always the device first, then the card (a transaction holds one device), so two
-/// submissions never wait on each other in a cycle. `FOR NO KEY UPDATE` leaves the foreign-key checks
-/// of unrelated inserts alone. SQLite ignores the clause: its write transactions are IMMEDIATE, one
-/// writer at a time already.
-pub(super) async fn lock_device(txn: &DatabaseTransaction, device_id: Uuid) -> ApiResult<()> {
-    let status = device::Entity::find_by_id(device_id)
-        .select_only()
-        .column(device::Column::Status)
-        .lock(LockType::NoKeyUpdate)
-        .into_tuple::<DeviceStatus>()
-        .one(txn)
-        .await?;
-    match status {
-        Some(DeviceStatus::Active) => Ok(()),
-        // Revoked while this submission was on its way: stopped like its next request would be.
-        _ => {
-            tracing::info!(device = %device_id, "payment refused: the device was revoked meanwhile");
-            Err(ApiError::Unauthenticated)
-        }
     }
 }

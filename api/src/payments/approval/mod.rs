@@ -5,6 +5,7 @@
 
 mod evidence;
 mod limits;
+mod locked;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use card_protocol::{
@@ -16,8 +17,9 @@ use card_protocol::{
 };
 use chrono::{DateTime, Duration, Utc};
 use entities::{
-    card::{self, CardStatus},
-    issuer_key::{self, IssuerKeyStatus},
+    card::CardStatus,
+    device::DeviceStatus,
+    issuer_key::IssuerKeyStatus,
     number_use, order,
     payment::{self, PaymentStatus},
     payment_evidence,
@@ -27,14 +29,15 @@ use sea_orm::{
     ActiveEnum, ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, IntoActiveModel,
-    QueryFilter, QuerySelect, TransactionTrait,
-    sea_query::{Expr, ExprTrait, LockType},
+    QueryFilter, QueryTrait,
+    sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
 use self::{
-    evidence::{EvidenceRow, earlier_use, explain_lost_race, insert_evidence, key_id_column},
-    limits::{RecentPayments, lock_device},
+    evidence::{EvidenceRow, key_id_column, stage_evidence},
+    limits::RecentPayments,
+    locked::{Locked, Wanted},
 };
 use super::{
     decline::{DeclineReason, is_replay},
@@ -45,12 +48,9 @@ use crate::{
     config::PaymentLimits,
     crypto::Vault,
     db::pagination::{Ordering, Page, PageArgs, SortKey, paginate},
-    db::{
-        constraints::{self, DbResultExt},
-        database_now,
-    },
+    db::{constraints, writes::Writes},
     error::{ApiError, ApiResult},
-    events::{FINANCIAL, NewEvent, Outbox, record},
+    events::{FINANCIAL, NewEvent, Outbox, stage_event},
     idempotency::{self, IdempotencyKey, Once},
     payments::{
         flags::{self, PaymentFlag},
@@ -120,13 +120,6 @@ enum Judgement {
     /// Everything verified: approve, unless a concurrent submission wins the race.
     Approvable(Verified),
     Declined(DeclineReason, Judged),
-}
-
-/// What the approval's writes did.
-enum Recorded {
-    Approved(Box<PaymentOutcome>),
-    /// A concurrent submission got there first (the request paid, the number or sequence used).
-    LostRace(DeclineReason),
 }
 
 /// Approves or declines submitted taps, and shows declines to those entitled to them.
@@ -261,17 +254,52 @@ impl ApprovalService {
         let hashes = self
             .number_hash_keys
             .hashes(&token.body.issuer, &token.body.number);
-        // The keyed transaction: a byte-identical resubmission gets the first outcome, a concurrent
-        // duplicate a retryable CONFLICT, and a crash or a fault leaves nothing half-done.
+        // The same number, signed by its issuer for another card (whose lock this submission does
+        // not hold), can be used by a concurrent submission between the history read and the write:
+        // the number's unique key then fails the write and rolls everything back, and the one retry
+        // finds the use and declines.
+        let mut retried = false;
+        loop {
+            let attempt = self
+                .pay_keyed(
+                    principal,
+                    device_id,
+                    &key,
+                    submission.clone(),
+                    token,
+                    signature,
+                    hashes.clone(),
+                )
+                .await;
+            match attempt {
+                Err(err) if !retried && lost_number_race(&err) => retried = true,
+                other => return other,
+            }
+        }
+    }
+
+    /// One keyed transaction: claim the key, judge, and write the outcome in one step.
+    #[allow(clippy::too_many_arguments)]
+    async fn pay_keyed(
+        &self,
+        principal: &Principal,
+        device_id: Uuid,
+        key: &IdempotencyKey,
+        submission: Submission,
+        token: Token,
+        signature: [u8; 64],
+        hashes: NumberHashes,
+    ) -> ApiResult<PaymentOutcome> {
+        // A byte-identical resubmission gets the first outcome, a concurrent duplicate a retryable
+        // CONFLICT, and a crash or a fault leaves nothing half-done.
         let (this, principal) = (self.clone(), principal.clone());
-        let once = idempotency::run_once_with(
+        let once = idempotency::run_once_staged(
             &self.db,
-            Some(&key),
+            key,
             |outcome: &PaymentOutcome| outcome.evidence.id,
-            move |txn| {
+            move |txn, now| {
                 Box::pin(async move {
                     // One database clock for the whole judgement: the keyed transaction's.
-                    let now = database_now(txn).await?;
                     let judged = this
                         .judge(
                             txn,
@@ -284,18 +312,24 @@ impl ApprovalService {
                             now,
                         )
                         .await?;
-                    match judged {
+                    let mut writes = Writes::new();
+                    let outcome = match judged {
                         Judgement::Approvable(verified) => {
-                            this.approve_or_decline(txn, &principal, device_id, verified, now)
-                                .await
+                            this.stage_approval(&mut writes, &principal, device_id, &verified, now)?
                         }
-                        Judgement::Declined(reason, judged) => Ok(PaymentOutcome {
-                            evidence: this
-                                .insert_decline(txn, &principal, device_id, reason, &judged, now)
-                                .await?,
+                        Judgement::Declined(reason, judged) => PaymentOutcome {
+                            evidence: this.stage_decline(
+                                &mut writes,
+                                &principal,
+                                device_id,
+                                reason,
+                                &judged,
+                                now,
+                            )?,
                             payment: None,
-                        }),
-                    }
+                        },
+                    };
+                    Ok((outcome, writes))
                 })
             },
         )
@@ -323,11 +357,22 @@ impl ApprovalService {
         hashes: NumberHashes,
         now: DateTime<Utc>,
     ) -> ApiResult<Judgement> {
-        let request = payment_request::Entity::find_by_id(request_id)
-            .filter(payment_request::Column::DeviceId.eq(device_id))
-            .filter(payment_request::Column::OwnerOrganizationId.eq(principal.organization_id))
-            .one(txn)
-            .await?;
+        let issuer = Uuid::from(token.body.issuer);
+        let card_id = Uuid::from(token.body.card_id);
+        // Every row the checks need, locked until the keyed transaction ends.
+        let locked = Locked::read(
+            txn,
+            &Wanted {
+                device_id,
+                organization_id: principal.organization_id,
+                request_id,
+                issuer,
+                key_id: i64::from(token.body.key_id),
+                card_id,
+            },
+        )
+        .await?;
+        let request = locked.request;
         // `issuer` is the token's issuer once its signature verified, and only then: evidence is shown
         // to the issuer it names, so an unverified claim must not decide who sees it.
         let decline = |reason: DeclineReason,
@@ -347,16 +392,8 @@ impl ApprovalService {
         let Some(request) = request else {
             return decline(DeclineReason::RequestUnknown, None, None);
         };
-        let issuer = Uuid::from(token.body.issuer);
         // Issuer key: known, not revoked, not retired past its validity.
-        let key = issuer_key::Entity::find()
-            .filter(issuer_key::Column::OwnerOrganizationId.eq(issuer))
-            .filter(issuer_key::Column::KeyId.eq(i64::from(token.body.key_id)))
-            // A revocation waits for this judgement (and flags its payment), or precedes it.
-            .lock(LockType::Share)
-            .one(txn)
-            .await?;
-        let Some(key) = key else {
+        let Some(key) = locked.key else {
             return decline(DeclineReason::UnknownIssuerKey, Some(request), None);
         };
         match key.status {
@@ -395,18 +432,13 @@ impl ApprovalService {
             };
             return decline(reason, Some(request), None);
         }
-        // From here on the submission holds its device, then its card, until the keyed transaction
-        // ends: a card blocked or a device revoked meanwhile is seen, and the limits below count
-        // every payment an earlier holder committed.
-        lock_device(txn, device_id).await?;
+        if locked.device_status != Some(DeviceStatus::Active) {
+            // Revoked while this submission was on its way: stopped like its next request would be.
+            tracing::info!(device = %device_id, "payment refused: the device was revoked meanwhile");
+            return Err(ApiError::Unauthenticated);
+        }
         // The card: registered by the same issuer, not blocked, with exactly this key.
-        let card_id = Uuid::from(token.body.card_id);
-        let card = card::Entity::find_by_id(card_id)
-            .filter(card::Column::IssuerOrganizationId.eq(issuer))
-            .lock(LockType::NoKeyUpdate)
-            .one(txn)
-            .await?;
-        let Some(card) = card else {
+        let Some(card) = locked.card else {
             return decline(DeclineReason::CardUnknown, Some(request), Some(issuer));
         };
         if card.status == CardStatus::Blocked {
@@ -464,24 +496,41 @@ impl ApprovalService {
         {
             return decline(DeclineReason::PastDeadline, Some(request), Some(issuer));
         }
-        // Single use (the database enforces it again in the authorizing transaction).
-        if let Some(reason) = earlier_use(txn, &hashes, card_id, token.body.sequence).await? {
-            return decline(reason, Some(request), Some(issuer));
-        }
-        if request.amount_minor > self.limits.contactless_limit_minor {
-            return decline(DeclineReason::CvmRequired, Some(request), Some(issuer));
-        }
+        // What earlier holders of these locks committed: the number's uses and the limits.
         let velocity_window = Duration::hours(24);
         let recent = RecentPayments::of(
             txn,
+            (&hashes, token.body.sequence),
             card_id,
             device_id,
             now - velocity_window,
             now - Duration::seconds(self.limits.distant_terminal_secs).min(velocity_window),
         )
         .await?;
+        // Single use (the database enforces it again when the use is written).
+        if let Some(reason) = recent.earlier_use() {
+            return decline(reason, Some(request), Some(issuer));
+        }
+        if request.amount_minor > self.limits.contactless_limit_minor {
+            return decline(DeclineReason::CvmRequired, Some(request), Some(issuer));
+        }
         if let Some(reason) = recent.breach(&self.limits, &request) {
             return decline(reason, Some(request), Some(issuer));
+        }
+        // The order's unpaid balance, as locked (a payment by another way meanwhile waited, or
+        // committed before and is counted).
+        let balance = locked.order_balance.ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!(
+                "payment request {} has no order",
+                request.id
+            ))
+        })?;
+        if request.amount_minor > balance {
+            return decline(
+                DeclineReason::AmountAboveBalance,
+                Some(request),
+                Some(issuer),
+            );
         }
         let flags = recent.flags(&self.limits, token.body.sequence);
         Ok(Judgement::Approvable(Verified {
@@ -496,119 +545,64 @@ impl ApprovalService {
         }))
     }
 
-    /// Approves inside a savepoint of the keyed transaction; if another submission won a race
-    /// meanwhile (the request is paid, the number or sequence used), rolls the savepoint back and
-    /// records a decline instead.
-    async fn approve_or_decline(
+    /// Stages the approval's writes: the request paid, the number used, the order's balance, the
+    /// payment, its evidence and events. Every row they change is locked by the judgement, so each
+    /// write must touch exactly its row; only the number's unique key can still fail (see `pay`).
+    fn stage_approval(
         &self,
-        txn: &DatabaseTransaction,
-        principal: &Principal,
-        device_id: Uuid,
-        verified: Verified,
-        now: DateTime<Utc>,
-    ) -> ApiResult<PaymentOutcome> {
-        let savepoint = txn.begin().await?;
-        let lost = match self
-            .record_approval(&savepoint, principal, device_id, &verified, now)
-            .await
-        {
-            Ok(Recorded::Approved(outcome)) => {
-                savepoint.commit().await?;
-                return Ok(*outcome);
-            }
-            Ok(Recorded::LostRace(reason)) => reason,
-            Err(err) => {
-                savepoint.rollback().await?;
-                return Err(err);
-            }
-        };
-        savepoint.rollback().await?;
-        let judged = Judged {
-            request: Some(verified.request),
-            token: verified.token,
-            signature: verified.signature,
-            hashes: verified.hashes,
-            verified_issuer: Some(verified.issuer_organization),
-        };
-        // The winner has committed: tell a used number from a reused sequence or a paid request.
-        let reason = explain_lost_race(txn, lost, &judged).await?;
-        Ok(PaymentOutcome {
-            evidence: self
-                .insert_decline(txn, principal, device_id, reason, &judged, now)
-                .await?,
-            payment: None,
-        })
-    }
-
-    /// The approval's writes, or the race a concurrent submission won first.
-    async fn record_approval(
-        &self,
-        txn: &DatabaseTransaction,
+        writes: &mut Writes,
         principal: &Principal,
         device_id: Uuid,
         verified: &Verified,
         now: DateTime<Utc>,
-    ) -> ApiResult<Recorded> {
+    ) -> ApiResult<PaymentOutcome> {
         let payment_id = Uuid::now_v7();
         let request = &verified.request;
-        let paid = payment_request::Entity::update_many()
-            .col_expr(
-                payment_request::Column::Status,
-                Expr::value(PaymentRequestStatus::Paid),
-            )
-            .col_expr(payment_request::Column::PaymentId, Expr::value(payment_id))
-            .col_expr(payment_request::Column::UpdatedAt, Expr::value(now))
-            .filter(payment_request::Column::Id.eq(request.id))
-            .filter(payment_request::Column::Status.eq(PaymentRequestStatus::Open))
-            .filter(payment_request::Column::AcceptanceDeadline.gte(now))
-            .exec(txn)
-            .await?;
-        if paid.rows_affected != 1 {
-            return Ok(Recorded::LostRace(DeclineReason::RequestAlreadyPaid));
-        }
-        let used = number_use::Entity::insert(number_use::ActiveModel {
-            number_hash: Set(verified.hashes.current.hash.to_vec()),
-            hash_key_id: Set(key_id_column(&verified.hashes.current)),
-            card_id: Set(verified.card_id),
-            sequence: Set(i64::from(verified.token.body.sequence)),
-            payment_id: Set(payment_id),
-            used_at: Set(now),
-            not_after: Set(Some(verified.not_after)),
-        })
-        .exec_without_returning(txn)
-        .await
-        // Only the number's or the card sequence's key is a lost race; any other error aborts the
-        // keyed transaction (no decline recorded, the key stays free for a retry).
-        .on_unique(
-            &[
-                &constraints::NUMBER_USE_HASH,
-                &constraints::NUMBER_USE_CARD_SEQUENCE,
-            ],
-            DeclineReason::NumberAlreadyUsed,
-        )?;
-        if let Err(lost) = used {
-            return Ok(Recorded::LostRace(lost));
-        }
-        let balance = order::Entity::update_many()
-            .col_expr(
-                order::Column::PaidMinor,
-                Expr::col(order::Column::PaidMinor).add(request.amount_minor),
-            )
-            .col_expr(
-                order::Column::Version,
-                Expr::col(order::Column::Version).add(1),
-            )
-            .filter(order::Column::Id.eq(request.order_id))
-            .filter(
-                Expr::col(order::Column::PaidMinor)
-                    .add(request.amount_minor)
-                    .lte(Expr::col(order::Column::TotalMinor)),
-            )
-            .exec(txn)
-            .await?;
-        if balance.rows_affected != 1 {
-            return Ok(Recorded::LostRace(DeclineReason::AmountAboveBalance));
-        }
+        let paid = writes.update(
+            payment_request::Entity::update_many()
+                .col_expr(
+                    payment_request::Column::Status,
+                    Expr::value(PaymentRequestStatus::Paid),
+                )
+                .col_expr(payment_request::Column::PaymentId, Expr::value(payment_id))
+                .col_expr(payment_request::Column::UpdatedAt, Expr::value(now))
+                .filter(payment_request::Column::Id.eq(request.id))
+                .filter(payment_request::Column::Status.eq(PaymentRequestStatus::Open))
+                .filter(payment_request::Column::AcceptanceDeadline.gte(now))
+                .into_query(),
+        );
+        writes.expect(paid, 1, "the payment request paid");
+        writes.insert(
+            number_use::Entity::insert(number_use::ActiveModel {
+                number_hash: Set(verified.hashes.current.hash.to_vec()),
+                hash_key_id: Set(key_id_column(&verified.hashes.current)),
+                card_id: Set(verified.card_id),
+                sequence: Set(i64::from(verified.token.body.sequence)),
+                payment_id: Set(payment_id),
+                used_at: Set(now),
+                not_after: Set(Some(verified.not_after)),
+            })
+            .into_query(),
+        );
+        let balance = writes.update(
+            order::Entity::update_many()
+                .col_expr(
+                    order::Column::PaidMinor,
+                    Expr::col(order::Column::PaidMinor).add(request.amount_minor),
+                )
+                .col_expr(
+                    order::Column::Version,
+                    Expr::col(order::Column::Version).add(1),
+                )
+                .filter(order::Column::Id.eq(request.order_id))
+                .filter(
+                    Expr::col(order::Column::PaidMinor)
+                        .add(request.amount_minor)
+                        .lte(Expr::col(order::Column::TotalMinor)),
+                )
+                .into_query(),
+        );
+        writes.expect(balance, 1, "the order's paid balance");
         let payment = payment::Model {
             id: payment_id,
             owner_organization_id: request.owner_organization_id,
@@ -629,12 +623,12 @@ impl ApprovalService {
             captured_at: None,
             released_at: None,
         };
-        payment::Entity::insert(payment.clone().into_active_model().reset_all())
-            .exec_without_returning(txn)
-            .await?;
+        writes.insert(
+            payment::Entity::insert(payment.clone().into_active_model().reset_all()).into_query(),
+        );
         let signed_fields = signed_fields(request, self.hub_instance).encode().to_vec();
-        let evidence = insert_evidence(
-            txn,
+        let evidence = stage_evidence(
+            writes,
             &self.vault,
             EvidenceRow {
                 request_id: request.id,
@@ -650,10 +644,9 @@ impl ApprovalService {
                 jwt_id: principal.token_id,
                 now,
             },
-        )
-        .await?;
-        record(
-            txn,
+        )?;
+        stage_event(
+            writes,
             NewEvent {
                 event_type: "payment.authorized",
                 family: FINANCIAL,
@@ -663,29 +656,27 @@ impl ApprovalService {
                 owner: request.owner_organization_id,
                 parties: vec![verified.issuer_organization],
             },
-        )
-        .await?;
+        );
         // The request's own change, for whoever follows the request (the checkout screen).
-        record(
-            txn,
+        stage_event(
+            writes,
             request_event(
                 request.id,
                 request.owner_organization_id,
                 "payment_request.paid",
                 PaymentRequestStatus::Paid,
             ),
-        )
-        .await?;
-        Ok(Recorded::Approved(Box::new(PaymentOutcome {
+        );
+        Ok(PaymentOutcome {
             evidence,
             payment: Some(payment),
-        })))
+        })
     }
 
-    /// Records a decline in the keyed transaction: its evidence, nothing else.
-    async fn insert_decline(
+    /// Stages a decline: its evidence, and the request's note of it.
+    fn stage_decline(
         &self,
-        txn: &DatabaseTransaction,
+        writes: &mut Writes,
         principal: &Principal,
         device_id: Uuid,
         reason: DeclineReason,
@@ -701,8 +692,8 @@ impl ApprovalService {
             .as_ref()
             .map(|request| signed_fields(request, self.hub_instance).encode().to_vec())
             .unwrap_or_default();
-        let evidence = insert_evidence(
-            txn,
+        let evidence = stage_evidence(
+            writes,
             &self.vault,
             EvidenceRow {
                 request_id: judged.request.as_ref().map_or(Uuid::nil(), |r| r.id),
@@ -718,10 +709,9 @@ impl ApprovalService {
                 jwt_id: principal.token_id,
                 now,
             },
-        )
-        .await?;
+        )?;
         if let Some(request) = &judged.request {
-            note_decline_on_request(txn, request, reason, now).await?;
+            note_decline_on_request(writes, request, reason, now);
         }
         Ok(evidence)
     }
@@ -744,38 +734,51 @@ impl ApprovalService {
 
 /// A tap declined at the request's own terminal (`judge` only finds requests at the submitting device)
 /// while the request is open: the request counts it and keeps its reason, and its followers (the
-/// checkout screen) are told. A request already paid or cancelled does not change.
-async fn note_decline_on_request(
-    txn: &DatabaseTransaction,
+/// checkout screen) are told. A request already paid or cancelled does not change. The judgement
+/// holds the request's row locked, so its status as read is its status now.
+fn note_decline_on_request(
+    writes: &mut Writes,
     request: &payment_request::Model,
     reason: DeclineReason,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
-    let noted = payment_request::Entity::update_many()
-        .col_expr(
-            payment_request::Column::DeclineCount,
-            Expr::col(payment_request::Column::DeclineCount).add(1),
-        )
-        .col_expr(
-            payment_request::Column::LastDeclineReason,
-            Expr::value(reason),
-        )
-        .col_expr(payment_request::Column::UpdatedAt, Expr::value(now))
-        .filter(payment_request::Column::Id.eq(request.id))
-        .filter(payment_request::Column::Status.eq(PaymentRequestStatus::Open))
-        .exec(txn)
-        .await?;
-    if noted.rows_affected == 1 {
-        record(
-            txn,
-            request_event(
-                request.id,
-                request.owner_organization_id,
-                "payment_request.declined",
-                PaymentRequestStatus::Open,
-            ),
-        )
-        .await?;
+) {
+    if request.status != PaymentRequestStatus::Open {
+        return;
     }
-    Ok(())
+    let noted = writes.update(
+        payment_request::Entity::update_many()
+            .col_expr(
+                payment_request::Column::DeclineCount,
+                Expr::col(payment_request::Column::DeclineCount).add(1),
+            )
+            .col_expr(
+                payment_request::Column::LastDeclineReason,
+                Expr::value(reason),
+            )
+            .col_expr(payment_request::Column::UpdatedAt, Expr::value(now))
+            .filter(payment_request::Column::Id.eq(request.id))
+            .filter(payment_request::Column::Status.eq(PaymentRequestStatus::Open))
+            .into_query(),
+    );
+    writes.expect(noted, 1, "the decline noted on its open request");
+    stage_event(
+        writes,
+        request_event(
+            request.id,
+            request.owner_organization_id,
+            "payment_request.declined",
+            PaymentRequestStatus::Open,
+        ),
+    );
+}
+
+/// The write of a number failed on its unique key: a concurrent submission used it first.
+fn lost_number_race(err: &ApiError) -> bool {
+    let ApiError::Internal(cause) = err else {
+        return false;
+    };
+    cause.downcast_ref::<sea_orm::DbErr>().is_some_and(|db| {
+        constraints::NUMBER_USE_HASH.violated_by(db)
+            || constraints::NUMBER_USE_CARD_SEQUENCE.violated_by(db)
+    })
 }
