@@ -13,7 +13,15 @@ listen="127.0.0.1:${HUB_BENCH_PORT:-$bench_port}"
 work="$(mktemp -d)"
 
 bench_cleanup() {
-    [[ -n "${hub_pid:-}" ]] && kill "$hub_pid" 2>/dev/null && wait "$hub_pid" 2>/dev/null
+    # Under `set -e`: a failing kill or wait must not stop the cleanup before the hub is gone.
+    if [[ -n "${perf_pid:-}" ]]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+    fi
+    if [[ -n "${hub_pid:-}" ]]; then
+        kill "$hub_pid" 2>/dev/null || true
+        wait "$hub_pid" 2>/dev/null || true
+    fi
     psql "$admin_url" -XAtqc "DROP DATABASE IF EXISTS ${database} WITH (FORCE)" >/dev/null || true
     rm -rf "$work"
 }
@@ -38,5 +46,10 @@ for _ in $(seq 100); do
     curl -fs "http://${listen}/readyz" >/dev/null 2>&1 && break
     sleep 0.1
 done
+# HUB_BENCH_PERF=file: sample the hub's CPU with perf for the whole run (`perf report -i file`).
+if [[ -n "${HUB_BENCH_PERF:-}" ]]; then
+    perf record -F 499 -o "$HUB_BENCH_PERF" -p "$hub_pid" >/dev/null 2>&1 &
+    perf_pid=$!
+fi
 # The PostgreSQL mode writes no bootstrap token: mint the retailer ADMIN's.
 target/release/hub token create --org "${HUB_RETAILER_NAME:-Retailer}" --role ADMIN >"$work/admin.token"

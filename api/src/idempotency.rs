@@ -134,6 +134,7 @@ pub async fn claim(db: &DatabaseConnection, key: &IdempotencyKey) -> ApiResult<C
     }
     match claimed? {
         Claimed::Replay(id) => Ok(Claim::Replay(id)),
+        // `Fresh` returned above.
         Claimed::Busy | Claimed::Fresh(_) => Err(ApiError::InProgress),
     }
 }
@@ -206,16 +207,25 @@ async fn claim_in(txn: &DatabaseTransaction, key: &IdempotencyKey) -> ApiResult<
     };
     // Seen before. Nobody else holds the key, so its row is finished (a row in flight is only ever
     // seen by the transaction that holds the key).
-    let existing = record::Entity::find()
+    let Some(existing) = record::Entity::find()
         .filter(primary_key(key))
         .one(txn)
         .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the claimed key has no row")))?;
+    else {
+        // Purged between the insert and this read: the caller retries and claims it afresh.
+        return Ok(Claimed::Busy);
+    };
     if existing.expires_at < now {
-        record::Entity::update(in_flight(key, now))
+        let claimed = record::Entity::update_many()
+            .set(in_flight(key, now))
+            .filter(primary_key(key))
             .exec(txn)
             .await?;
-        return Ok(Claimed::Fresh(now));
+        return Ok(if claimed.rows_affected == 1 {
+            Claimed::Fresh(now)
+        } else {
+            Claimed::Busy
+        });
     }
     if !key.matches(&existing.fingerprint) {
         return Err(ApiError::IdempotencyMismatch);
@@ -244,9 +254,8 @@ fn in_flight(key: &IdempotencyKey, now: DateTime<Utc>) -> record::ActiveModel {
     }
 }
 
-/// Adds the key's outcome to the keyed transaction's last step; the step must write exactly one
-/// row for it (`Written::rows`).
-pub fn stage_completion(writes: &mut Writes, key: &IdempotencyKey, id: Uuid) -> WriteId {
+/// Adds the key's outcome to the keyed transaction's last step (one row: the key's, claimed in flight).
+fn stage_completion(writes: &mut Writes, key: &IdempotencyKey, id: Uuid) -> WriteId {
     writes.update(
         Query::update()
             .table(record::Entity)
@@ -316,33 +325,19 @@ where
         }
         Claim::Fresh(txn, now) => (txn, now),
     };
+    let mut staged_audit = false;
     let outcome = async {
         let (value, mut writes) = work(&txn, now).await?;
         let completion = stage_completion(&mut writes, key, recorded(&value));
-        crate::audit::scope::stage_entry(&mut writes, now)?;
-        let written = writes.run(&txn).await?;
-        if written.rows(completion) != 1 {
-            return Err(ApiError::Internal(anyhow::anyhow!(
-                "the idempotency key's row was not completed"
-            )));
-        }
+        writes.expect(completion, 1, "the idempotency key's outcome");
+        staged_audit = crate::audit::scope::stage_entry(&mut writes, now)?;
+        writes.run(&txn).await?;
         Ok(value)
     }
     .await;
-    match outcome {
-        Ok(value) => {
-            txn.commit().await?;
-            crate::audit::scope::committed();
-            Ok(Once::Ran(value))
-        }
-        Err(err) => {
-            crate::audit::scope::not_appended();
-            if let Err(rollback) = txn.rollback().await {
-                tracing::warn!(error = %rollback, "rollback failed; the connection discards the transaction");
-            }
-            Err(err)
-        }
-    }
+    crate::db::settle(txn, outcome, staged_audit)
+        .await
+        .map(Once::Ran)
 }
 
 /// [`run_once_with`] for work that creates one record: returns its id, first time or replayed.

@@ -58,40 +58,44 @@ pub fn touch(kind: RecordKind, id: Uuid) {
 }
 
 /// The entry of the current mutation, if one is being resolved and has no entry yet. Called by the
-/// write helpers inside their transaction, right before commit.
-pub async fn append_in<C: ConnectionTrait>(txn: &C) -> ApiResult<()> {
-    if !pending() {
-        return Ok(());
+/// write helpers inside their transaction, right before commit; true when it wrote the entry.
+pub async fn append_in<C: ConnectionTrait>(txn: &C) -> ApiResult<bool> {
+    if !pending()? {
+        return Ok(false);
     }
     let recorded_at: DateTime<Utc> = crate::db::database_now(txn).await?;
     let mut writes = Writes::new();
-    stage_entry(&mut writes, recorded_at)?;
+    let staged = stage_entry(&mut writes, recorded_at)?;
     if let Err(err) = writes.run(txn).await {
         not_appended();
         return Err(err);
     }
-    Ok(())
+    Ok(staged)
 }
 
 /// Whether the current mutation still needs its entry.
-fn pending() -> bool {
-    SCOPE
-        .try_with(|scope| scope.lock().is_ok_and(|s| !s.appended))
-        .unwrap_or(false)
+fn pending() -> ApiResult<bool> {
+    let Ok(scope) = SCOPE.try_with(Arc::clone) else {
+        return Ok(false);
+    };
+    scope
+        .lock()
+        .map(|s| !s.appended)
+        .map_err(|_| ApiError::Internal(anyhow::anyhow!("the audit scope is poisoned")))
 }
 
 /// Adds the entry of the current mutation to `writes`, stamped `recorded_at` (the transaction's
-/// database time), if one is being resolved and has no entry yet. When the step fails, call
-/// [`not_appended`].
-pub fn stage_entry(writes: &mut Writes, recorded_at: DateTime<Utc>) -> ApiResult<()> {
+/// database time), if one is being resolved and has no entry yet; true when it did. If the
+/// transaction then does not commit, call [`not_appended`].
+pub fn stage_entry(writes: &mut Writes, recorded_at: DateTime<Utc>) -> ApiResult<bool> {
     let Ok(scope) = SCOPE.try_with(Arc::clone) else {
-        return Ok(());
+        return Ok(false);
     };
     let mut s = scope
         .lock()
         .map_err(|_| ApiError::Internal(anyhow::anyhow!("the audit scope is poisoned")))?;
     if s.appended {
-        return Ok(());
+        return Ok(false);
     }
     s.appended = true;
     let id = Uuid::now_v7();
@@ -124,7 +128,40 @@ pub fn stage_entry(writes: &mut Writes, recorded_at: DateTime<Utc>) -> ApiResult
         ..Default::default()
     };
     writes.insert(audit_entry::Entity::insert(entry).into_query());
-    Ok(())
+    Ok(true)
+}
+
+/// What an attempt may change in the scope, to be put back when the attempt is abandoned whole.
+pub struct Mark {
+    record: Option<(RecordKind, Uuid)>,
+    appended: bool,
+}
+
+/// The scope as it is now (nothing outside a mutation).
+pub fn mark() -> Option<Mark> {
+    SCOPE
+        .try_with(|scope| {
+            scope.lock().ok().map(|s| Mark {
+                record: s.record,
+                appended: s.appended,
+            })
+        })
+        .ok()
+        .flatten()
+}
+
+/// Puts the scope back as `mark` found it: an attempt that rolled back touched no record and
+/// appended nothing, so the next attempt names its own.
+pub fn restore(mark: Option<Mark>) {
+    let Some(mark) = mark else {
+        return;
+    };
+    let _ = SCOPE.try_with(|scope| {
+        if let Ok(mut s) = scope.lock() {
+            s.record = mark.record;
+            s.appended = mark.appended;
+        }
+    });
 }
 
 /// The step holding the entry failed: a retry of the same mutation in a new transaction appends it.

@@ -5,6 +5,7 @@ pub mod device_tokens;
 pub(crate) mod keys;
 mod principal;
 mod tokens;
+mod verified;
 
 pub use cache::{AccessCache, AccessKey, Credential, DEFAULT_TTL as ACCESS_CACHE_TTL};
 pub use keys::{KeyError, SigningKey, generate_secret_file, generate_signing_key_file};
@@ -36,18 +37,25 @@ impl Session {
     }
 }
 
-/// Turns a bearer token into a [`Principal`]. The token is verified on every request; the member's or
-/// device's rows come from this replica's [`AccessCache`] (see there for how long a removal or a
-/// revocation may take to reach another replica), else from the database.
+/// Turns a bearer token into a [`Principal`]. A partner token's signature and claims are verified
+/// once per access-cache window (`verified`); the member's or device's rows come from this replica's
+/// [`AccessCache`] (see there for how long a removal or a revocation may take to reach another
+/// replica), else from the database.
 #[derive(Clone)]
 pub struct Authenticator {
     issuer: TokenIssuer,
     access: Arc<AccessCache>,
+    verified: Arc<verified::VerifiedTokens>,
 }
 
 impl Authenticator {
     pub fn new(issuer: TokenIssuer, access: Arc<AccessCache>) -> Self {
-        Self { issuer, access }
+        let verified = Arc::new(verified::VerifiedTokens::new(access.ttl()));
+        Self {
+            issuer,
+            access,
+            verified,
+        }
     }
 
     pub async fn authenticate(
@@ -69,11 +77,18 @@ impl Authenticator {
         if device_tokens::claims_device_issuer(token) {
             return self.authenticate_device(db, token).await;
         }
-        let claims = self.issuer.verify(token).map_err(|reason| {
-            // The reason helps an operator; the caller only learns "unauthenticated".
-            tracing::info!(%reason, "token refused");
-            ApiError::Unauthenticated
-        })?;
+        let claims = match self.verified.get(token) {
+            Some(claims) => claims,
+            None => {
+                let claims = self.issuer.verify(token).map_err(|reason| {
+                    // The reason helps an operator; the caller only learns "unauthenticated".
+                    tracing::info!(%reason, "token refused");
+                    ApiError::Unauthenticated
+                })?;
+                self.verified.insert(token, &claims);
+                claims
+            }
+        };
         let credential = self.member(db, claims.sub).await?;
         let Some(credential) = credential else {
             tracing::info!(member = %claims.sub, "token refused: member no longer exists");

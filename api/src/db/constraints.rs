@@ -10,7 +10,7 @@
 
 use sea_orm::{DbErr, RuntimeErr, sqlx};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiError;
 
 /// A unique index or primary key, as each database reports it, and what its violation tells a caller.
 #[derive(Debug)]
@@ -127,21 +127,5 @@ fn database_error(err: &DbErr) -> Option<&(dyn sqlx::error::DatabaseError + 'sta
     match source.as_ref() {
         sqlx::Error::Database(database) => Some(database.as_ref()),
         _ => None,
-    }
-}
-
-/// For writes whose unique violation is an outcome of their own (a lost race), not a CONFLICT.
-pub trait DbResultExt<T> {
-    /// `Ok(Err(outcome))` when the error violates one of `keys`; every other error is INTERNAL.
-    fn on_unique<O>(self, keys: &[&UniqueKey], outcome: O) -> ApiResult<Result<T, O>>;
-}
-
-impl<T> DbResultExt<T> for Result<T, DbErr> {
-    fn on_unique<O>(self, keys: &[&UniqueKey], outcome: O) -> ApiResult<Result<T, O>> {
-        match self {
-            Ok(value) => Ok(Ok(value)),
-            Err(err) if keys.iter().any(|key| key.violated_by(&err)) => Ok(Err(outcome)),
-            Err(err) => Err(err.into()),
-        }
     }
 }

@@ -299,23 +299,39 @@ where
     T: Send,
 {
     let txn = begin_write(db).await?;
-    let outcome = match work(&txn).await {
-        Ok(value) => crate::audit::scope::append_in(&txn).await.map(|()| value),
-        Err(err) => Err(err),
-    };
-    match outcome {
-        Ok(value) => {
-            txn.commit().await?;
-            crate::audit::scope::committed();
-            Ok(value)
-        }
+    let mut staged_audit = false;
+    let outcome = async {
+        let value = work(&txn).await?;
+        staged_audit = crate::audit::scope::append_in(&txn).await?;
+        Ok(value)
+    }
+    .await;
+    settle(txn, outcome, staged_audit).await
+}
+
+/// Ends a write transaction: commits on `Ok`, rolls back on `Err`. `staged_audit` says whether the
+/// mutation's audit entry was written in it: if the transaction does not commit, the entry was not
+/// appended after all, and a later transaction of the same mutation appends it.
+pub(crate) async fn settle<T>(
+    txn: DatabaseTransaction,
+    outcome: ApiResult<T>,
+    staged_audit: bool,
+) -> ApiResult<T> {
+    let outcome = match outcome {
+        Ok(value) => txn.commit().await.map(|()| value).map_err(Into::into),
         Err(err) => {
             if let Err(rollback) = txn.rollback().await {
                 tracing::warn!(error = %rollback, "rollback failed; the connection discards the transaction");
             }
             Err(err)
         }
+    };
+    match &outcome {
+        Ok(_) => crate::audit::scope::committed(),
+        Err(_) if staged_audit => crate::audit::scope::not_appended(),
+        Err(_) => {}
     }
+    outcome
 }
 
 /// [`write_transaction`] for work that sends its writes together: `work` gets the transaction and its
@@ -332,28 +348,16 @@ where
     T: Send,
 {
     let txn = begin_write(db).await?;
+    let mut staged_audit = false;
     let outcome = async {
         let now = database_now(&txn).await?;
         let (value, mut writes) = work(&txn, now).await?;
-        crate::audit::scope::stage_entry(&mut writes, now)?;
+        staged_audit = crate::audit::scope::stage_entry(&mut writes, now)?;
         writes.run(&txn).await?;
         Ok(value)
     }
     .await;
-    match outcome {
-        Ok(value) => {
-            txn.commit().await?;
-            crate::audit::scope::committed();
-            Ok(value)
-        }
-        Err(err) => {
-            crate::audit::scope::not_appended();
-            if let Err(rollback) = txn.rollback().await {
-                tracing::warn!(error = %rollback, "rollback failed; the connection discards the transaction");
-            }
-            Err(err)
-        }
-    }
+    settle(txn, outcome, staged_audit).await
 }
 
 /// Takes PostgreSQL's advisory lock `key` until the end of `txn`, without waiting: false when another

@@ -5,12 +5,14 @@
 //! writes then cost the database one round trip and one parse instead of ten. Elsewhere (SQLite, in
 //! process, where a statement costs no round trip) they run one after another in the same
 //! transaction. Either way every write reports how many rows it touched and the caller decides what a
-//! count means; a constraint violation fails the whole step with the database's own error, so
-//! `DbResultExt::on_unique` still names the constraint.
+//! count means; a constraint violation fails the whole step with the database's own error (kept as
+//! the `DbErr` inside INTERNAL, so `constraints` can name the constraint).
 //!
-//! The writes of one step cannot see each other's rows (one statement, one snapshot): a step holds
-//! writes that do not read what another write of the same step wrote. Foreign keys between them are
-//! fine: PostgreSQL checks them when the statement ends.
+//! On PostgreSQL the writes of one step cannot see each other's rows (one statement, one snapshot);
+//! on SQLite they run in order and do. So a step must never hold a write that reads or changes a row
+//! another write of the same step wrote (an update of a row inserted in the step would touch it on
+//! SQLite and silently not on PostgreSQL). Foreign keys between the writes are fine: PostgreSQL
+//! checks them when the statement ends.
 
 use sea_orm::{
     ConnectionTrait, DbBackend,

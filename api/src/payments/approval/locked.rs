@@ -1,14 +1,21 @@
-//! What a submission reads under its locks, in one statement: the device (locked first), the issuer
-//! key (shared), the card, the payment request and its order (each locked for update). Held until the
+//! What a submission reads under its locks, in one statement: the issuer key (shared), the device,
+//! the card, the payment request and its order (each locked for update). Held until the
 //! keyed transaction ends, these locks serialize the judgements of one device and of one card, so the
 //! limits (read next, in a statement of their own that sees every payment an earlier holder
 //! committed) cannot be beaten by concurrent taps, and nothing the judgement relied on can change
 //! before the approval is written: a card blocked, a key revoked, a request cancelled or an order
 //! paid meanwhile either waits for this judgement or is seen by it.
 //!
-//! Lock order: the device before the card, the request and the order (each of those waits for the
-//! device row in its own condition), so two submissions never wait on each other in a cycle.
-//! `FOR NO KEY UPDATE` leaves the foreign-key checks of unrelated inserts alone. SQLite has no row
+//! Lock order, forced by each lock's condition on the one before (a subquery PostgreSQL evaluates
+//! before it scans): the issuer key, then the device, then the card and the request, then the
+//! request's order. A submission holds one device, so two submissions never wait on each other in a
+//! cycle; a key revocation (the key, then payments) or a settlement (a payment, then its order) never
+//! holds what a submission locks before waiting for what it locks after. `FOR NO KEY UPDATE` leaves
+//! the foreign-key checks of unrelated inserts alone.
+//!
+//! The rows are locked before the signatures are checked (one statement instead of three): a device
+//! submitting a forged token holds the card it names for its own transaction only, within the
+//! request deadline, and the submission is recorded as a decline at that device. SQLite has no row
 //! locks: its write transactions are IMMEDIATE, one writer at a time already, and the statement is
 //! the same without the locking clauses.
 
@@ -21,8 +28,8 @@ use sea_orm::{
     ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, IdenStatic, Iterable,
     QueryResult,
     sea_query::{
-        Alias, CommonTableExpression, Expr, ExprTrait, IntoIden, LockType, Query, SelectStatement,
-        WithClause,
+        Alias, Asterisk, CommonTableExpression, Expr, ExprTrait, IntoIden, LockType, Query,
+        SelectStatement, WithClause,
     },
 };
 use uuid::Uuid;
@@ -54,6 +61,7 @@ pub(super) struct Wanted {
 
 impl Locked {
     pub(super) async fn read(txn: &DatabaseTransaction, wanted: &Wanted) -> ApiResult<Self> {
+        // Waits for the device's lock, and finds nothing without the device.
         let after_device = || {
             Expr::exists(
                 Query::select()
@@ -62,10 +70,23 @@ impl Locked {
                     .to_owned(),
             )
         };
+        // Waits for the key's lock, whether the key exists or not (`count >= 0` always holds).
+        let after_key = Expr::SubQuery(
+            None,
+            Box::new(
+                Query::select()
+                    .expr(Expr::col(Asterisk).count())
+                    .from(Alias::new("k"))
+                    .to_owned()
+                    .into(),
+            ),
+        )
+        .gte(0);
         let device = Query::select()
             .column(device::Column::Status)
             .from(device::Entity)
             .and_where(Expr::col(device::Column::Id).eq(wanted.device_id))
+            .and_where(after_key)
             .lock(LockType::NoKeyUpdate)
             .to_owned();
         let key = Query::select()
@@ -118,8 +139,8 @@ impl Locked {
             Alias::new("one"),
         );
         for (name, select) in [
-            ("d", device),
             ("k", key),
+            ("d", device),
             ("c", card),
             ("r", request),
             ("o", order),

@@ -260,6 +260,7 @@ impl ApprovalService {
         // finds the use and declines.
         let mut retried = false;
         loop {
+            let mark = crate::audit::scope::mark();
             let attempt = self
                 .pay_keyed(
                     principal,
@@ -272,7 +273,11 @@ impl ApprovalService {
                 )
                 .await;
             match attempt {
-                Err(err) if !retried && lost_number_race(&err) => retried = true,
+                Err(err) if !retried && lost_number_race(&err) => {
+                    // The attempt rolled back whole: its payment never existed.
+                    crate::audit::scope::restore(mark);
+                    retried = true;
+                }
                 other => return other,
             }
         }
