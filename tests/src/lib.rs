@@ -392,6 +392,31 @@ pub async fn post_graphql(
     GqlResponse { status, body }
 }
 
+/// Registers a terminal device named `name` with the key made of `seed`, at a new shop of the
+/// caller's organization, through the hub at `base_url`; returns the device's id and key.
+pub async fn register_device(
+    client: &reqwest::Client,
+    base_url: &str,
+    admin: &str,
+    name: &str,
+    seed: u8,
+) -> (Uuid, ed25519_dalek::SigningKey) {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    let location = post_graphql(client, base_url, admin, "mutation { createLocation(input: { name: \"Store\", kind: SHOP, street: \"s\", city: \"c\", postalCode: \"p\", countryCode: \"NL\" }) { location { id } } }", json!({}))
+        .await
+        .data("/createLocation/location/id")
+        .clone();
+    let device = post_graphql(client, base_url, admin, "mutation($input: RegisterDeviceInput!) { registerDevice(input: $input) { device { id } } }",
+        json!({ "input": { "name": name, "locationId": location, "publicKey": STANDARD.encode(key.verifying_key().as_bytes()) } }))
+        .await
+        .data("/registerDevice/device/id")
+        .as_str()
+        .expect("id")
+        .to_owned();
+    (decode_global_id(&device), key)
+}
+
 /// The UUID inside a global ID the hub minted, of whatever kind.
 pub fn decode_global_id(id: &str) -> Uuid {
     id.parse::<GlobalId>().expect("a global ID").id

@@ -2,6 +2,8 @@
 //! payment records the payment mode fills in. Every committed change writes one outbox event.
 
 pub mod graphql;
+mod invoices;
+mod lines;
 pub mod service;
 
 pub use service::FinancialService;

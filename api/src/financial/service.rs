@@ -1,16 +1,12 @@
 //! Order and invoice rules, independent of GraphQL.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    sync::Arc,
-};
+use std::{collections::HashMap, sync::Arc};
 
 use chrono::Utc;
 use entities::{
     customer,
-    invoice::{self, InvoiceStatus},
     order::{self, OrderStatus},
-    order_line, order_party, payment, product,
+    order_line, order_party, payment,
 };
 use sea_orm::{
     ActiveEnum,
@@ -23,6 +19,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::lines::{order_total, price_lines, reprice, validate_lines, write_lines};
 use crate::{
     analytics::rollup::{SalesChange, record_order_sales},
     auth::Principal,
@@ -32,14 +29,10 @@ use crate::{
     events::{FINANCIAL, NewEvent, Outbox, record},
     idempotency::{IdempotencyKey, run_once},
     policy::{
-        Action, Need, authorize, invoice_visible, order_line_visible, order_visible,
-        payment_visible, visible,
+        Action, Need, authorize, order_line_visible, order_visible, payment_visible, visible,
     },
     records::RecordKind,
 };
-
-const MAX_LINES: usize = 100;
-const MAX_QUANTITY: i32 = 1_000_000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NewOrderLine {
@@ -102,21 +95,12 @@ impl OrderAction {
     }
 }
 
-/// A line priced from the catalogue.
-struct PricedLine {
-    product_id: Uuid,
-    supplier: Option<Uuid>,
-    quantity: i32,
-    unit_price_minor: i64,
-    line_total_minor: i64,
-}
-
 #[derive(Clone)]
 pub struct FinancialService {
-    db: DatabaseConnection,
-    outbox: Outbox,
+    pub(super) db: DatabaseConnection,
+    pub(super) outbox: Outbox,
     /// Wakes the daily sales folder after an order's sales changed.
-    sales_folder: Arc<Notify>,
+    pub(super) sales_folder: Arc<Notify>,
 }
 
 impl FinancialService {
@@ -324,208 +308,6 @@ impl FinancialService {
         Ok(group_by(rows, |line| line.order_id))
     }
 
-    // ---- invoices ----
-
-    /// Raises an invoice for a PLACED or FULFILLED order's unpaid balance; one open invoice at a time.
-    pub async fn raise_invoice(
-        &self,
-        principal: &Principal,
-        order_id: Uuid,
-        idempotency_key: Option<&str>,
-    ) -> ApiResult<invoice::Model> {
-        authorize(principal, Action::WriteRecords)?;
-        let key = idempotency_key
-            .map(|key| {
-                IdempotencyKey::new(principal.organization_id, "raiseInvoice", key, &order_id)
-            })
-            .transpose()?;
-        let caller = principal.clone();
-        let id = run_once(&self.db, key.as_ref(), move |txn| {
-            Box::pin(async move {
-                let order = find_order(txn, &caller, order_id).await?;
-                if order.owner_organization_id != caller.organization_id {
-                    return Err(ApiError::Forbidden("only the order's owner invoices it"));
-                }
-                if !matches!(order.status, OrderStatus::Placed | OrderStatus::Fulfilled) {
-                    return Err(ApiError::InvalidTransition {
-                        action: "raise an invoice",
-                        reason: format!("the order is {}", order.status.to_value()),
-                    });
-                }
-                let balance = order.total_minor - order.paid_minor;
-                if balance <= 0 {
-                    return Err(ApiError::InvalidTransition {
-                        action: "raise an invoice",
-                        reason: "the order has no unpaid balance".into(),
-                    });
-                }
-                let open = invoice::Entity::find()
-                    .filter(invoice::Column::OrderId.eq(order_id))
-                    .filter(invoice::Column::Status.eq(InvoiceStatus::Issued))
-                    .one(txn)
-                    .await?;
-                if open.is_some() {
-                    return Err(ApiError::Conflict(
-                        "the order already has an open invoice".into(),
-                    ));
-                }
-                // Claim the order's version so two concurrent raises cannot both pass the check above.
-                let claimed = order::Entity::update_many()
-                    .col_expr(
-                        order::Column::Version,
-                        Expr::col(order::Column::Version).add(1),
-                    )
-                    .filter(order::Column::Id.eq(order_id))
-                    .filter(order::Column::Version.eq(order.version))
-                    .exec(txn)
-                    .await?;
-                if claimed.rows_affected != 1 {
-                    return Err(ApiError::Conflict(
-                        "the order changed meanwhile; retry".into(),
-                    ));
-                }
-                let now = Utc::now();
-                let id = Uuid::now_v7();
-                invoice::Entity::insert(invoice::ActiveModel {
-                    id: Set(id),
-                    owner_organization_id: Set(caller.organization_id),
-                    order_id: Set(order_id),
-                    amount_minor: Set(balance),
-                    currency: Set(order.currency.clone()),
-                    status: Set(InvoiceStatus::Issued),
-                    version: Set(1),
-                    issued_at: Set(now),
-                    updated_at: Set(now),
-                })
-                .exec_without_returning(txn)
-                .await?;
-                record(
-                    txn,
-                    invoice_event(
-                        id,
-                        caller.organization_id,
-                        "invoice.issued",
-                        InvoiceStatus::Issued,
-                    ),
-                )
-                .await?;
-                Ok(id)
-            })
-        })
-        .await?;
-        self.outbox.committed();
-        self.invoice(principal, id).await
-    }
-
-    /// ISSUED -> PAID (settled outside the card flow, e.g. by bank transfer): the order's balance drops.
-    pub async fn pay_invoice(&self, principal: &Principal, id: Uuid) -> ApiResult<invoice::Model> {
-        self.settle_invoice(principal, id, InvoiceStatus::Paid)
-            .await
-    }
-
-    /// ISSUED -> VOID.
-    pub async fn void_invoice(&self, principal: &Principal, id: Uuid) -> ApiResult<invoice::Model> {
-        self.settle_invoice(principal, id, InvoiceStatus::Void)
-            .await
-    }
-
-    async fn settle_invoice(
-        &self,
-        principal: &Principal,
-        id: Uuid,
-        to: InvoiceStatus,
-    ) -> ApiResult<invoice::Model> {
-        authorize(principal, Action::WriteRecords)?;
-        let caller = principal.clone();
-        write_transaction(&self.db, move |txn| {
-            Box::pin(async move {
-                let invoice = invoice::Entity::find_by_id(id)
-                    .filter(invoice_visible(&caller))
-                    .one(txn)
-                    .await?
-                    .ok_or(ApiError::not_found("invoice"))?;
-                let (action, event_type) = match to {
-                    InvoiceStatus::Paid => ("mark the invoice paid", "invoice.paid"),
-                    _ => ("void the invoice", "invoice.voided"),
-                };
-                let changed = invoice::Entity::update_many()
-                    .col_expr(invoice::Column::Status, Expr::value(to))
-                    .col_expr(
-                        invoice::Column::Version,
-                        Expr::col(invoice::Column::Version).add(1),
-                    )
-                    .col_expr(invoice::Column::UpdatedAt, Expr::value(Utc::now()))
-                    .filter(invoice::Column::Id.eq(id))
-                    .filter(invoice::Column::Status.eq(InvoiceStatus::Issued))
-                    .exec(txn)
-                    .await?;
-                if changed.rows_affected != 1 {
-                    return Err(ApiError::InvalidTransition {
-                        action,
-                        reason: format!("the invoice is {}", invoice.status.to_value()),
-                    });
-                }
-                if to == InvoiceStatus::Paid {
-                    let paid = order::Entity::update_many()
-                        .col_expr(
-                            order::Column::PaidMinor,
-                            Expr::col(order::Column::PaidMinor).add(invoice.amount_minor),
-                        )
-                        .col_expr(
-                            order::Column::Version,
-                            Expr::col(order::Column::Version).add(1),
-                        )
-                        .filter(order::Column::Id.eq(invoice.order_id))
-                        .filter(
-                            Expr::col(order::Column::PaidMinor)
-                                .add(invoice.amount_minor)
-                                .lte(Expr::col(order::Column::TotalMinor)),
-                        )
-                        .exec(txn)
-                        .await?;
-                    if paid.rows_affected != 1 {
-                        return Err(ApiError::InvalidTransition {
-                            action,
-                            reason: "it would pay more than the order's total".into(),
-                        });
-                    }
-                }
-                record(
-                    txn,
-                    invoice_event(id, caller.organization_id, event_type, to),
-                )
-                .await?;
-                Ok(())
-            })
-        })
-        .await?;
-        self.outbox.committed();
-        self.invoice(principal, id).await
-    }
-
-    pub async fn invoice(&self, principal: &Principal, id: Uuid) -> ApiResult<invoice::Model> {
-        authorize(principal, Action::ReadOwnOrganization)?;
-        invoice::Entity::find_by_id(id)
-            .filter(invoice_visible(principal))
-            .one(&self.db)
-            .await?
-            .ok_or(ApiError::not_found("invoice"))
-    }
-
-    pub async fn invoices(
-        &self,
-        principal: &Principal,
-        order_ids: &[Uuid],
-    ) -> ApiResult<HashMap<Uuid, Vec<invoice::Model>>> {
-        let rows = invoice::Entity::find()
-            .filter(invoice::Column::OrderId.is_in(order_ids.iter().copied()))
-            .filter(invoice_visible(principal))
-            .order_by_asc(invoice::Column::IssuedAt)
-            .all(&self.db)
-            .await?;
-        Ok(group_by(rows, |invoice| invoice.order_id))
-    }
-
     // ---- payments (written by the payment mode) ----
 
     pub async fn payment(&self, principal: &Principal, id: Uuid) -> ApiResult<payment::Model> {
@@ -564,7 +346,7 @@ impl FinancialService {
     }
 }
 
-fn group_by<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
+pub(super) fn group_by<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
     let mut grouped: HashMap<Uuid, Vec<T>> = HashMap::new();
     for row in rows {
         grouped.entry(key(&row)).or_default().push(row);
@@ -572,7 +354,7 @@ fn group_by<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> 
     grouped
 }
 
-async fn find_order<C: ConnectionTrait>(
+pub(super) async fn find_order<C: ConnectionTrait>(
     db: &C,
     principal: &Principal,
     id: Uuid,
@@ -614,159 +396,10 @@ async fn explain_refusal(
     }
 }
 
-fn validate_lines(lines: &[NewOrderLine]) -> ApiResult<()> {
-    if lines.is_empty() || lines.len() > MAX_LINES {
-        return Err(ApiError::validation(
-            "lines",
-            format!("an order has 1 to {MAX_LINES} lines"),
-        ));
-    }
-    if lines
-        .iter()
-        .any(|line| !(1..=MAX_QUANTITY).contains(&line.quantity))
-    {
-        return Err(ApiError::validation(
-            "quantity",
-            format!("must be between 1 and {MAX_QUANTITY}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Prices lines from the products the caller may see; all must share one currency.
-async fn price_lines(
-    txn: &DatabaseTransaction,
-    principal: &Principal,
-    lines: &[NewOrderLine],
-) -> ApiResult<(String, Vec<PricedLine>)> {
-    let ids: BTreeSet<Uuid> = lines.iter().map(|line| line.product_id).collect();
-    let products: HashMap<Uuid, product::Model> = product::Entity::find()
-        .filter(product::Column::Id.is_in(ids))
-        .filter(visible::<product::Entity>(principal, Need::Read))
-        .all(txn)
-        .await?
-        .into_iter()
-        .map(|product| (product.id, product))
-        .collect();
-    let mut currency: Option<String> = None;
-    let mut priced = Vec::with_capacity(lines.len());
-    for line in lines {
-        let product = products
-            .get(&line.product_id)
-            .ok_or(ApiError::not_found("product"))?;
-        match &currency {
-            None => currency = Some(product.currency.clone()),
-            Some(existing) if *existing != product.currency => {
-                return Err(ApiError::validation(
-                    "lines",
-                    "all products of an order must share one currency",
-                ));
-            }
-            Some(_) => {}
-        }
-        let line_total_minor = product
-            .price_minor
-            .checked_mul(i64::from(line.quantity))
-            .ok_or_else(|| {
-                ApiError::validation("quantity", "the line total does not fit in 64 bits")
-            })?;
-        priced.push(PricedLine {
-            product_id: product.id,
-            supplier: product.supplier_organization_id,
-            quantity: line.quantity,
-            unit_price_minor: product.price_minor,
-            line_total_minor,
-        });
-    }
-    let currency = currency
-        .ok_or_else(|| ApiError::validation("lines", "an order needs at least one line"))?;
-    Ok((currency, priced))
-}
-
-fn order_total(lines: &[PricedLine]) -> ApiResult<i64> {
-    lines.iter().try_fold(0i64, |sum, line| {
-        sum.checked_add(line.line_total_minor)
-            .ok_or_else(|| ApiError::validation("lines", "the order total does not fit in 64 bits"))
-    })
-}
-
-/// Writes the lines and the parties they imply (suppliers other than the owner). Returns the parties.
-async fn write_lines(
+pub(super) async fn order_parties(
     txn: &DatabaseTransaction,
     order_id: Uuid,
-    owner: Uuid,
-    lines: &[PricedLine],
 ) -> ApiResult<Vec<Uuid>> {
-    order_line::Entity::insert_many(lines.iter().enumerate().map(|(index, line)| {
-        order_line::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            order_id: Set(order_id),
-            line_number: Set(index as i32 + 1),
-            product_id: Set(line.product_id),
-            supplier_organization_id: Set(line.supplier),
-            quantity: Set(line.quantity),
-            unit_price_minor: Set(line.unit_price_minor),
-            line_total_minor: Set(line.line_total_minor),
-        }
-    }))
-    .exec_without_returning(txn)
-    .await?;
-    let parties: Vec<Uuid> = lines
-        .iter()
-        .filter_map(|line| line.supplier)
-        .filter(|supplier| *supplier != owner)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    if !parties.is_empty() {
-        order_party::Entity::insert_many(parties.iter().map(|party| order_party::ActiveModel {
-            order_id: Set(order_id),
-            organization_id: Set(*party),
-        }))
-        .exec_without_returning(txn)
-        .await?;
-    }
-    Ok(parties)
-}
-
-/// Re-prices a DRAFT order's lines from the catalogue as it is placed; returns the parties.
-async fn reprice(
-    txn: &DatabaseTransaction,
-    principal: &Principal,
-    order_id: Uuid,
-) -> ApiResult<Vec<Uuid>> {
-    let current: Vec<NewOrderLine> = order_line::Entity::find()
-        .filter(order_line::Column::OrderId.eq(order_id))
-        .order_by_asc(order_line::Column::LineNumber)
-        .all(txn)
-        .await?
-        .into_iter()
-        .map(|line| NewOrderLine {
-            product_id: line.product_id,
-            quantity: line.quantity,
-        })
-        .collect();
-    let (currency, lines) = price_lines(txn, principal, &current).await?;
-    let total = order_total(&lines)?;
-    order_line::Entity::delete_many()
-        .filter(order_line::Column::OrderId.eq(order_id))
-        .exec(txn)
-        .await?;
-    order_party::Entity::delete_many()
-        .filter(order_party::Column::OrderId.eq(order_id))
-        .exec(txn)
-        .await?;
-    let parties = write_lines(txn, order_id, principal.organization_id, &lines).await?;
-    order::Entity::update_many()
-        .col_expr(order::Column::TotalMinor, Expr::value(total))
-        .col_expr(order::Column::Currency, Expr::value(currency))
-        .filter(order::Column::Id.eq(order_id))
-        .exec(txn)
-        .await?;
-    Ok(parties)
-}
-
-async fn order_parties(txn: &DatabaseTransaction, order_id: Uuid) -> ApiResult<Vec<Uuid>> {
     Ok(order_party::Entity::find()
         .filter(order_party::Column::OrderId.eq(order_id))
         .all(txn)
@@ -776,7 +409,7 @@ async fn order_parties(txn: &DatabaseTransaction, order_id: Uuid) -> ApiResult<V
         .collect())
 }
 
-fn order_event(
+pub(super) fn order_event(
     id: Uuid,
     owner: Uuid,
     event_type: &'static str,
@@ -791,22 +424,5 @@ fn order_event(
         status: status.to_value(),
         owner,
         parties,
-    }
-}
-
-fn invoice_event(
-    id: Uuid,
-    owner: Uuid,
-    event_type: &'static str,
-    status: InvoiceStatus,
-) -> NewEvent {
-    NewEvent {
-        event_type,
-        family: FINANCIAL,
-        record_type: RecordKind::Invoice,
-        record_id: id,
-        status: status.to_value(),
-        owner,
-        parties: Vec::new(),
     }
 }

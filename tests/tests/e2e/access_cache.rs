@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use api::auth::Role;
-use base64::{Engine, engine::general_purpose::STANDARD};
 use ed25519_dalek::SigningKey;
 use hub_tests::{
     Backend, Replicas, TestApp, checkout::device_token, decode_global_id, on_both_backends,
@@ -97,31 +96,11 @@ async fn the_changing_replica_refuses_at_once() {
         "served from the cache"
     );
 
-    let member_gid = hub_tests::encode_global_id(hub_tests::RecordKind::Member, member);
-    post_graphql(
-        &client,
-        url,
-        &admin,
-        "mutation($input: RemoveMemberInput!) { removeMember(input: $input) { removedMemberId } }",
-        json!({ "input": { "memberId": member_gid } }),
-    )
-    .await
-    .data("/removeMember/removedMemberId");
+    remove_member(&client, url, &admin, member).await;
     post_graphql(&client, url, &leaver, ME, json!({}))
         .await
         .expect_error("UNAUTHENTICATED");
-    let device_gid = hub_tests::encode_global_id(hub_tests::RecordKind::Device, device);
-    let status = post_graphql(
-        &client,
-        url,
-        &admin,
-        "mutation($id: ID!) { revokeDevice(input: { id: $id, version: 1 }) { device { status } } }",
-        json!({ "id": device_gid }),
-    )
-    .await
-    .data("/revokeDevice/device/status")
-    .clone();
-    assert_eq!(status, "REVOKED");
+    revoke_device(&client, url, &admin, device).await;
     post_graphql(&client, url, &till, ME, json!({}))
         .await
         .expect_error("UNAUTHENTICATED");
@@ -192,16 +171,7 @@ async fn lose_access_everywhere(extra: &[(&str, String)]) {
     assert_eq!(cached.data("/me/device/name"), "Till", "B is warm");
 
     // The member is removed through A: A refuses it at once, B as soon as it hears.
-    let member_gid = hub_tests::encode_global_id(hub_tests::RecordKind::Member, member);
-    post_graphql(
-        &client,
-        a,
-        &admin,
-        "mutation($input: RemoveMemberInput!) { removeMember(input: $input) { removedMemberId } }",
-        json!({ "input": { "memberId": member_gid } }),
-    )
-    .await
-    .data("/removeMember/removedMemberId");
+    remove_member(&client, a, &admin, member).await;
     post_graphql(&client, a, &leaver, ME, json!({}))
         .await
         .expect_error("UNAUTHENTICATED");
@@ -209,18 +179,7 @@ async fn lose_access_everywhere(extra: &[(&str, String)]) {
     println!("removed member refused by the other replica after {took:?}");
 
     // The device is revoked through A (still version 1: the rename above bypassed the hub).
-    let device_gid = hub_tests::encode_global_id(hub_tests::RecordKind::Device, device);
-    let status = post_graphql(
-        &client,
-        a,
-        &admin,
-        "mutation($id: ID!) { revokeDevice(input: { id: $id, version: 1 }) { device { status } } }",
-        json!({ "id": device_gid }),
-    )
-    .await
-    .data("/revokeDevice/device/status")
-    .clone();
-    assert_eq!(status, "REVOKED");
+    revoke_device(&client, a, &admin, device).await;
     post_graphql(&client, a, &till, ME, json!({}))
         .await
         .expect_error("UNAUTHENTICATED");
@@ -285,17 +244,35 @@ async fn register_device(
     url: &str,
     admin: &str,
 ) -> (uuid::Uuid, SigningKey) {
-    let key = SigningKey::from_bytes(&[7; 32]);
-    let location: Value = post_graphql(client, url, admin, "mutation { createLocation(input: { name: \"Store\", kind: SHOP, street: \"s\", city: \"c\", postalCode: \"p\", countryCode: \"NL\" }) { location { id } } }", json!({}))
-        .await
-        .data("/createLocation/location/id")
-        .clone();
-    let device = post_graphql(client, url, admin, "mutation($input: RegisterDeviceInput!) { registerDevice(input: $input) { device { id } } }",
-        json!({ "input": { "name": "Till", "locationId": location, "publicKey": STANDARD.encode(key.verifying_key().as_bytes()) } }))
-        .await
-        .data("/registerDevice/device/id")
-        .as_str()
-        .expect("id")
-        .to_owned();
-    (decode_global_id(&device), key)
+    hub_tests::register_device(client, url, admin, "Till", 7).await
+}
+
+/// Removes `member` through the hub at `url`.
+async fn remove_member(client: &reqwest::Client, url: &str, admin: &str, member: uuid::Uuid) {
+    let member_gid = hub_tests::encode_global_id(hub_tests::RecordKind::Member, member);
+    post_graphql(
+        client,
+        url,
+        admin,
+        "mutation($input: RemoveMemberInput!) { removeMember(input: $input) { removedMemberId } }",
+        json!({ "input": { "memberId": member_gid } }),
+    )
+    .await
+    .data("/removeMember/removedMemberId");
+}
+
+/// Revokes `device` (at version 1) through the hub at `url`.
+async fn revoke_device(client: &reqwest::Client, url: &str, admin: &str, device: uuid::Uuid) {
+    let device_gid = hub_tests::encode_global_id(hub_tests::RecordKind::Device, device);
+    let status = post_graphql(
+        client,
+        url,
+        admin,
+        "mutation($id: ID!) { revokeDevice(input: { id: $id, version: 1 }) { device { status } } }",
+        json!({ "id": device_gid }),
+    )
+    .await
+    .data("/revokeDevice/device/status")
+    .clone();
+    assert_eq!(status, "REVOKED");
 }

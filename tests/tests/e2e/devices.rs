@@ -2,12 +2,9 @@
 //! a revoked device is stopped at its next request, and a device may do nothing but take payments.
 
 use api::auth::Role;
-use base64::{
-    Engine,
-    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
-};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::{SigningKey, pkcs8::EncodePrivateKey};
-use hub_tests::{Backend, TestApp, decode_global_id, on_both_backends};
+use hub_tests::{Backend, TestApp, on_both_backends};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -24,21 +21,14 @@ fn claims(device: Uuid, iat: i64, exp: i64) -> Value {
 }
 
 async fn register(app: &TestApp, admin: &str, seed: u8) -> (Uuid, SigningKey) {
-    let key = SigningKey::from_bytes(&[seed; 32]);
-    let location = app
-        .graphql(Some(admin), "mutation { createLocation(input: { name: \"Store\", kind: SHOP, street: \"s\", city: \"c\", postalCode: \"p\", countryCode: \"NL\" }) { location { id } } }", json!({}))
-        .await
-        .data("/createLocation/location/id")
-        .clone();
-    let device = app
-        .graphql(Some(admin), "mutation($input: RegisterDeviceInput!) { registerDevice(input: $input) { device { id } } }",
-            json!({ "input": { "name": format!("Till {seed}"), "locationId": location, "publicKey": STANDARD.encode(key.verifying_key().as_bytes()) } }))
-        .await
-        .data("/registerDevice/device/id")
-        .as_str()
-        .expect("id")
-        .to_owned();
-    (decode_global_id(&device), key)
+    hub_tests::register_device(
+        &app.client,
+        &app.base_url,
+        admin,
+        &format!("Till {seed}"),
+        seed,
+    )
+    .await
 }
 
 async fn device_tokens_are_checked_on_every_request(backend: Backend) {
