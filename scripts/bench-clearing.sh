@@ -22,7 +22,7 @@ export HUB_CARD_VELOCITY_COUNT=100000000 HUB_CARD_VELOCITY_SUM_MINOR=90000000000
 bench_name=hub_bench_clearing bench_port=18086
 source scripts/bench-hub.sh
 
-target/release/hub-bench --url "http://${listen}" --token-file "$work/admin.token" --hub-pid "$hub_pid" \
+target/release/hub-bench --url "http://${listen}" --token-file "$work/admin.token" --hub-pid "$hub_pid" --database-cpu \
     --scenario capture-refund,close-batch --clients "$clients" --requests "$operations" \
     --settle-payments "$((operations + 20 * clients))" --batch-entries "$entries" \
     --seed-database-url "$database_url" --cards-per-client "${HUB_BENCH_CARDS:-24}"

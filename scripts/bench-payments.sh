@@ -21,6 +21,6 @@ export HUB_CARD_VELOCITY_COUNT=100000000 HUB_CARD_VELOCITY_SUM_MINOR=90000000000
 bench_name=hub_bench bench_port=18080
 source scripts/bench-hub.sh
 
-target/release/hub-bench --url "http://${listen}" --token-file "$work/admin.token" --hub-pid "$hub_pid" \
+target/release/hub-bench --url "http://${listen}" --token-file "$work/admin.token" --hub-pid "$hub_pid" --database-cpu \
     --scenario payments --clients "$clients" --duration "$duration" --pgbench-url "$database_url" \
     --cards-per-client "${HUB_BENCH_CARDS:-24}"

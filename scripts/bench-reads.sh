@@ -17,5 +17,5 @@ cargo build --release -q --bin hub --bin hub-bench
 bench_name=hub_bench_reads bench_port=18081
 source scripts/bench-hub.sh
 
-target/release/hub-bench --url "http://${listen}" --token-file "$work/admin.token" --hub-pid "$hub_pid" \
+target/release/hub-bench --url "http://${listen}" --token-file "$work/admin.token" --hub-pid "$hub_pid" --database-cpu \
     --scenario "${HUB_BENCH_SCENARIOS:-me,products-page,customers-page}" --clients "$clients" --duration "$duration"

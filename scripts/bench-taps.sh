@@ -19,5 +19,5 @@ export HUB_CARD_VELOCITY_COUNT=100000000 HUB_CARD_VELOCITY_SUM_MINOR=90000000000
 bench_name=hub_bench_taps bench_port=18081
 source scripts/bench-hub.sh
 
-target/release/hub-bench --url "http://${listen}" --token-file "$work/admin.token" --hub-pid "$hub_pid" \
+target/release/hub-bench --url "http://${listen}" --token-file "$work/admin.token" --hub-pid "$hub_pid" --database-cpu \
     --scenario taps --taps "$taps"

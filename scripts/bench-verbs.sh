@@ -17,6 +17,6 @@ cargo build --release -q --bin hub --bin hub-bench
 bench_name=hub_bench_verbs bench_port=18083
 source scripts/bench-hub.sh
 
-target/release/hub-bench --url "http://${listen}" --token-file "$work/admin.token" --hub-pid "$hub_pid" \
+target/release/hub-bench --url "http://${listen}" --token-file "$work/admin.token" --hub-pid "$hub_pid" --database-cpu \
     --scenario travel-records,sales-year --clients "$clients" --duration "$duration" \
     --hub-bin target/release/hub --seed-database-url "$database_url" --seed-lines "$lines"

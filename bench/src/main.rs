@@ -59,6 +59,10 @@ struct Args {
     /// operation.
     #[arg(long)]
     hub_pid: Option<u32>,
+    /// Each scenario also reports the CPU time per operation of every `postgres` process on this
+    /// machine (a local database only).
+    #[arg(long)]
+    database_cpu: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -175,7 +179,12 @@ async fn main() -> anyhow::Result<()> {
         Some(n) => Budget::Requests(n),
         None => Budget::Duration(args.duration),
     };
-    let probe = probe::Probe::new(&args.url, args.metrics_token.clone(), args.hub_pid)?;
+    let probe = probe::Probe::new(
+        &args.url,
+        args.metrics_token.clone(),
+        args.hub_pid,
+        args.database_cpu,
+    )?;
     let load = scenarios::Load {
         clients: args.clients,
         warmup: args.warmup,

@@ -11,6 +11,8 @@ pub struct Probe {
     /// `{hub}/metrics`, with the bearer token the hub wants there.
     metrics: Option<(String, String)>,
     hub_pid: Option<u32>,
+    /// Also sum the CPU time of every `postgres` process on this machine (the database's share).
+    database_cpu: bool,
 }
 
 /// Counters at one moment.
@@ -21,6 +23,7 @@ pub struct Sample {
     /// Statements of every pool (the background pool stamps events, refreshes keys, ...).
     all_statements: Option<f64>,
     cpu_seconds: Option<f64>,
+    database_cpu_seconds: Option<f64>,
 }
 
 /// What one operation cost, on average over the measured calls.
@@ -30,6 +33,7 @@ pub struct Costs {
     pub statements_per_op: Option<f64>,
     pub all_pools_statements_per_op: Option<f64>,
     pub hub_cpu_ms_per_op: Option<f64>,
+    pub database_cpu_ms_per_op: Option<f64>,
 }
 
 impl Probe {
@@ -37,6 +41,7 @@ impl Probe {
         base_url: &str,
         metrics_token: Option<String>,
         hub_pid: Option<u32>,
+        database_cpu: bool,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             http: reqwest::Client::builder()
@@ -45,6 +50,7 @@ impl Probe {
             metrics: metrics_token
                 .map(|token| (format!("{}/metrics", base_url.trim_end_matches('/')), token)),
             hub_pid,
+            database_cpu,
         })
     }
 
@@ -64,6 +70,12 @@ impl Probe {
             match cpu_seconds(pid) {
                 Ok(seconds) => sample.cpu_seconds = Some(seconds),
                 Err(err) => eprintln!("probe: cannot read the hub's CPU time: {err:#}"),
+            }
+        }
+        if self.database_cpu {
+            match postgres_cpu_seconds() {
+                Ok(seconds) => sample.database_cpu_seconds = Some(seconds),
+                Err(err) => eprintln!("probe: cannot read PostgreSQL's CPU time: {err:#}"),
             }
         }
         sample
@@ -112,13 +124,45 @@ impl Sample {
             statements_per_op: per_op(self.request_statements, end.request_statements, 1.0),
             all_pools_statements_per_op: per_op(self.all_statements, end.all_statements, 1.0),
             hub_cpu_ms_per_op: per_op(self.cpu_seconds, end.cpu_seconds, 1000.0),
+            database_cpu_ms_per_op: per_op(
+                self.database_cpu_seconds,
+                end.database_cpu_seconds,
+                1000.0,
+            ),
         }
     }
 }
 
+/// User plus system time of every process named `postgres` (the server and its backends), in
+/// seconds. A backend that exits between two samples takes its time with it: the pools keep theirs
+/// open, so over a scenario the sum is the database's work.
+fn postgres_cpu_seconds() -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if stat.contains("(postgres)") {
+            total += stat_cpu_seconds(&stat)?;
+        }
+    }
+    Ok(total)
+}
+
 /// User plus system time of process `pid` (every thread), in seconds.
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)
+}
+
+/// User plus system time from the text of a `/proc/<pid>/stat`.
+fn stat_cpu_seconds(stat: &str) -> anyhow::Result<f64> {
     // The command name (field 2) may hold spaces: fields are counted after its closing parenthesis.
     let after_name = stat
         .rsplit_once(')')

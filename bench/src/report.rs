@@ -82,6 +82,9 @@ impl Report {
         if let Some(cpu) = self.costs.hub_cpu_ms_per_op {
             line += &format!("  hub CPU/op={cpu:.3}ms");
         }
+        if let Some(cpu) = self.costs.database_cpu_ms_per_op {
+            line += &format!("  PostgreSQL CPU/op={cpu:.3}ms");
+        }
         line
     }
 }
