@@ -509,3 +509,76 @@ async fn overlapping_prefixes_race(backend: Backend) {
     app.stop().await;
 }
 on_both_backends!(prefix_race, overlapping_prefixes_race);
+
+/// One number signed by its issuer for two cards, tapped at two terminals at the same moment: the two
+/// submissions share no lock (other device, other card), so both can find the number unused. The
+/// number's unique key stops the later write; that submission is judged again and declined. Each
+/// round: exactly one AUTHORIZED, the other NUMBER_ALREADY_USED, never an error.
+async fn one_number_on_two_cards(_backend: Backend) {
+    let checkout = Checkout::new_with(Backend::Postgres, 100, |config| {
+        let limits = &mut config.payment_limits;
+        limits.card_velocity_count = 1_000;
+        limits.card_velocity_sum_minor = 1_000_000;
+        limits.card_velocity_terminals = 10;
+        limits.device_cap_minor = 1_000_000;
+    })
+    .await;
+    let (terminal_b, key_b) = checkout.add_terminal(61).await;
+    let device_b = decode_global_id(&terminal_b);
+    let (card_b, card_key_b) = checkout.add_card(62).await;
+    let terminal_a = hub_tests::encode_global_id(hub_tests::RecordKind::Device, checkout.device);
+    let client = reqwest::Client::new();
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for round in 0..12u64 {
+        let request_a = checkout
+            .request_at(&checkout.new_order(1).await, &terminal_a, 100)
+            .await;
+        let request_b = checkout
+            .request_at(&checkout.new_order(1).await, &terminal_b, 100)
+            .await;
+        let tap_a = checkout.forge(&request_a, round, |_, _| {});
+        let tap_b = checkout.forge(&request_b, round, |body, keys| {
+            keys[1] = card_key_b.clone();
+            body.card_id = card_b;
+            body.card_public_key = keys[1].verifying_key().to_bytes();
+        });
+        let submit = |request: &Value, (token, signature): (String, String), device: String| {
+            let (client, url) = (client.clone(), checkout.app.base_url.clone());
+            let variables = json!({ "input": { "requestId": request["id"], "token": token,
+                "cardSignature": signature, "idempotencyKey": format!("same-number-{round}") } });
+            tokio::spawn(async move {
+                hub_tests::post_graphql(&client, &url, &device, PAY, variables).await
+            })
+        };
+        let a = submit(&request_a, tap_a, checkout.device_token());
+        let b = submit(&request_b, tap_b, device_token(device_b, &key_b));
+        let mut answers = Vec::new();
+        for answer in [a, b] {
+            let answer = answer.await.expect("task");
+            assert_eq!(answer.status, 200, "round {round}: {:?}", answer.body);
+            answers.push(answer.data("/payWithOneTimeNumber").clone());
+        }
+        let mut seen: Vec<String> = answers
+            .iter()
+            .map(|answer| match answer["status"].as_str() {
+                Some("AUTHORIZED") => "AUTHORIZED".to_owned(),
+                _ => answer["declineReason"]
+                    .as_str()
+                    .unwrap_or("none")
+                    .to_owned(),
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            ["AUTHORIZED", "NUMBER_ALREADY_USED"],
+            "round {round}: {answers:?}"
+        );
+        for outcome in seen {
+            *outcomes.entry(outcome).or_default() += 1;
+        }
+    }
+    assert_eq!(outcomes.get("AUTHORIZED"), Some(&12));
+    checkout.app.stop().await;
+}
+on_postgres!(number_race, one_number_on_two_cards);
