@@ -144,20 +144,20 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
     let (query_root, mutation_root) = crate::graphql::root_type_names();
     let operation_labels =
         telemetry::OperationLabels::from_sdl(&schema.sdl(), &query_root, &mutation_root);
-    Ok(AppState {
+    Ok(AppState::new(crate::state::Shared {
         connections: Default::default(),
         recent_checks: Default::default(),
         operation_labels,
         schema,
         authenticator: Authenticator::new(issuer, access),
-        services,
+        services: Arc::new(services),
         db,
         redis: redis.map(|(_, manager)| manager),
         metrics: telemetry::metrics_handle(),
         outbox,
         statements,
         config: Arc::new(config),
-    })
+    }))
 }
 
 /// The master key: a file (`HUB_MASTER_KEY_FILE`), else the environment (`HUB_MASTER_KEY`), else in

@@ -106,7 +106,7 @@ pub struct ClearingBatch(pub clearing_batch::Model);
 impl ClearingBatch {
     async fn recomputed(&self, ctx: &Context<'_>) -> ApiResult<Recomputed> {
         ctx.scope()
-            .batch_totals
+            .batch_totals()
             .load_one(self.0.id)
             .await
             .map(Option::unwrap_or_default)
@@ -292,7 +292,7 @@ pub async fn entries_of_payment(
 ) -> ApiResult<Vec<ClearingEntry>> {
     Ok(ctx
         .scope()
-        .payment_entries
+        .payment_entries()
         .load_one(payment_id)
         .await
         .map_err(|err| {

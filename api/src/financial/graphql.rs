@@ -129,7 +129,7 @@ impl Order {
     async fn lines(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<OrderLine>> {
         let lines = ctx
             .scope()
-            .order_lines
+            .order_lines()
             .load_one(self.0.id)
             .await
             .map_err(loader_error)?;
@@ -142,7 +142,7 @@ impl Order {
     async fn invoices(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Invoice>> {
         let invoices = ctx
             .scope()
-            .invoices
+            .invoices()
             .load_one(self.0.id)
             .await
             .map_err(loader_error)?;
@@ -155,7 +155,7 @@ impl Order {
     async fn payments(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Payment>> {
         let payments = ctx
             .scope()
-            .payments
+            .payments()
             .load_one(self.0.id)
             .await
             .map_err(loader_error)?;

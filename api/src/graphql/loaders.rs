@@ -1,7 +1,11 @@
 //! Per-request DataLoaders: every nested relation is fetched in one query per kind and request, not one
 //! per parent row. Loaders that read shared records apply the caller's visibility like any other query.
 
-use std::{collections::HashMap, marker::PhantomData, sync::Arc};
+use std::{
+    collections::HashMap,
+    marker::PhantomData,
+    sync::{Arc, OnceLock},
+};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entities::{customer, device, location, order, organization, product};
@@ -66,36 +70,25 @@ fn cached<L: Loader<Uuid>>(loader: L) -> DataLoader<L, HashMapCache> {
     DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default())
 }
 
-fn visible_loader<E>(
-    db: &DatabaseConnection,
-    principal: &Principal,
-) -> DataLoader<VisibleLoader<E>, HashMapCache>
-where
-    E: SharedEntity,
-    E::Model: FromQueryResult + Clone + Send + Sync + 'static,
-{
-    cached(VisibleLoader {
-        db: db.clone(),
-        principal: principal.clone(),
-        entity: PhantomData,
-    })
-}
-
-/// What one request caches: its loaders and the shares granted to the caller.
+/// What one request caches: its loaders and the shares granted to the caller. Each loader is built
+/// the first time the request needs it: most requests use one or two of them, and building all of
+/// them for every request was a measurable share of a small read's cost.
 pub struct RequestScope {
-    pub organizations: DataLoader<OrganizationLoader, HashMapCache>,
-    pub locations: DataLoader<VisibleLoader<location::Entity>, HashMapCache>,
-    pub products: DataLoader<VisibleLoader<product::Entity>, HashMapCache>,
-    pub customers: DataLoader<VisibleLoader<customer::Entity>, HashMapCache>,
-    pub devices: DataLoader<VisibleLoader<device::Entity>, HashMapCache>,
-    pub orders: DataLoader<OrdersLoader, HashMapCache>,
-    pub order_lines: DataLoader<OrderLinesLoader, HashMapCache>,
-    pub invoices: DataLoader<InvoicesLoader, HashMapCache>,
-    pub payments: DataLoader<PaymentsLoader, HashMapCache>,
-    pub work_records: DataLoader<WorkRecordsLoader, HashMapCache>,
-    pub travel_records: DataLoader<TravelRecordsLoader, HashMapCache>,
-    pub payment_entries: DataLoader<PaymentEntriesLoader, HashMapCache>,
-    pub batch_totals: DataLoader<BatchTotalsLoader, HashMapCache>,
+    services: Arc<Services>,
+    principal: Principal,
+    organizations: OnceLock<DataLoader<OrganizationLoader, HashMapCache>>,
+    locations: OnceLock<DataLoader<VisibleLoader<location::Entity>, HashMapCache>>,
+    products: OnceLock<DataLoader<VisibleLoader<product::Entity>, HashMapCache>>,
+    customers: OnceLock<DataLoader<VisibleLoader<customer::Entity>, HashMapCache>>,
+    devices: OnceLock<DataLoader<VisibleLoader<device::Entity>, HashMapCache>>,
+    orders: OnceLock<DataLoader<OrdersLoader, HashMapCache>>,
+    order_lines: OnceLock<DataLoader<OrderLinesLoader, HashMapCache>>,
+    invoices: OnceLock<DataLoader<InvoicesLoader, HashMapCache>>,
+    payments: OnceLock<DataLoader<PaymentsLoader, HashMapCache>>,
+    work_records: OnceLock<DataLoader<WorkRecordsLoader, HashMapCache>>,
+    travel_records: OnceLock<DataLoader<TravelRecordsLoader, HashMapCache>>,
+    payment_entries: OnceLock<DataLoader<PaymentEntriesLoader, HashMapCache>>,
+    batch_totals: OnceLock<DataLoader<BatchTotalsLoader, HashMapCache>>,
     /// Clearing manifests served in this request (at most one: each may be megabytes).
     pub manifests_served: std::sync::atomic::AtomicUsize,
     received_shares: OnceCell<Arc<ReceivedShares>>,
@@ -104,47 +97,23 @@ pub struct RequestScope {
 }
 
 impl RequestScope {
-    pub fn new(services: &Services, principal: &Principal) -> Self {
-        let db = &services.db;
-        let financial = || (services.financial.clone(), principal.clone());
+    pub fn new(services: &Arc<Services>, principal: &Principal) -> Self {
         Self {
-            organizations: cached(OrganizationLoader(db.clone())),
-            locations: visible_loader(db, principal),
-            products: visible_loader(db, principal),
-            customers: visible_loader(db, principal),
-            devices: visible_loader(db, principal),
-            orders: {
-                let (service, principal) = financial();
-                cached(OrdersLoader { service, principal })
-            },
-            order_lines: {
-                let (service, principal) = financial();
-                cached(OrderLinesLoader { service, principal })
-            },
-            invoices: {
-                let (service, principal) = financial();
-                cached(InvoicesLoader { service, principal })
-            },
-            payments: {
-                let (service, principal) = financial();
-                cached(PaymentsLoader { service, principal })
-            },
-            work_records: cached(WorkRecordsLoader {
-                service: services.work.clone(),
-                principal: principal.clone(),
-            }),
-            travel_records: cached(TravelRecordsLoader {
-                service: services.logistics.clone(),
-                principal: principal.clone(),
-            }),
-            payment_entries: cached(PaymentEntriesLoader {
-                service: services.clearing.clone(),
-                principal: principal.clone(),
-            }),
-            batch_totals: cached(BatchTotalsLoader {
-                service: services.clearing.clone(),
-                principal: principal.clone(),
-            }),
+            services: services.clone(),
+            principal: principal.clone(),
+            organizations: OnceLock::new(),
+            locations: OnceLock::new(),
+            products: OnceLock::new(),
+            customers: OnceLock::new(),
+            devices: OnceLock::new(),
+            orders: OnceLock::new(),
+            order_lines: OnceLock::new(),
+            invoices: OnceLock::new(),
+            payments: OnceLock::new(),
+            work_records: OnceLock::new(),
+            travel_records: OnceLock::new(),
+            payment_entries: OnceLock::new(),
+            batch_totals: OnceLock::new(),
             manifests_served: Default::default(),
             received_shares: OnceCell::new(),
             caching: true,
@@ -153,25 +122,116 @@ impl RequestScope {
 
     /// A scope for a WebSocket connection: batching without caching, so each delivery reads the
     /// records (and the shares that decide what is visible) as they are at delivery time.
-    pub fn uncached(services: &Services, principal: &Principal) -> Self {
-        let scope = Self {
+    pub fn uncached(services: &Arc<Services>, principal: &Principal) -> Self {
+        Self {
             caching: false,
             ..Self::new(services, principal)
-        };
-        scope.organizations.enable_all_cache(false);
-        scope.locations.enable_all_cache(false);
-        scope.products.enable_all_cache(false);
-        scope.customers.enable_all_cache(false);
-        scope.order_lines.enable_all_cache(false);
-        scope.invoices.enable_all_cache(false);
-        scope.payments.enable_all_cache(false);
-        scope.devices.enable_all_cache(false);
-        scope.orders.enable_all_cache(false);
-        scope.work_records.enable_all_cache(false);
-        scope.travel_records.enable_all_cache(false);
-        scope.payment_entries.enable_all_cache(false);
-        scope.batch_totals.enable_all_cache(false);
-        scope
+        }
+    }
+
+    /// The loader in `cell`, built by `make` on first use.
+    fn loader<'a, L: Loader<Uuid>>(
+        &self,
+        cell: &'a OnceLock<DataLoader<L, HashMapCache>>,
+        make: impl FnOnce() -> L,
+    ) -> &'a DataLoader<L, HashMapCache> {
+        cell.get_or_init(|| {
+            let loader = cached(make());
+            if !self.caching {
+                loader.enable_all_cache(false);
+            }
+            loader
+        })
+    }
+
+    pub fn organizations(&self) -> &DataLoader<OrganizationLoader, HashMapCache> {
+        self.loader(&self.organizations, || {
+            OrganizationLoader(self.services.db.clone())
+        })
+    }
+
+    fn locations(&self) -> &DataLoader<VisibleLoader<location::Entity>, HashMapCache> {
+        self.loader(&self.locations, || self.visible())
+    }
+
+    fn products(&self) -> &DataLoader<VisibleLoader<product::Entity>, HashMapCache> {
+        self.loader(&self.products, || self.visible())
+    }
+
+    fn customers(&self) -> &DataLoader<VisibleLoader<customer::Entity>, HashMapCache> {
+        self.loader(&self.customers, || self.visible())
+    }
+
+    fn devices(&self) -> &DataLoader<VisibleLoader<device::Entity>, HashMapCache> {
+        self.loader(&self.devices, || self.visible())
+    }
+
+    fn orders(&self) -> &DataLoader<OrdersLoader, HashMapCache> {
+        self.loader(&self.orders, || OrdersLoader {
+            service: self.services.financial.clone(),
+            principal: self.principal.clone(),
+        })
+    }
+
+    pub fn order_lines(&self) -> &DataLoader<OrderLinesLoader, HashMapCache> {
+        self.loader(&self.order_lines, || OrderLinesLoader {
+            service: self.services.financial.clone(),
+            principal: self.principal.clone(),
+        })
+    }
+
+    pub fn invoices(&self) -> &DataLoader<InvoicesLoader, HashMapCache> {
+        self.loader(&self.invoices, || InvoicesLoader {
+            service: self.services.financial.clone(),
+            principal: self.principal.clone(),
+        })
+    }
+
+    pub fn payments(&self) -> &DataLoader<PaymentsLoader, HashMapCache> {
+        self.loader(&self.payments, || PaymentsLoader {
+            service: self.services.financial.clone(),
+            principal: self.principal.clone(),
+        })
+    }
+
+    pub fn work_records(&self) -> &DataLoader<WorkRecordsLoader, HashMapCache> {
+        self.loader(&self.work_records, || WorkRecordsLoader {
+            service: self.services.work.clone(),
+            principal: self.principal.clone(),
+        })
+    }
+
+    pub fn travel_records(&self) -> &DataLoader<TravelRecordsLoader, HashMapCache> {
+        self.loader(&self.travel_records, || TravelRecordsLoader {
+            service: self.services.logistics.clone(),
+            principal: self.principal.clone(),
+        })
+    }
+
+    pub fn payment_entries(&self) -> &DataLoader<PaymentEntriesLoader, HashMapCache> {
+        self.loader(&self.payment_entries, || PaymentEntriesLoader {
+            service: self.services.clearing.clone(),
+            principal: self.principal.clone(),
+        })
+    }
+
+    pub fn batch_totals(&self) -> &DataLoader<BatchTotalsLoader, HashMapCache> {
+        self.loader(&self.batch_totals, || BatchTotalsLoader {
+            service: self.services.clearing.clone(),
+            principal: self.principal.clone(),
+        })
+    }
+
+    fn visible<E>(&self) -> VisibleLoader<E>
+    where
+        E: SharedEntity,
+        E::Model: FromQueryResult + Clone + Send + Sync + 'static,
+    {
+        VisibleLoader {
+            db: self.services.db.clone(),
+            principal: self.principal.clone(),
+            entity: PhantomData,
+        }
     }
 
     /// The caller's received shares, read once per request (each time on a long-lived connection).
@@ -192,7 +252,7 @@ impl RequestScope {
     /// Loads the organizations a page refers to in one query, so its rows' nested fields hit the cache
     /// whatever the page size (batch windows alone would split large pages into several queries).
     pub async fn prime_organizations(&self, ids: impl IntoIterator<Item = Uuid>) -> ApiResult<()> {
-        self.organizations
+        self.organizations()
             .load_many(ids)
             .await
             .map(drop)
@@ -200,7 +260,7 @@ impl RequestScope {
     }
 
     pub async fn prime_locations(&self, ids: impl IntoIterator<Item = Uuid>) -> ApiResult<()> {
-        self.locations
+        self.locations()
             .load_many(ids)
             .await
             .map(drop)
@@ -208,28 +268,31 @@ impl RequestScope {
     }
 
     pub async fn organization(&self, id: Uuid) -> ApiResult<Option<organization::Model>> {
-        self.organizations.load_one(id).await.map_err(loader_error)
+        self.organizations()
+            .load_one(id)
+            .await
+            .map_err(loader_error)
     }
 
     pub async fn location(&self, id: Uuid) -> ApiResult<Option<location::Model>> {
-        self.locations.load_one(id).await.map_err(loader_error)
+        self.locations().load_one(id).await.map_err(loader_error)
     }
 
     pub async fn product(&self, id: Uuid) -> ApiResult<Option<product::Model>> {
-        self.products.load_one(id).await.map_err(loader_error)
+        self.products().load_one(id).await.map_err(loader_error)
     }
 
     pub async fn customer(&self, id: Uuid) -> ApiResult<Option<customer::Model>> {
-        self.customers.load_one(id).await.map_err(loader_error)
+        self.customers().load_one(id).await.map_err(loader_error)
     }
 
     pub async fn device(&self, id: Uuid) -> ApiResult<Option<device::Model>> {
-        self.devices.load_one(id).await.map_err(loader_error)
+        self.devices().load_one(id).await.map_err(loader_error)
     }
 
     /// An order the caller may see.
     pub async fn order(&self, id: Uuid) -> ApiResult<Option<order::Model>> {
-        self.orders
+        self.orders()
             .load_one(id)
             .await
             .map_err(|err| ApiError::Internal(anyhow::anyhow!("loading orders failed: {err}")))

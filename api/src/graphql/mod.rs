@@ -163,7 +163,7 @@ pub fn sdl() -> String {
 /// Attaches the caller and its per-request caches to a request.
 pub fn with_caller(
     request: async_graphql::Request,
-    services: &Services,
+    services: &std::sync::Arc<Services>,
     principal: Principal,
 ) -> async_graphql::Request {
     let scope = RequestScope::new(services, &principal);

@@ -157,7 +157,7 @@ impl Delivery {
     async fn travel_records(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TravelRecord>> {
         let records = ctx
             .scope()
-            .travel_records
+            .travel_records()
             .load_one(self.0.id)
             .await
             .map_err(loader_error)?;

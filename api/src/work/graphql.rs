@@ -128,7 +128,7 @@ impl WorkPlan {
     async fn records(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WorkRecord>> {
         let records = ctx
             .scope()
-            .work_records
+            .work_records()
             .load_one(self.0.id)
             .await
             .map_err(loader_error)?;
