@@ -110,11 +110,11 @@ impl IdempotencyKey {
 }
 
 /// What a key allows.
-pub enum Claim {
+enum Claim {
     /// An earlier request with this key and input produced this id.
     Replay(Uuid),
-    /// Go ahead inside this transaction (its database time given), then stage the completion
-    /// ([`stage_completion`]) and commit.
+    /// Go ahead inside this transaction (its database time given), then stage the key's outcome
+    /// and commit.
     Fresh(DatabaseTransaction, DateTime<Utc>),
 }
 
@@ -123,7 +123,7 @@ pub enum Claim {
 /// The key's row is claimed first, in flight (no result yet), so the claim, the lock and the
 /// transaction's clock are one statement on PostgreSQL: the try-lock, an insert that does nothing when
 /// the key has a row, and `now()`. Only a key seen before needs a second read.
-pub async fn claim(db: &DatabaseConnection, key: &IdempotencyKey) -> ApiResult<Claim> {
+async fn claim(db: &DatabaseConnection, key: &IdempotencyKey) -> ApiResult<Claim> {
     let txn = begin_write(db).await?;
     let claimed = claim_in(&txn, key).await;
     if let Ok(Claimed::Fresh(now)) = claimed {

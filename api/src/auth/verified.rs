@@ -23,6 +23,9 @@ use super::PartnerClaims;
 
 /// At most this many tokens are remembered (a few MB).
 const MAX_ENTRIES: usize = 10_000;
+/// Longer texts are never looked up or remembered (the hub's tokens are a few hundred bytes): a
+/// caller without credentials must not make every request hash its megabytes under the lock.
+const MAX_TOKEN_LEN: usize = 2048;
 
 pub struct VerifiedTokens {
     ttl: Duration,
@@ -45,7 +48,7 @@ impl VerifiedTokens {
 
     /// The claims of `token` if it verified within the window and has not expired since.
     pub fn get(&self, token: &str) -> Option<PartnerClaims> {
-        if self.ttl.is_zero() {
+        if self.ttl.is_zero() || token.len() > MAX_TOKEN_LEN {
             return None;
         }
         let entries = self
@@ -60,7 +63,9 @@ impl VerifiedTokens {
 
     /// Remembers a token that just verified.
     pub fn insert(&self, token: &str, claims: &PartnerClaims) {
-        if self.ttl.is_zero() {
+        // A token accepted within verification's leeway after `exp` would never be served.
+        if self.ttl.is_zero() || token.len() > MAX_TOKEN_LEN || claims.exp <= Utc::now().timestamp()
+        {
             return;
         }
         let mut entries = self
@@ -70,7 +75,8 @@ impl VerifiedTokens {
         if entries.len() >= MAX_ENTRIES {
             let ttl = self.ttl;
             entries.retain(|_, verified| verified.at.elapsed() < ttl);
-            if entries.len() >= MAX_ENTRIES {
+            // Nearly all fresh: start over rather than scan the whole map again at the next insert.
+            if entries.len() >= MAX_ENTRIES * 9 / 10 {
                 entries.clear();
             }
         }
@@ -111,9 +117,21 @@ mod tests {
         let tokens = VerifiedTokens::new(Duration::from_secs(60));
         tokens.insert("valid", &claims(now + 600));
         tokens.insert("expired", &claims(now - 1));
+        let long = "x".repeat(MAX_TOKEN_LEN + 1);
+        tokens.insert(&long, &claims(now + 600));
         assert_eq!(tokens.get("valid").map(|c| c.exp), Some(now + 600));
         assert!(tokens.get("expired").is_none(), "never past exp");
         assert!(tokens.get("never verified").is_none());
+        assert!(tokens.get(&long).is_none(), "long texts are not remembered");
+        assert_eq!(
+            tokens
+                .entries
+                .lock()
+                .map(|entries| entries.len())
+                .unwrap_or(0),
+            1,
+            "only the valid token is held"
+        );
 
         let short = VerifiedTokens::new(Duration::from_millis(20));
         short.insert("valid", &claims(now + 600));

@@ -7,9 +7,10 @@
 //! paid meanwhile either waits for this judgement or is seen by it.
 //!
 //! Lock order, forced by each lock's condition on the one before (a subquery PostgreSQL evaluates
-//! before it scans): the issuer key, then the device, then the card and the request, then the
-//! request's order. A submission holds one device, so two submissions never wait on each other in a
-//! cycle; a key revocation (the key, then payments) or a settlement (a payment, then its order) never
+//! before it scans): the issuer key, then the device, then the card, then the request, then the
+//! request's order. Every submission takes its locks in this one order, so two submissions never wait
+//! on each other in a cycle (two devices may name the same card, or requests of the same order); a
+//! key revocation (the key, then payments) or a settlement (a payment, then its order) never
 //! holds what a submission locks before waiting for what it locks after. `FOR NO KEY UPDATE` leaves
 //! the foreign-key checks of unrelated inserts alone.
 //!
@@ -70,23 +71,26 @@ impl Locked {
                     .to_owned(),
             )
         };
-        // Waits for the key's lock, whether the key exists or not (`count >= 0` always holds).
-        let after_key = Expr::SubQuery(
-            None,
-            Box::new(
-                Query::select()
-                    .expr(Expr::col(Asterisk).count())
-                    .from(Alias::new("k"))
-                    .to_owned()
-                    .into(),
-            ),
-        )
-        .gte(0);
+        // Waits for the lock of the CTE `name`, whether it found a row or not (`count >= 0` always
+        // holds).
+        let evaluated = |name: &str| {
+            Expr::SubQuery(
+                None,
+                Box::new(
+                    Query::select()
+                        .expr(Expr::col(Asterisk).count())
+                        .from(Alias::new(name))
+                        .to_owned()
+                        .into(),
+                ),
+            )
+            .gte(0)
+        };
         let device = Query::select()
             .column(device::Column::Status)
             .from(device::Entity)
             .and_where(Expr::col(device::Column::Id).eq(wanted.device_id))
-            .and_where(after_key)
+            .and_where(evaluated("k"))
             .lock(LockType::NoKeyUpdate)
             .to_owned();
         let key = Query::select()
@@ -114,6 +118,7 @@ impl Locked {
                 Expr::col(payment_request::Column::OwnerOrganizationId).eq(wanted.organization_id),
             )
             .and_where(after_device())
+            .and_where(evaluated("c"))
             .lock(LockType::NoKeyUpdate)
             .to_owned();
         let order = Query::select()
