@@ -56,10 +56,6 @@ impl Writes {
         Self::default()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.writes.is_empty()
-    }
-
     pub fn insert(&mut self, statement: InsertStatement) -> WriteId {
         self.writes.push(Write::Insert(statement));
         WriteId(self.writes.len() - 1)

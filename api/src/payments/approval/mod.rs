@@ -106,13 +106,13 @@ struct Verified {
 }
 
 /// What a decline records.
-pub(super) struct Judged {
-    pub(super) request: Option<payment_request::Model>,
-    pub(super) token: Token,
-    pub(super) signature: [u8; 64],
-    pub(super) hashes: NumberHashes,
+struct Judged {
+    request: Option<payment_request::Model>,
+    token: Token,
+    signature: [u8; 64],
+    hashes: NumberHashes,
     /// The issuer whose signature over the token verified; none when the decline came first.
-    pub(super) verified_issuer: Option<Uuid>,
+    verified_issuer: Option<Uuid>,
 }
 
 /// What the checks decided.

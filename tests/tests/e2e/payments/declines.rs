@@ -346,9 +346,7 @@ on_both_backends!(card_velocity, card_velocity_requires_verification);
 async fn stateful_declines_consume_nothing(backend: Backend) {
     let mut checkout = Checkout::new_with(backend, 60, |config| {
         let limits = &mut config.payment_limits;
-        limits.card_velocity_count = 1_000;
-        limits.card_velocity_sum_minor = 10_000_000;
-        limits.device_cap_minor = 10_000_000;
+        hub_tests::checkout::generous_limits(limits);
         limits.card_velocity_terminals = 2;
     })
     .await;

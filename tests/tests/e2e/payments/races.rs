@@ -299,10 +299,7 @@ async fn race_one_limit(configure: impl FnOnce(&mut api::config::PaymentLimits),
     let checkout = Checkout::new_with(Backend::Postgres, 1, |config| {
         let limits = &mut config.payment_limits;
         // Everything generous but the limit under test.
-        limits.card_velocity_count = 1_000;
-        limits.card_velocity_sum_minor = 1_000_000_000;
-        limits.card_velocity_terminals = 1_000;
-        limits.device_cap_minor = 1_000_000_000;
+        hub_tests::checkout::generous_limits(limits);
         configure(limits);
     })
     .await;
@@ -516,11 +513,7 @@ on_both_backends!(prefix_race, overlapping_prefixes_race);
 /// round: exactly one AUTHORIZED, the other NUMBER_ALREADY_USED, never an error.
 async fn one_number_on_two_cards(_backend: Backend) {
     let checkout = Checkout::new_with(Backend::Postgres, 100, |config| {
-        let limits = &mut config.payment_limits;
-        limits.card_velocity_count = 1_000;
-        limits.card_velocity_sum_minor = 1_000_000;
-        limits.card_velocity_terminals = 10;
-        limits.device_cap_minor = 1_000_000;
+        hub_tests::checkout::generous_limits(&mut config.payment_limits)
     })
     .await;
     let (terminal_b, key_b) = checkout.add_terminal(61).await;
