@@ -10,7 +10,7 @@ use crate::{
     config::{HubConfig, Mode},
     events::{Bus, EventFeed, EventService, Outbox},
     financial::FinancialService,
-    graphql::{Services, build_schema},
+    graphql::{Schemas, Services},
     identity::IdentityService,
     master_data::MasterDataService,
     payments::{ApprovalService, NumberHashKeys, PaymentKeysService, PaymentRequestService},
@@ -140,15 +140,15 @@ pub async fn prepare(config: HubConfig) -> anyhow::Result<AppState> {
     if mode == Mode::Embedded {
         write_admin_token(&config, &services.identity, &admin)?;
     }
-    let schema = build_schema(&config.limits, Some(services.clone()));
+    let schemas = Schemas::new(&config.limits, &services);
     let (query_root, mutation_root) = crate::graphql::root_type_names();
     let operation_labels =
-        telemetry::OperationLabels::from_sdl(&schema.sdl(), &query_root, &mutation_root);
+        telemetry::OperationLabels::from_sdl(&schemas.queries.sdl(), &query_root, &mutation_root);
     Ok(AppState::new(crate::state::Shared {
         connections: Default::default(),
         recent_checks: Default::default(),
         operation_labels,
-        schema,
+        schemas,
         authenticator: Authenticator::new(issuer, access),
         services: Arc::new(services),
         db,

@@ -8,7 +8,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     auth::Authenticator,
     config::HubConfig,
-    graphql::{HubSchema, Services},
+    graphql::{Schemas, Services},
 };
 
 /// Cloned for every request (axum's `State`), so one reference count, not a copy of every
@@ -34,7 +34,7 @@ pub struct Shared {
     pub config: Arc<HubConfig>,
     pub db: DatabaseConnection,
     pub authenticator: Authenticator,
-    pub schema: HubSchema,
+    pub schemas: Schemas,
     pub services: Arc<Services>,
     pub redis: Option<redis::aio::ConnectionManager>,
     pub metrics: PrometheusHandle,

@@ -1,16 +1,16 @@
 //! Gives every error in a GraphQL response an `extensions.code`, in one place.
 //!
-//! Resolvers return [`ApiError`] through `?`; async-graphql keeps it as the error's source, and this
-//! extension reads it back once the request is done. Parse and validation failures (including the depth
-//! and complexity limits) get codes here too.
+//! Resolvers return [`ApiError`] through `?`; async-graphql keeps it as the error's source, and
+//! [`assign_codes`] reads it back once the request is done. Parse and validation failures (including
+//! the depth and complexity limits) get codes here too. The HTTP edge calls it on every response; the
+//! WebSocket engine serializes responses itself, so its schema runs [`ErrorCodes`] instead.
 
 use std::sync::Arc;
 
 use async_graphql::{
-    Response, ServerError, ServerResult, ValidationResult, Variables,
+    Response, ServerError, ServerResult, Variables,
     extensions::{
         Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
-        NextValidation,
     },
     parser::types::ExecutableDocument,
 };
@@ -37,9 +37,7 @@ struct ErrorCodesExtension;
 impl Extension for ErrorCodesExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
-        for error in &mut response.errors {
-            assign_code(error);
-        }
+        assign_codes(&mut response);
         response
     }
 
@@ -52,9 +50,7 @@ impl Extension for ErrorCodesExtension {
     ) -> BoxStream<'s, Response> {
         next.run(ctx, stream)
             .map(|mut response| {
-                for error in &mut response.errors {
-                    assign_code(error);
-                }
+                assign_codes(&mut response);
                 response
             })
             .boxed()
@@ -70,27 +66,6 @@ impl Extension for ErrorCodesExtension {
         next.run(ctx, query, variables).await.map_err(|mut err| {
             set_code(&mut err, PARSE_FAILED);
             err
-        })
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|mut errors| {
-            for err in &mut errors {
-                // async-graphql reports its limits only by message.
-                let code = if err.message.contains("nested too deep") {
-                    QUERY_TOO_DEEP
-                } else if err.message.contains("too complex") {
-                    QUERY_TOO_COMPLEX
-                } else {
-                    VALIDATION_FAILED
-                };
-                set_code(err, code);
-            }
-            errors
         })
     }
 }
@@ -117,6 +92,14 @@ fn set_code(error: &mut ServerError, code: &'static str) {
     }
 }
 
+/// Gives each error of a response its code: a resolver's [`ApiError`] its own (logged if internal),
+/// an engine error the code of what the caller sent wrong. Errors already coded keep theirs.
+pub fn assign_codes(response: &mut Response) {
+    for error in &mut response.errors {
+        assign_code(error);
+    }
+}
+
 fn assign_code(error: &mut ServerError) {
     if has_code(error) {
         return;
@@ -128,7 +111,15 @@ fn assign_code(error: &mut ServerError) {
         api_error.annotate(&mut extensions);
         error.extensions = Some(extensions);
     } else {
-        // Input coercion and other engine errors: the caller sent something the schema rejects.
-        set_code(error, VALIDATION_FAILED);
+        // Validation, input coercion and other engine errors: the caller sent something the schema
+        // rejects. async-graphql reports its limits only by message.
+        let code = if error.message.contains("nested too deep") {
+            QUERY_TOO_DEEP
+        } else if error.message.contains("too complex") {
+            QUERY_TOO_COMPLEX
+        } else {
+            VALIDATION_FAILED
+        };
+        set_code(error, code);
     }
 }

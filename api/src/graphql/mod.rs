@@ -109,8 +109,39 @@ pub struct Services {
     pub clearing: crate::clearing::ClearingService,
 }
 
-/// Builds the schema; `services` is `None` only for printing the SDL.
-pub fn build_schema(limits: &Limits, services: Option<Services>) -> HubSchema {
+/// One schema per kind of operation, differing only in the extensions they run. An extension's
+/// hook wraps every field the engine resolves, so a page of 50 products paid for the audit's
+/// mutation test hundreds of times; reads run with none.
+pub struct Schemas {
+    /// Queries over HTTP: no extension; the HTTP edge gives the errors their codes.
+    pub queries: HubSchema,
+    /// Mutations (and anything not proven a query) over HTTP: each root field opens its audit
+    /// scope.
+    pub mutations: HubSchema,
+    /// Subscriptions over WebSocket: the engine serializes each response itself, so an extension
+    /// gives the errors their codes.
+    pub subscriptions: HubSchema,
+}
+
+impl Schemas {
+    pub fn new(limits: &Limits, services: &Services) -> Self {
+        let with_services = || builder(limits, Some(services.clone()));
+        Self {
+            queries: with_services().finish(),
+            mutations: with_services()
+                .extension(edge::ErrorCodes)
+                .extension(services.audit_scope.clone())
+                .finish(),
+            subscriptions: with_services().extension(edge::ErrorCodes).finish(),
+        }
+    }
+}
+
+/// The schema's guard rails and, unless only printing the SDL, its services.
+fn builder(
+    limits: &Limits,
+    services: Option<Services>,
+) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     let mut builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
@@ -119,8 +150,7 @@ pub fn build_schema(limits: &Limits, services: Option<Services>) -> HubSchema {
     .limit_depth(limits.max_query_depth)
     .limit_complexity(limits.max_query_complexity)
     .limit_recursive_depth(64)
-    .limit_directives(16)
-    .extension(edge::ErrorCodes);
+    .limit_directives(16);
     if !limits.introspection {
         builder = builder.disable_introspection();
     }
@@ -140,10 +170,9 @@ pub fn build_schema(limits: &Limits, services: Option<Services>) -> HubSchema {
             .data(services.analytics)
             .data(services.audit)
             .data(services.settlement)
-            .data(services.clearing)
-            .extension(services.audit_scope);
+            .data(services.clearing);
     }
-    builder.finish()
+    builder
 }
 
 /// The names of the query and mutation root types, as the SDL spells them.
@@ -157,7 +186,7 @@ pub fn root_type_names() -> (String, String) {
 
 /// The SDL checked in as `schema.graphql`.
 pub fn sdl() -> String {
-    build_schema(&Limits::default(), None).sdl()
+    builder(&Limits::default(), None).finish().sdl()
 }
 
 /// Attaches the caller and its per-request caches to a request.

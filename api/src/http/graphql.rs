@@ -190,13 +190,20 @@ async fn authenticate_and_run(
             "mutations must be sent with POST".into(),
         ));
     }
-    Ok(state
-        .schema
+    // Only a document proven to run a query skips the extensions; anything else is audited.
+    let schema = if operation_type(&mut request) == Some(OperationType::Query) {
+        &state.schemas.queries
+    } else {
+        &state.schemas.mutations
+    };
+    let mut response = schema
         .execute(
             crate::graphql::with_caller(request, &state.services, session.principal)
                 .data(session.credential),
         )
-        .await)
+        .await;
+    edge::assign_codes(&mut response);
+    Ok(response)
 }
 
 /// Documents up to this size are parsed on the request's task; larger ones on the blocking pool, so a

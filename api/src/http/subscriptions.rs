@@ -389,9 +389,13 @@ async fn run(
     // The engine sees the `connection_init` already checked, and acknowledges it.
     let incoming = stream::once(async move { init }).chain(incoming);
     let mut engine = Box::pin(
-        async_graphql::http::WebSocket::new(state.schema.clone(), incoming, protocol)
-            .connection_data(data)
-            .on_connection_init(|_| async { Ok(Data::default()) }),
+        async_graphql::http::WebSocket::new(
+            state.schemas.subscriptions.clone(),
+            incoming,
+            protocol,
+        )
+        .connection_data(data)
+        .on_connection_init(|_| async { Ok(Data::default()) }),
     );
     let until_expiry = (session.expires_at - chrono::Utc::now())
         .to_std()

@@ -106,13 +106,17 @@ async fn trail_detects_rewriting_flow(backend: Backend) {
             .await;
         products.push(response.data("/createProduct/product/id").clone());
     }
-    app.graphql(
-        Some(&admin),
-        "mutation($id: ID!) { updateProduct(input: { id: $id, version: 1, priceMinor: 250 }) { product { id } } }",
-        json!({ "id": products[0] }),
-    )
-    .await
-    .data("/updateProduct");
+    // A document that also holds a query, naming its mutation: audited like any other (reads run
+    // without the audit, so the edge must not take the document for a query).
+    let update = json!({
+        "query": "query Look { me { role } } \
+                  mutation Change($id: ID!) { updateProduct(input: { id: $id, version: 1, priceMinor: 250 }) { product { id } } }",
+        "operationName": "Change",
+        "variables": { "id": products[0] },
+    });
+    app.post_raw(Some(&admin), update.to_string().into_bytes())
+        .await
+        .data("/updateProduct");
     app.graphql(Some(&admin), CREATE_PRODUCT, product("AUD-0"))
         .await
         .expect_error("CONFLICT");
